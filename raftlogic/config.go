@@ -1,0 +1,123 @@
+package raftlogic
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Config tunes one node. Durations are counted in ticks: the driver calls
+// Node.Tick at a fixed interval and chooses what a tick is worth.
+type Config struct {
+	// ID is this node's id; it must be non-zero and a voter of the
+	// configuration in InitialState.
+	ID uint64
+	// ElectionTick is the minimum election timeout. Each term a follower
+	// draws its timeout uniformly from [ElectionTick, 2*ElectionTick).
+	ElectionTick int
+	// HeartbeatTick is how often a leader sends heartbeats. It must be
+	// smaller than ElectionTick.
+	HeartbeatTick int
+	// PreVote makes a node ask whether it could win before it raises its
+	// term, so a node returning from a partition does not depose a healthy
+	// leader (Raft thesis 9.6).
+	PreVote bool
+	// CheckQuorum makes a leader step down when it has not heard from a
+	// quorum within an election timeout, and makes followers that heard from
+	// a leader within the minimum election timeout ignore vote requests.
+	CheckQuorum bool
+	// MaxInflightMsgs bounds the MsgApp messages in flight to one follower
+	// in the pipelined (replicate) state. Default 256.
+	MaxInflightMsgs int
+	// MaxEntriesPerMsg bounds the entries in one MsgApp. Default 512.
+	MaxEntriesPerMsg int
+	// MaxBytesPerMsg bounds the entry data in one MsgApp (at least one entry
+	// is always sent). Default 1 MiB.
+	MaxBytesPerMsg int
+	// Seed feeds the node's random election timeouts; the same seed gives
+	// the same run.
+	Seed uint64
+}
+
+// InitialState is what the node finds on stable storage at start. A new
+// cluster starts every member with the zero HardState, no entries and a
+// Snapshot at index 0 whose ConfState lists the members.
+type InitialState struct {
+	HardState HardState
+	// Snapshot is the metadata of the newest snapshot; the log starts after
+	// Snapshot.Index. Its ConfState is the configuration.
+	Snapshot SnapshotMeta
+	// Entries are the stored log entries after Snapshot.Index, in order.
+	Entries []Entry
+	// Applied is the highest index the state machine has applied (at least
+	// Snapshot.Index). Entries up to it are not handed out again.
+	Applied uint64
+}
+
+const (
+	defaultMaxInflight   = 256
+	defaultMaxEntries    = 512
+	defaultMaxBytesPerMs = 1 << 20
+)
+
+func (c *Config) validate(st InitialState) error {
+	if c.ID == None {
+		return fmt.Errorf("%w: ID must be non-zero", ErrInvalidConfig)
+	}
+	if c.HeartbeatTick <= 0 {
+		return fmt.Errorf("%w: HeartbeatTick must be positive, got %d", ErrInvalidConfig, c.HeartbeatTick)
+	}
+	if c.ElectionTick <= c.HeartbeatTick {
+		return fmt.Errorf("%w: ElectionTick (%d) must exceed HeartbeatTick (%d)", ErrInvalidConfig, c.ElectionTick, c.HeartbeatTick)
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = defaultMaxInflight
+	}
+	if c.MaxEntriesPerMsg == 0 {
+		c.MaxEntriesPerMsg = defaultMaxEntries
+	}
+	if c.MaxBytesPerMsg == 0 {
+		c.MaxBytesPerMsg = defaultMaxBytesPerMs
+	}
+	if c.MaxInflightMsgs < 0 || c.MaxEntriesPerMsg < 0 || c.MaxBytesPerMsg < 0 {
+		return fmt.Errorf("%w: message limits must not be negative", ErrInvalidConfig)
+	}
+	voters := st.Snapshot.ConfState.Voters
+	if !slices.Contains(voters, c.ID) {
+		return fmt.Errorf("%w: node %d is not among the voters %v", ErrInvalidConfig, c.ID, voters)
+	}
+	seen := make(map[uint64]bool, len(voters))
+	for _, v := range voters {
+		if v == None || seen[v] {
+			return fmt.Errorf("%w: voters %v hold a zero or repeated id", ErrInvalidConfig, voters)
+		}
+		seen[v] = true
+	}
+	return validateInitialLog(st)
+}
+
+func validateInitialLog(st InitialState) error {
+	next := st.Snapshot.Index + 1
+	prevTerm := st.Snapshot.Term
+	for _, e := range st.Entries {
+		if e.Index != next {
+			return fmt.Errorf("%w: stored entry has index %d, want %d", ErrInvalidConfig, e.Index, next)
+		}
+		if e.Term < prevTerm {
+			return fmt.Errorf("%w: stored entry %d has term %d below the previous term %d", ErrInvalidConfig, e.Index, e.Term, prevTerm)
+		}
+		next++
+		prevTerm = e.Term
+	}
+	last := next - 1
+	hs := st.HardState
+	if prevTerm > hs.Term {
+		return fmt.Errorf("%w: log term %d exceeds the stored term %d", ErrInvalidConfig, prevTerm, hs.Term)
+	}
+	if st.Applied < st.Snapshot.Index || st.Applied > last {
+		return fmt.Errorf("%w: applied index %d is outside the log [%d, %d]", ErrInvalidConfig, st.Applied, st.Snapshot.Index, last)
+	}
+	if hs.Commit > last {
+		return fmt.Errorf("%w: commit index %d is beyond the last stored entry %d", ErrInvalidConfig, hs.Commit, last)
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package raftlogic
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Compare with errors.Is: the errors returned may wrap them
+// with detail (a NotLeaderError names the leader it knows).
+var (
+	// ErrNotLeader refuses a proposal, read or transfer on a node that is not
+	// the leader. The returned error is a *NotLeaderError naming the leader.
+	ErrNotLeader = errors.New("raftlogic: not the leader")
+	// ErrTransferInProgress refuses a proposal while leadership is being
+	// handed to another node; the client should retry at the new leader.
+	ErrTransferInProgress = errors.New("raftlogic: leadership transfer in progress")
+	// ErrUnknownPeer refuses a message or request naming a node that is not
+	// in the configuration.
+	ErrUnknownPeer = errors.New("raftlogic: unknown peer")
+	// ErrInvalidMessage refuses a message that no correct peer sends.
+	ErrInvalidMessage = errors.New("raftlogic: invalid message")
+	// ErrInvalidConfig refuses a Config or InitialState that cannot be run.
+	ErrInvalidConfig = errors.New("raftlogic: invalid config")
+	// ErrCompacted refuses a Compact below the log's current start.
+	ErrCompacted = errors.New("raftlogic: index already compacted")
+	// ErrUnapplied refuses a Compact beyond what the state machine applied.
+	ErrUnapplied = errors.New("raftlogic: index not yet applied")
+)
+
+// NotLeaderError is returned when a request needs the leader. Leader is the
+// leader this node knows of, or None.
+type NotLeaderError struct {
+	Leader uint64
+	// Transferring is set when this node is the leader but is handing
+	// leadership to Leader (the transferee).
+	Transferring bool
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Transferring {
+		return fmt.Sprintf("%v: handing leadership to node %d", ErrTransferInProgress, e.Leader)
+	}
+	if e.Leader == None {
+		return fmt.Sprintf("%v: no leader known", ErrNotLeader)
+	}
+	return fmt.Sprintf("%v: leader is node %d", ErrNotLeader, e.Leader)
+}
+
+// Is makes errors.Is(err, ErrNotLeader) and, during a transfer,
+// errors.Is(err, ErrTransferInProgress) hold.
+func (e *NotLeaderError) Is(target error) bool {
+	if target == ErrNotLeader {
+		return !e.Transferring
+	}
+	return target == ErrTransferInProgress && e.Transferring
+}

@@ -1,0 +1,51 @@
+package raftlogic
+
+// Ready is everything a node needs its driver to do. The driver handles one
+// Ready in this order, then calls Advance with it:
+//
+//  1. Persist Snapshot (if not empty), then Entries, then HardState (if not
+//     empty), and sync. Entries replace any stored entries at the same index
+//     and after it.
+//  2. Send Messages. They may depend on step 1 (a vote, an acknowledgement of
+//     entries), so they leave only after it is durable. One exception makes
+//     the leader fast (Raft thesis 10.2.1): a leader may send its MsgApp
+//     messages before or while it persists its own Entries, because the
+//     leader counts its own log toward commit only when Advance reports it
+//     durable.
+//  3. Install Snapshot into the state machine (if not empty), then apply
+//     CommittedEntries in order. Every committed entry handed out is already
+//     durable in the local log.
+//  4. Answer ReadStates once the state machine has applied their Index.
+type Ready struct {
+	// SoftState is non-nil when the role or known leader changed.
+	SoftState *SoftState
+	// HardState is the state to persist; zero when unchanged.
+	HardState HardState
+	// Entries are to be appended to stable storage.
+	Entries []Entry
+	// Snapshot, when not empty, is to be persisted and installed; the log
+	// before and at its index is discarded.
+	Snapshot Snapshot
+	// Messages are to be sent to peers.
+	Messages []Message
+	// CommittedEntries are to be applied to the state machine.
+	CommittedEntries []Entry
+	// ReadStates answer ReadIndex requests.
+	ReadStates []ReadState
+}
+
+// MustSync reports whether handling rd needs an fsync: a new term or vote,
+// new entries, or a snapshot. A commit-index-only change does not.
+func (rd Ready) MustSync(prev HardState) bool {
+	hs := rd.HardState
+	if !hs.IsEmpty() && (hs.Term != prev.Term || hs.Vote != prev.Vote) {
+		return true
+	}
+	return len(rd.Entries) > 0 || !rd.Snapshot.IsEmpty()
+}
+
+func (rd Ready) containsUpdates() bool {
+	return rd.SoftState != nil || !rd.HardState.IsEmpty() || len(rd.Entries) > 0 ||
+		!rd.Snapshot.IsEmpty() || len(rd.Messages) > 0 || len(rd.CommittedEntries) > 0 ||
+		len(rd.ReadStates) > 0
+}
