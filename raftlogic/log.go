@@ -1,0 +1,184 @@
+package raftlogic
+
+import "fmt"
+
+// raftLog is a node's in-memory view of its log: the snapshot it starts after
+// and the entries since. The driver keeps the durable copy; stabled says how
+// far the two agree.
+type raftLog struct {
+	snap SnapshotMeta
+	// ents[i].Index == snap.Index+1+i.
+	ents []Entry
+	// pendingSnap is a received snapshot not yet handed to the driver.
+	pendingSnap *Snapshot
+
+	committed uint64
+	applied   uint64
+	// stabled is the last index known durable. Entries after it are handed
+	// out in Ready; committed entries after it are not applied yet, so the
+	// state machine never runs ahead of the local log.
+	stabled uint64
+}
+
+func newRaftLog(st InitialState) *raftLog {
+	l := &raftLog{snap: st.Snapshot, ents: append([]Entry(nil), st.Entries...)}
+	l.applied = st.Applied
+	l.committed = max(st.HardState.Commit, st.Applied)
+	l.stabled = l.lastIndex()
+	return l
+}
+
+func (l *raftLog) firstIndex() uint64 { return l.snap.Index + 1 }
+
+func (l *raftLog) lastIndex() uint64 { return l.snap.Index + uint64(len(l.ents)) }
+
+func (l *raftLog) lastTerm() uint64 {
+	t, _ := l.term(l.lastIndex())
+	return t
+}
+
+// term returns the term of entry i. ok is false when i is compacted away or
+// beyond the log.
+func (l *raftLog) term(i uint64) (t uint64, ok bool) {
+	if i == l.snap.Index {
+		return l.snap.Term, true
+	}
+	if i < l.snap.Index || i > l.lastIndex() {
+		return 0, false
+	}
+	return l.ents[i-l.snap.Index-1].Term, true
+}
+
+func (l *raftLog) matchTerm(i, t uint64) bool {
+	lt, ok := l.term(i)
+	return ok && lt == t
+}
+
+// slice returns entries [lo, hi) limited to maxCount entries and maxBytes of
+// data (at least one entry is returned when lo < hi). lo must be > snap.Index.
+func (l *raftLog) slice(lo, hi uint64, maxCount, maxBytes int) []Entry {
+	if lo >= hi {
+		return nil
+	}
+	ents := l.ents[lo-l.snap.Index-1 : hi-l.snap.Index-1]
+	size := 0
+	for i, e := range ents {
+		size += len(e.Data)
+		if i > 0 && (i >= maxCount || size > maxBytes) {
+			ents = ents[:i]
+			break
+		}
+	}
+	// Full slice expression: a caller appending to the result must not
+	// overwrite our backing array.
+	return ents[:len(ents):len(ents)]
+}
+
+// isUpToDate reports whether a log ending at (index, term) is at least as
+// up-to-date as ours (§5.4.1).
+func (l *raftLog) isUpToDate(index, term uint64) bool {
+	lt := l.lastTerm()
+	return term > lt || (term == lt && index >= l.lastIndex())
+}
+
+// findConflictByTerm returns the largest index <= index whose term is at most
+// term, with that term. A leader and follower use it to skip a whole run of
+// entries of a conflicting term in one round trip.
+func (l *raftLog) findConflictByTerm(index, term uint64) (uint64, uint64) {
+	index = min(index, l.lastIndex())
+	for ; index > l.snap.Index; index-- {
+		if t, _ := l.term(index); t <= term {
+			return index, t
+		}
+	}
+	return l.snap.Index, l.snap.Term
+}
+
+// maybeAppend applies an AppendEntries whose previous entry (prevIndex,
+// prevTerm) matches ours: it truncates the first conflicting entry and what
+// follows, appends the rest, and returns the index of the last new entry.
+// It refuses to truncate committed entries, which only a faulty or forged
+// leader could ask for.
+func (l *raftLog) maybeAppend(prevIndex, prevTerm uint64, ents []Entry) (lastNew uint64, ok bool, err error) {
+	if !l.matchTerm(prevIndex, prevTerm) {
+		return 0, false, nil
+	}
+	lastNew = prevIndex + uint64(len(ents))
+	for i, e := range ents {
+		if e.Index != prevIndex+1+uint64(i) {
+			return 0, false, fmt.Errorf("%w: entry index %d, want %d", ErrInvalidMessage, e.Index, prevIndex+1+uint64(i))
+		}
+		if l.matchTerm(e.Index, e.Term) {
+			continue
+		}
+		if e.Index <= l.committed {
+			return 0, false, fmt.Errorf("%w: entry %d conflicts with the committed log", ErrInvalidMessage, e.Index)
+		}
+		if e.Index <= l.lastIndex() {
+			l.truncateFrom(e.Index)
+		}
+		l.ents = append(l.ents, ents[i:]...)
+		break
+	}
+	return lastNew, true, nil
+}
+
+// truncateFrom drops entries at index i and after.
+func (l *raftLog) truncateFrom(i uint64) {
+	l.ents = l.ents[:i-l.snap.Index-1 : i-l.snap.Index-1]
+	l.stabled = min(l.stabled, i-1)
+}
+
+func (l *raftLog) append(e Entry) { l.ents = append(l.ents, e) }
+
+func (l *raftLog) commitTo(i uint64) bool {
+	if i > l.committed && i <= l.lastIndex() {
+		l.committed = i
+		return true
+	}
+	return false
+}
+
+// restore resets the log to a received snapshot.
+func (l *raftLog) restore(s Snapshot) {
+	l.snap = s.Meta
+	l.ents = nil
+	l.pendingSnap = &s
+	l.committed = s.Meta.Index
+	l.stabled = s.Meta.Index
+}
+
+// unstable returns the entries not yet handed back as durable.
+func (l *raftLog) unstable() []Entry {
+	if l.stabled >= l.lastIndex() {
+		return nil
+	}
+	return l.ents[l.stabled-l.snap.Index:]
+}
+
+// applicable returns committed, durable entries not yet applied. Nothing is
+// applicable while a received snapshot waits to be installed.
+func (l *raftLog) applicable(maxCount, maxBytes int) []Entry {
+	if l.pendingSnap != nil {
+		return nil
+	}
+	hi := min(l.committed, l.stabled)
+	if hi <= l.applied {
+		return nil
+	}
+	return l.slice(l.applied+1, hi+1, maxCount, maxBytes)
+}
+
+// compact drops entries up to and including i, which must be applied.
+func (l *raftLog) compact(i uint64) error {
+	if i <= l.snap.Index {
+		return fmt.Errorf("%w: index %d, log starts after %d", ErrCompacted, i, l.snap.Index)
+	}
+	if i > l.applied {
+		return fmt.Errorf("%w: index %d, applied %d", ErrUnapplied, i, l.applied)
+	}
+	t, _ := l.term(i)
+	l.ents = append([]Entry(nil), l.ents[i-l.snap.Index:]...)
+	l.snap = SnapshotMeta{Index: i, Term: t, ConfState: l.snap.ConfState}
+	return nil
+}

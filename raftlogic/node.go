@@ -1,0 +1,293 @@
+package raftlogic
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+)
+
+// campaignTransfer marks (in Message.Context) a MsgVote sent because the
+// leader asked this node to take over, so voters skip their leader lease.
+const campaignTransfer = 1
+
+// Node is one Raft peer as a deterministic state machine. It is not safe for
+// concurrent use: one goroutine (one actor) drives it.
+type Node struct {
+	cfg    Config
+	id     uint64
+	voters []uint64
+
+	term uint64
+	vote uint64
+	role Role
+	lead uint64
+
+	log *raftLog
+	prs map[uint64]*progress
+	// votes holds the answers to this node's current (pre-)campaign.
+	votes map[uint64]bool
+
+	electionElapsed  int
+	heartbeatElapsed int
+	// randomizedTimeout is this term's election timeout, drawn from
+	// [ElectionTick, 2*ElectionTick) so that split votes resolve.
+	randomizedTimeout int
+	rng               *rand.Rand
+
+	// leadTransferee is the node a leader is handing leadership to.
+	leadTransferee uint64
+
+	reads readOnly
+
+	msgs       []Message
+	readStates []ReadState
+	prevSoft   SoftState
+	prevHard   HardState
+}
+
+// NewNode starts a node from what it finds on stable storage. It starts as a
+// follower; with no leader it campaigns after an election timeout.
+func NewNode(cfg Config, st InitialState) (*Node, error) {
+	if err := cfg.validate(st); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:    cfg,
+		id:     cfg.ID,
+		log:    newRaftLog(st),
+		term:   st.HardState.Term,
+		vote:   st.HardState.Vote,
+		rng:    rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
+		voters: slices.Clone(st.Snapshot.ConfState.Voters),
+	}
+	slices.Sort(n.voters)
+	n.prevHard = n.hardState()
+	n.becomeFollower(n.term, None)
+	n.prevSoft = n.softState()
+	return n, nil
+}
+
+// ID returns the node's id.
+func (n *Node) ID() uint64 { return n.id }
+
+// Tick advances the node's clock by one tick.
+func (n *Node) Tick() {
+	if n.role == Leader {
+		n.tickLeader()
+		return
+	}
+	n.electionElapsed++
+	if n.electionElapsed >= n.randomizedTimeout {
+		n.electionElapsed = 0
+		n.hup(false)
+	}
+}
+
+// Campaign starts an election now, as if the election timeout had elapsed.
+func (n *Node) Campaign() {
+	if n.role != Leader {
+		n.hup(false)
+	}
+}
+
+// Propose appends commands to the log if this node is the leader and returns
+// the index of the first one and the term. An entry at that index and term
+// that is later applied is the command; if the entry applied at that index
+// has another term, the command was lost in a leader change.
+func (n *Node) Propose(data ...[]byte) (index, term uint64, err error) {
+	if err := n.leaderOnly(true); err != nil {
+		return 0, 0, err
+	}
+	first := n.log.lastIndex() + 1
+	for i, d := range data {
+		n.log.append(Entry{Index: first + uint64(i), Term: n.term, Type: EntryNormal, Data: d})
+	}
+	n.bcastAppend()
+	return first, n.term, nil
+}
+
+// ReadIndex asks for a linearizable read. The answer comes as a ReadState
+// carrying requestCtx in a later Ready, once leadership is confirmed by a
+// quorum. Only the leader serves reads.
+func (n *Node) ReadIndex(requestCtx []byte) error {
+	if err := n.leaderOnly(false); err != nil {
+		return err
+	}
+	n.reads.add(requestCtx)
+	n.serveReads()
+	return nil
+}
+
+// TransferLeadership hands leadership to node to: the leader stops taking
+// proposals, brings to up to date and tells it to campaign at once. The
+// transfer is abandoned after an election timeout.
+func (n *Node) TransferLeadership(to uint64) error {
+	if err := n.leaderOnly(false); err != nil {
+		return err
+	}
+	if !slices.Contains(n.voters, to) {
+		return fmt.Errorf("%w: node %d", ErrUnknownPeer, to)
+	}
+	if to == n.id || to == n.leadTransferee {
+		return nil
+	}
+	n.leadTransferee = to
+	n.electionElapsed = 0
+	if n.prs[to].match == n.log.lastIndex() {
+		n.send(Message{Type: MsgTimeoutNow, To: to})
+	} else {
+		n.sendAppend(to, true)
+	}
+	return nil
+}
+
+// Compact discards the log up to and including index, which the state
+// machine has applied and captured in a snapshot the driver keeps. Followers
+// that need the discarded entries are sent that snapshot. It returns the
+// snapshot's metadata, for the driver to persist.
+func (n *Node) Compact(index uint64) (SnapshotMeta, error) {
+	if err := n.log.compact(index); err != nil {
+		return SnapshotMeta{}, err
+	}
+	return n.log.snap, nil
+}
+
+// ReportSnapshot tells a leader how sending a snapshot to a follower ended.
+// On failure the leader probes the follower again (and so resends).
+func (n *Node) ReportSnapshot(to uint64, ok bool) {
+	pr := n.prs[to]
+	if n.role != Leader || pr == nil || pr.state != snapshotState {
+		return
+	}
+	if !ok {
+		pr.pendingSnapshot = 0
+	}
+	pr.becomeProbe()
+	// Wait for the follower's answer (or the next heartbeat) before
+	// probing, as after any probe.
+	pr.probeSent = true
+}
+
+func (n *Node) leaderOnly(proposal bool) error {
+	if n.role != Leader {
+		return &NotLeaderError{Leader: n.lead}
+	}
+	if proposal && n.leadTransferee != None {
+		return &NotLeaderError{Leader: n.leadTransferee, Transferring: true}
+	}
+	return nil
+}
+
+// HasReady reports whether Ready would return anything to do.
+func (n *Node) HasReady() bool {
+	if n.softState() != n.prevSoft || (n.hardState() != n.prevHard) {
+		return true
+	}
+	l := n.log
+	return l.pendingSnap != nil || len(l.unstable()) > 0 || len(n.msgs) > 0 ||
+		len(n.readStates) > 0 || len(l.applicable(1, 0)) > 0
+}
+
+// Ready returns what the driver must do now. The driver must call Advance
+// with it before the next call to Ready; Tick, Step and the other inputs may
+// be called in between.
+func (n *Node) Ready() Ready {
+	rd := Ready{
+		Entries:          n.log.unstable(),
+		Messages:         n.msgs,
+		CommittedEntries: n.log.applicable(n.cfg.MaxEntriesPerMsg, n.cfg.MaxBytesPerMsg),
+		ReadStates:       n.readStates,
+	}
+	if s := n.softState(); s != n.prevSoft {
+		rd.SoftState = &s
+	}
+	if h := n.hardState(); h != n.prevHard {
+		rd.HardState = h
+	}
+	if n.log.pendingSnap != nil {
+		rd.Snapshot = *n.log.pendingSnap
+	}
+	n.msgs = nil
+	n.readStates = nil
+	return rd
+}
+
+// Advance tells the node that rd was handled: persisted, sent and applied.
+func (n *Node) Advance(rd Ready) {
+	l := n.log
+	if rd.SoftState != nil {
+		n.prevSoft = *rd.SoftState
+	}
+	if !rd.HardState.IsEmpty() {
+		n.prevHard = rd.HardState
+	}
+	if s := rd.Snapshot; !s.IsEmpty() {
+		if l.pendingSnap != nil && l.pendingSnap.Meta.Index == s.Meta.Index {
+			l.pendingSnap = nil
+		}
+		l.applied = max(l.applied, s.Meta.Index)
+	}
+	if k := len(rd.Entries); k > 0 {
+		last := rd.Entries[k-1]
+		// A later truncation may have replaced these entries; then they are
+		// not the log any more and stay unstable.
+		if l.matchTerm(last.Index, last.Term) && last.Index > l.stabled {
+			l.stabled = last.Index
+		}
+	}
+	if k := len(rd.CommittedEntries); k > 0 {
+		l.applied = max(l.applied, rd.CommittedEntries[k-1].Index)
+	}
+	if n.role == Leader {
+		// The leader's own log counts toward commit only once durable.
+		if n.prs[n.id].maybeUpdate(l.stabled) && n.maybeCommit() {
+			n.bcastAppend()
+		}
+	}
+}
+
+// Status is a snapshot of a node's state for monitoring and tests.
+type Status struct {
+	ID        uint64
+	Role      Role
+	Lead      uint64
+	Term      uint64
+	Vote      uint64
+	Commit    uint64
+	Applied   uint64
+	Stabled   uint64
+	FirstIdx  uint64
+	LastIndex uint64
+	// Snapshot is the metadata of the snapshot the log starts after.
+	Snapshot SnapshotMeta
+	// Transferee is the node a leader is handing leadership to, or None.
+	Transferee uint64
+}
+
+// Status reports the node's current state.
+func (n *Node) Status() Status {
+	return Status{
+		ID: n.id, Role: n.role, Lead: n.lead, Term: n.term, Vote: n.vote,
+		Commit: n.log.committed, Applied: n.log.applied, Stabled: n.log.stabled,
+		FirstIdx: n.log.firstIndex(), LastIndex: n.log.lastIndex(), Snapshot: n.log.snap,
+		Transferee: n.leadTransferee,
+	}
+}
+
+func (n *Node) softState() SoftState { return SoftState{Lead: n.lead, Role: n.role} }
+
+func (n *Node) hardState() HardState {
+	return HardState{Term: n.term, Vote: n.vote, Commit: n.log.committed}
+}
+
+// send queues a message; From is always this node, and Term is this node's
+// term unless the message type sets its own (votes and their answers).
+func (n *Node) send(m Message) {
+	m.From = n.id
+	if m.Term == 0 {
+		m.Term = n.term
+	}
+	n.msgs = append(n.msgs, m)
+}
+
+func (n *Node) quorum() int { return len(n.voters)/2 + 1 }

@@ -1,0 +1,99 @@
+package raftlogic
+
+import "slices"
+
+// This file holds linearizable reads by ReadIndex (Raft thesis 6.4): a read
+// is answered with the leader's commit index once the leader has committed
+// an entry of its own term and a quorum has confirmed, after the read
+// arrived, that it is still the leader. Reads that arrive together share one
+// confirmation round.
+
+type pendingRead struct {
+	ctx   []byte
+	index uint64
+	// round is the confirmation round that must complete first.
+	round uint64
+}
+
+type readOnly struct {
+	// seq is the latest confirmation round started. It only grows, so an
+	// answer to an old round never confirms a newer one.
+	seq uint64
+	// acked is the latest round each peer answered in this term.
+	acked map[uint64]uint64
+	// waiting reads arrived before the leader committed in its term, so
+	// their index is not known yet.
+	waiting [][]byte
+	pending []pendingRead
+}
+
+func (r *readOnly) add(ctx []byte) { r.waiting = append(r.waiting, ctx) }
+
+func (r *readOnly) ack(from, round uint64) {
+	if r.acked == nil {
+		r.acked = map[uint64]uint64{}
+	}
+	if round <= r.seq && round > r.acked[from] {
+		r.acked[from] = round
+	}
+}
+
+// serveReads moves reads forward: assigns an index once the leader has
+// committed in its term, answers reads whose round a quorum confirmed, and
+// starts a round for reads that have none in flight.
+func (n *Node) serveReads() {
+	if n.role != Leader {
+		return
+	}
+	r := &n.reads
+	if len(r.waiting) > 0 {
+		if t, _ := n.log.term(n.log.committed); t == n.term {
+			for _, ctx := range r.waiting {
+				r.pending = append(r.pending, pendingRead{ctx: ctx, index: n.log.committed, round: r.seq + 1})
+			}
+			r.waiting = nil
+		}
+	}
+	for {
+		confirmed := n.confirmedRound()
+		i := 0
+		for i < len(r.pending) && r.pending[i].round <= confirmed {
+			p := r.pending[i]
+			n.readStates = append(n.readStates, ReadState{Index: p.index, RequestCtx: p.ctx})
+			i++
+		}
+		r.pending = r.pending[i:]
+		if len(r.pending) == 0 || r.pending[0].round <= r.seq {
+			return
+		}
+		r.seq++
+		n.bcastHeartbeat()
+	}
+}
+
+// confirmedRound is the latest round a quorum (this leader included) answered.
+func (n *Node) confirmedRound() uint64 {
+	rounds := make([]uint64, 0, len(n.voters))
+	for _, id := range n.voters {
+		if id == n.id {
+			rounds = append(rounds, n.reads.seq)
+		} else {
+			rounds = append(rounds, n.reads.acked[id])
+		}
+	}
+	slices.Sort(rounds)
+	return rounds[len(rounds)-n.quorum()]
+}
+
+// failReads refuses every waiting read: this node is no longer (or not yet)
+// the leader that could confirm them.
+func (n *Node) failReads() {
+	r := &n.reads
+	for _, ctx := range r.waiting {
+		n.readStates = append(n.readStates, ReadState{RequestCtx: ctx, Err: &NotLeaderError{Leader: None}})
+	}
+	for _, p := range r.pending {
+		n.readStates = append(n.readStates, ReadState{RequestCtx: p.ctx, Err: &NotLeaderError{Leader: None}})
+	}
+	r.waiting, r.pending, r.acked = nil, nil, nil
+}

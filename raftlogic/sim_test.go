@@ -1,0 +1,730 @@
+package raftlogic
+
+import (
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// The simulation runs whole clusters of Nodes over a simulated network and
+// disk, every choice drawn from one seeded random source, and checks the
+// safety properties of the Raft paper after every step. A failure prints the
+// seed and the command that replays it.
+
+var (
+	simSeeds = flag.Int("sim.seeds", 1000, "number of seeds TestSimulation runs")
+	simSeed  = flag.Uint64("sim.seed", 0, "run only this seed (replay)")
+	simSteps = flag.Int("sim.steps", 700, "fault-phase steps per seed")
+	simTrace = flag.Bool("sim.trace", false, "print every simulated event (use with -sim.seed)")
+)
+
+const simElectionTick = 10
+
+// simParams are one run's fault settings, all drawn from its seed.
+type simParams struct {
+	nodes       int
+	preVote     bool
+	checkQuorum bool
+	dropPct     int // per-message loss, percent
+	dupPct      int // per-message duplication, percent
+	maxDelay    int // steps
+	crashPct    int // per-step crash chance, per mille
+	partPct     int // per-step partition change chance, per mille
+	compactPct  int // per-step compaction chance, per mille
+	maxInflight int
+	maxEntries  int
+}
+
+func newSimParams(r *rand.Rand) simParams {
+	return simParams{
+		nodes:       []int{3, 5}[r.IntN(2)],
+		preVote:     r.IntN(4) != 0,
+		checkQuorum: r.IntN(4) != 0,
+		dropPct:     r.IntN(15),
+		dupPct:      r.IntN(8),
+		maxDelay:    1 + r.IntN(4),
+		crashPct:    r.IntN(12),
+		partPct:     r.IntN(15),
+		compactPct:  r.IntN(40),
+		maxInflight: 1 + r.IntN(8),
+		maxEntries:  1 + r.IntN(6),
+	}
+}
+
+// simDisk is what survives a crash.
+type simDisk struct {
+	hs   HardState
+	snap Snapshot
+	ents []Entry
+}
+
+// simSM is a durable state machine: the chain hash of every applied entry,
+// written atomically with its applied index, as kvstate does.
+type simSM struct {
+	applied uint64
+	chain   uint64
+}
+
+func (s simSM) image() []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, s.applied), s.chain)
+}
+
+func smFromImage(b []byte) simSM {
+	return simSM{applied: binary.BigEndian.Uint64(b), chain: binary.BigEndian.Uint64(b[8:])}
+}
+
+func chainNext(chain uint64, e Entry) uint64 {
+	h := fnv.New64a()
+	var buf [24]byte
+	binary.BigEndian.PutUint64(buf[:], chain)
+	binary.BigEndian.PutUint64(buf[8:], e.Index)
+	binary.BigEndian.PutUint64(buf[16:], e.Term)
+	h.Write(buf[:])
+	h.Write(e.Data)
+	return h.Sum64()
+}
+
+type simNode struct {
+	id   uint64
+	node *Node // nil while crashed
+	disk simDisk
+	sm   simSM
+	// rate: the node's clock ticks once every rate steps.
+	rate int
+	// lastCommit is the commit index seen in this incarnation.
+	lastCommit uint64
+}
+
+type simMsg struct {
+	at int
+	m  Message
+}
+
+type proposal struct {
+	node        uint64
+	index, term uint64
+	data        string
+}
+
+type readReq struct {
+	minIndex uint64 // the highest index acknowledged when the read was asked
+}
+
+// sim is one run.
+type sim struct {
+	seed  uint64
+	r     *rand.Rand
+	p     simParams
+	step  int
+	nodes []*simNode
+	net   []simMsg
+	// cut[a][b] drops messages from a to b.
+	cut map[[2]uint64]bool
+	log strings.Builder
+
+	// Checker state: what the whole cluster has done, for cross-checks.
+	leaders    map[uint64]uint64               // term -> leader
+	entryIDs   map[[2]uint64][2]uint64         // (index, term) -> (data hash, prev term)
+	applied    map[uint64][2]uint64            // index -> (term, data hash) of the applied entry
+	chains     map[uint64]uint64               // index -> chain hash after applying it
+	votes      map[uint64]map[uint64]uint64    // node -> term -> durable vote
+	proposals  map[uint64]map[uint64]proposal  // node -> index -> proposal
+	reads      map[uint64]map[uint64]readReq   // node -> read id -> request
+	acked      []proposal
+	ackedMax   uint64
+	nextData   int
+	nextReadID uint64
+	maxApplied map[uint64]uint64 // node -> highest applied ever
+	stats      simStats
+}
+
+// simStats count what a run exercised, so a run that tests nothing shows.
+type simStats struct {
+	acked, reads, failedReads, leaders, snapInstalls, crashes, transfers, steps int
+}
+
+func (a *simStats) add(b simStats) {
+	a.acked += b.acked
+	a.reads += b.reads
+	a.failedReads += b.failedReads
+	a.leaders += b.leaders
+	a.snapInstalls += b.snapInstalls
+	a.crashes += b.crashes
+	a.transfers += b.transfers
+	a.steps += b.steps
+}
+
+type simFailure struct{ msg string }
+
+func (s *sim) failf(format string, args ...any) {
+	panic(simFailure{fmt.Sprintf("step %d: ", s.step) + fmt.Sprintf(format, args...)})
+}
+
+func (s *sim) tracef(format string, args ...any) {
+	if *simTrace {
+		fmt.Fprintf(&s.log, "%5d ", s.step)
+		fmt.Fprintf(&s.log, format, args...)
+		s.log.WriteByte('\n')
+	}
+}
+
+func newSim(seed uint64, p *simParams) *sim {
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	s := &sim{
+		seed: seed, r: r, cut: map[[2]uint64]bool{},
+		leaders: map[uint64]uint64{}, entryIDs: map[[2]uint64][2]uint64{},
+		applied: map[uint64][2]uint64{}, chains: map[uint64]uint64{},
+		votes: map[uint64]map[uint64]uint64{}, proposals: map[uint64]map[uint64]proposal{},
+		reads: map[uint64]map[uint64]readReq{}, maxApplied: map[uint64]uint64{},
+	}
+	if p != nil {
+		s.p = *p
+	} else {
+		s.p = newSimParams(r)
+	}
+	var voters []uint64
+	for i := 1; i <= s.p.nodes; i++ {
+		voters = append(voters, uint64(i))
+	}
+	for _, id := range voters {
+		sn := &simNode{id: id, rate: 1}
+		sn.disk.snap.Meta.ConfState = ConfState{Voters: voters}
+		s.nodes = append(s.nodes, sn)
+		s.votes[id] = map[uint64]uint64{}
+		s.start(sn)
+	}
+	return s
+}
+
+func (s *sim) config(id uint64) Config {
+	return Config{
+		ID: id, ElectionTick: simElectionTick, HeartbeatTick: 2,
+		PreVote: s.p.preVote, CheckQuorum: s.p.checkQuorum,
+		MaxInflightMsgs: s.p.maxInflight, MaxEntriesPerMsg: s.p.maxEntries,
+		Seed: s.seed,
+	}
+}
+
+func (s *sim) start(sn *simNode) {
+	// A crash after persisting a received snapshot but before installing
+	// it leaves the state machine behind the log: recover from the durable
+	// snapshot, as a real driver must.
+	if sn.sm.applied < sn.disk.snap.Meta.Index {
+		s.setApplied(sn, smFromImage(sn.disk.snap.Data))
+	}
+	st := InitialState{HardState: sn.disk.hs, Snapshot: sn.disk.snap.Meta, Entries: sn.disk.ents, Applied: sn.sm.applied}
+	n, err := NewNode(s.config(sn.id), st)
+	if err != nil {
+		s.failf("node %d cannot restart from its disk: %v", sn.id, err)
+	}
+	sn.node = n
+	sn.lastCommit = n.Status().Commit
+	s.proposals[sn.id] = map[uint64]proposal{}
+	s.reads[sn.id] = map[uint64]readReq{}
+	s.tracef("node %d starts: %+v applied %d", sn.id, sn.disk.hs, sn.sm.applied)
+}
+
+func (s *sim) crash(sn *simNode) {
+	s.tracef("node %d crashes", sn.id)
+	s.stats.crashes++
+	sn.node = nil
+}
+
+func (s *sim) alive() []*simNode {
+	var out []*simNode
+	for _, sn := range s.nodes {
+		if sn.node != nil {
+			out = append(out, sn)
+		}
+	}
+	return out
+}
+
+// send puts a message on the simulated network, where it may be lost,
+// duplicated, delayed and so reordered, or cut by a partition.
+func (s *sim) send(m Message, faults bool) {
+	if faults {
+		if s.cut[[2]uint64{m.From, m.To}] || s.r.IntN(100) < s.p.dropPct {
+			return
+		}
+		if s.r.IntN(100) < s.p.dupPct {
+			s.net = append(s.net, simMsg{at: s.step + 1 + s.r.IntN(s.p.maxDelay), m: m})
+		}
+		s.net = append(s.net, simMsg{at: s.step + 1 + s.r.IntN(s.p.maxDelay), m: m})
+		return
+	}
+	s.net = append(s.net, simMsg{at: s.step + 1, m: m})
+}
+
+func (s *sim) deliver(faults bool) {
+	var due []simMsg
+	rest := s.net[:0]
+	for _, sm := range s.net {
+		if sm.at <= s.step {
+			due = append(due, sm)
+		} else {
+			rest = append(rest, sm)
+		}
+	}
+	s.net = rest
+	s.r.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
+	for _, d := range due {
+		sn := s.nodes[d.m.To-1]
+		if sn.node == nil {
+			continue
+		}
+		s.tracef("deliver %v %d->%d t%d idx%d lt%d n%d c%d rej%v hint%d ctx%d", d.m.Type, d.m.From, d.m.To, d.m.Term, d.m.Index, d.m.LogTerm, len(d.m.Entries), d.m.Commit, d.m.Reject, d.m.RejectHint, d.m.Context)
+		if err := sn.node.Step(d.m); err != nil {
+			s.failf("node %d refused a message from a correct peer: %v", sn.id, err)
+		}
+		s.handleReady(sn, faults)
+	}
+}
+
+// handleReady does what a driver does with a Ready, checking as it goes.
+func (s *sim) handleReady(sn *simNode, faults bool) {
+	n := sn.node
+	if n == nil || !n.HasReady() {
+		return
+	}
+	rd := n.Ready()
+	// 1. Persist.
+	if !rd.Snapshot.IsEmpty() {
+		sn.disk.snap = rd.Snapshot
+		sn.disk.ents = nil
+	}
+	if len(rd.Entries) > 0 {
+		s.checkNewEntries(sn, rd.Entries)
+		first := rd.Entries[0].Index
+		keep := int(first - sn.disk.snap.Meta.Index - 1)
+		if keep < 0 || keep > len(sn.disk.ents) {
+			s.failf("node %d: Ready entries start at %d, disk log is [%d, %d]", sn.id, first, sn.disk.snap.Meta.Index+1, sn.disk.snap.Meta.Index+uint64(len(sn.disk.ents)))
+		}
+		sn.disk.ents = append(append([]Entry(nil), sn.disk.ents[:keep]...), rd.Entries...)
+	}
+	if !rd.HardState.IsEmpty() {
+		s.checkVote(sn, rd.HardState)
+		sn.disk.hs = rd.HardState
+	}
+	// A crash between persisting and sending.
+	if faults && s.r.IntN(1000) < s.p.crashPct {
+		s.crash(sn)
+		return
+	}
+	// 2. Send.
+	for _, m := range rd.Messages {
+		if m.Type == MsgVoteResp && !m.Reject && s.votes[sn.id][m.Term] != m.To {
+			s.failf("node %d granted its vote in term %d to %d, but its durable vote is %d", sn.id, m.Term, m.To, s.votes[sn.id][m.Term])
+		}
+		if m.Type == MsgSnap {
+			if m.Snapshot.Meta.Index != sn.disk.snap.Meta.Index {
+				s.failf("node %d sends snapshot %d but holds %d", sn.id, m.Snapshot.Meta.Index, sn.disk.snap.Meta.Index)
+			}
+			m.Snapshot.Data = sn.disk.snap.Data
+		}
+		s.send(m, faults)
+	}
+	// 3. Apply.
+	if !rd.Snapshot.IsEmpty() {
+		sm := smFromImage(rd.Snapshot.Data)
+		if want, ok := s.chains[sm.applied]; ok && want != sm.chain {
+			s.failf("node %d installed a snapshot at %d that differs from what others applied", sn.id, sm.applied)
+		}
+		s.setApplied(sn, sm)
+		s.stats.snapInstalls++
+	}
+	for _, e := range rd.CommittedEntries {
+		s.apply(sn, e)
+	}
+	// 4. Reads.
+	for _, rs := range rd.ReadStates {
+		s.checkRead(sn, rs)
+	}
+	n.Advance(rd)
+	if st := n.Status(); st.Applied != sn.sm.applied {
+		s.failf("node %d: raftlogic applied %d, state machine applied %d", sn.id, st.Applied, sn.sm.applied)
+	}
+}
+
+// checkNewEntries checks Log Matching as entries reach the disk: an entry
+// (index, term) is the same command with the same predecessor term on every
+// node, which by induction makes logs that share an entry identical up to it.
+func (s *sim) checkNewEntries(sn *simNode, ents []Entry) {
+	for _, e := range ents {
+		prev, ok := sn.node.log.term(e.Index - 1)
+		if !ok {
+			s.failf("node %d persists entry %d without its predecessor", sn.id, e.Index)
+		}
+		id := [2]uint64{hashData(e.Data), prev}
+		key := [2]uint64{e.Index, e.Term}
+		if old, seen := s.entryIDs[key]; seen && old != id {
+			s.failf("Log Matching: node %d holds entry (index %d, term %d) unlike another node's", sn.id, e.Index, e.Term)
+		}
+		s.entryIDs[key] = id
+	}
+}
+
+func (s *sim) checkVote(sn *simNode, hs HardState) {
+	if hs.Vote == None {
+		return
+	}
+	if old, ok := s.votes[sn.id][hs.Term]; ok && old != hs.Vote {
+		s.failf("node %d voted twice in term %d: for %d, then for %d", sn.id, hs.Term, old, hs.Vote)
+	}
+	s.votes[sn.id][hs.Term] = hs.Vote
+}
+
+func hashData(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+func (s *sim) setApplied(sn *simNode, sm simSM) {
+	if sm.applied < s.maxApplied[sn.id] {
+		s.failf("node %d's applied index went back from %d to %d", sn.id, s.maxApplied[sn.id], sm.applied)
+	}
+	s.maxApplied[sn.id] = sm.applied
+	sn.sm = sm
+}
+
+func (s *sim) apply(sn *simNode, e Entry) {
+	if e.Index != sn.sm.applied+1 {
+		s.failf("node %d applies %d after %d", sn.id, e.Index, sn.sm.applied)
+	}
+	id := [2]uint64{e.Term, hashData(e.Data)}
+	if old, ok := s.applied[e.Index]; ok && old != id {
+		s.failf("State Machine Safety: node %d applies (index %d, term %d), another node applied term %d there", sn.id, e.Index, e.Term, old[0])
+	}
+	s.applied[e.Index] = id
+	next := simSM{applied: e.Index, chain: chainNext(sn.sm.chain, e)}
+	if old, ok := s.chains[e.Index]; ok && old != next.chain {
+		s.failf("State Machine Safety: node %d's state after %d differs from another node's", sn.id, e.Index)
+	}
+	s.chains[e.Index] = next.chain
+	s.setApplied(sn, next)
+	if p, ok := s.proposals[sn.id][e.Index]; ok {
+		delete(s.proposals[sn.id], e.Index)
+		if p.term == e.Term {
+			if string(e.Data) != p.data {
+				s.failf("node %d applied another command at its own proposal's index %d", sn.id, e.Index)
+			}
+			s.acked = append(s.acked, p)
+			s.stats.acked++
+			s.ackedMax = max(s.ackedMax, p.index)
+			s.tracef("ack %q at %d", p.data, p.index)
+		}
+	}
+}
+
+// checkRead: a read answered at Index must see every write acknowledged
+// before it was asked, or reads are not linearizable.
+func (s *sim) checkRead(sn *simNode, rs ReadState) {
+	id := binary.BigEndian.Uint64(rs.RequestCtx)
+	req, ok := s.reads[sn.id][id]
+	if !ok {
+		s.failf("node %d answered read %d it was never asked", sn.id, id)
+	}
+	delete(s.reads[sn.id], id)
+	if rs.Err != nil {
+		if !errors.Is(rs.Err, ErrNotLeader) {
+			s.failf("read failed with %v", rs.Err)
+		}
+		s.stats.failedReads++
+		return
+	}
+	if rs.Index < req.minIndex {
+		s.failf("stale read: node %d answered at index %d, but index %d was acknowledged before the read", sn.id, rs.Index, req.minIndex)
+	}
+	s.stats.reads++
+}
+
+// checkStep runs after every step: one leader per term, commit indexes that
+// never go back, and Leader Completeness for every leader.
+func (s *sim) checkStep() {
+	for _, sn := range s.alive() {
+		st := sn.node.Status()
+		if st.Commit < sn.lastCommit {
+			s.failf("node %d's commit index went back from %d to %d", sn.id, sn.lastCommit, st.Commit)
+		}
+		sn.lastCommit = st.Commit
+		if st.Role != Leader {
+			continue
+		}
+		if l, ok := s.leaders[st.Term]; ok && l != sn.id {
+			s.failf("two leaders in term %d: %d and %d", st.Term, l, sn.id)
+		}
+		if _, ok := s.leaders[st.Term]; !ok {
+			s.leaders[st.Term] = sn.id
+			s.stats.leaders++
+			s.checkLeaderCompleteness(sn)
+		}
+	}
+}
+
+// checkLeaderCompleteness: a new leader's log holds every entry any node has
+// applied (§5.4.3).
+func (s *sim) checkLeaderCompleteness(sn *simNode) {
+	l := sn.node.log
+	for idx, id := range s.applied {
+		if idx <= l.snap.Index {
+			continue
+		}
+		if t, ok := l.term(idx); !ok || t != id[0] {
+			s.failf("Leader Completeness: leader %d of term %d lacks committed entry %d (term %d)", sn.id, sn.node.term, idx, id[0])
+		}
+	}
+}
+
+// faultStep injects this step's faults and client requests.
+func (s *sim) faultStep() {
+	r := s.r
+	for _, sn := range s.nodes {
+		if sn.node == nil {
+			if r.IntN(100) < 5 {
+				s.start(sn)
+			}
+			continue
+		}
+		if r.IntN(1000) < s.p.crashPct {
+			s.crash(sn)
+			continue
+		}
+		if r.IntN(200) == 0 {
+			sn.rate = 1 + r.IntN(3)
+		}
+		if r.IntN(1000) < s.p.compactPct && sn.sm.applied > sn.disk.snap.Meta.Index {
+			s.compact(sn)
+		}
+	}
+	if r.IntN(1000) < s.p.partPct {
+		s.repartition()
+	}
+	s.clientStep(true)
+}
+
+// repartition heals the network or cuts it: a symmetric split of the
+// cluster, or one-way links.
+func (s *sim) repartition() {
+	s.cut = map[[2]uint64]bool{}
+	switch s.r.IntN(3) {
+	case 0:
+		s.tracef("network healed")
+	case 1:
+		side := map[uint64]bool{}
+		for _, sn := range s.nodes {
+			side[sn.id] = s.r.IntN(2) == 0
+		}
+		for a := range side {
+			for b := range side {
+				if side[a] != side[b] {
+					s.cut[[2]uint64{a, b}] = true
+				}
+			}
+		}
+		s.tracef("partition %v", side)
+	case 2:
+		for i := 0; i < 1+s.r.IntN(s.p.nodes); i++ {
+			a, b := uint64(1+s.r.IntN(s.p.nodes)), uint64(1+s.r.IntN(s.p.nodes))
+			s.cut[[2]uint64{a, b}] = true
+		}
+		s.tracef("one-way cuts %v", s.cut)
+	}
+}
+
+func (s *sim) compact(sn *simNode) {
+	idx := sn.sm.applied
+	meta, err := sn.node.Compact(idx)
+	if err != nil {
+		s.failf("node %d: Compact(%d) refused: %v", sn.id, idx, err)
+	}
+	drop := idx - sn.disk.snap.Meta.Index
+	sn.disk.ents = append([]Entry(nil), sn.disk.ents[drop:]...)
+	sn.disk.snap = Snapshot{Meta: meta, Data: sn.sm.image()}
+	s.tracef("node %d compacts to %d", sn.id, idx)
+}
+
+// clientStep sends proposals, reads and the odd leadership transfer.
+func (s *sim) clientStep(faults bool) {
+	alive := s.alive()
+	if len(alive) == 0 {
+		return
+	}
+	sn := alive[s.r.IntN(len(alive))]
+	switch k := s.r.IntN(10); {
+	case k < 4:
+		s.nextData++
+		data := fmt.Sprintf("cmd-%d", s.nextData)
+		idx, term, err := sn.node.Propose([]byte(data))
+		if err != nil {
+			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrTransferInProgress) {
+				s.failf("propose: %v", err)
+			}
+			return
+		}
+		s.proposals[sn.id][idx] = proposal{node: sn.id, index: idx, term: term, data: data}
+	case k < 6:
+		s.nextReadID++
+		ctx := binary.BigEndian.AppendUint64(nil, s.nextReadID)
+		if err := sn.node.ReadIndex(ctx); err != nil {
+			if !errors.Is(err, ErrNotLeader) {
+				s.failf("read index: %v", err)
+			}
+			return
+		}
+		s.reads[sn.id][s.nextReadID] = readReq{minIndex: s.ackedMax}
+	case k == 6 && faults && s.r.IntN(20) == 0:
+		to := uint64(1 + s.r.IntN(s.p.nodes))
+		if err := sn.node.TransferLeadership(to); err == nil {
+			s.tracef("node %d transfers leadership to %d", sn.id, to)
+			s.stats.transfers++
+		}
+	}
+	s.handleReady(sn, faults)
+}
+
+func (s *sim) tick(faults bool) {
+	for _, sn := range s.alive() {
+		if !faults || s.step%sn.rate == 0 {
+			sn.node.Tick()
+			s.handleReady(sn, faults)
+		}
+	}
+}
+
+// run plays the fault phase, then heals everything and checks liveness.
+func (s *sim) run(steps int) {
+	for ; s.step < steps; s.step++ {
+		s.faultStep()
+		s.tick(true)
+		s.deliver(true)
+		s.checkStep()
+	}
+	// Heal: every node up, clocks equal, the network reliable.
+	s.tracef("healing")
+	s.cut = map[[2]uint64]bool{}
+	for _, sn := range s.nodes {
+		sn.rate = 1
+		if sn.node == nil {
+			s.start(sn)
+		}
+	}
+	healedAt := s.step
+	const electionBound = 40 * simElectionTick
+	var leaderAt int
+	for ; ; s.step++ {
+		if s.step-healedAt > electionBound && leaderAt == 0 {
+			s.failf("liveness: no leader %d steps after healing", electionBound)
+		}
+		if s.step-healedAt > 20*electionBound {
+			s.failf("liveness: acknowledged writes not applied everywhere %d steps after healing", s.step-healedAt)
+		}
+		if s.r.IntN(4) == 0 {
+			s.clientStep(false)
+		}
+		s.tick(false)
+		s.deliver(false)
+		s.checkStep()
+		if leaderAt == 0 {
+			for _, sn := range s.nodes {
+				if sn.node.role == Leader {
+					leaderAt = s.step
+				}
+			}
+		}
+		if leaderAt != 0 && s.allApplied() {
+			return
+		}
+	}
+}
+
+func (s *sim) allApplied() bool {
+	for _, sn := range s.nodes {
+		if sn.sm.applied < s.ackedMax {
+			return false
+		}
+	}
+	return true
+}
+
+// runSeed runs one seed and returns a failure message, or "" when it passed.
+func runSeed(seed uint64, steps int) (fail string, trace string, stats simStats) {
+	s := newSim(seed, nil)
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(simFailure)
+			if !ok {
+				f = simFailure{fmt.Sprintf("step %d: panic: %v\n%s", s.step, r, debug.Stack())}
+			}
+			fail = fmt.Sprintf("%s (params %+v)", f.msg, s.p)
+			trace = s.log.String()
+		}
+	}()
+	s.run(steps)
+	s.stats.steps = s.step
+	return "", s.log.String(), s.stats
+}
+
+func TestSimulation(t *testing.T) {
+	if *simSeed != 0 {
+		fail, trace, _ := runSeed(*simSeed, *simSteps)
+		if *simTrace {
+			t.Log("\n" + trace)
+		}
+		if fail != "" {
+			t.Fatalf("seed %d: %s", *simSeed, fail)
+		}
+		return
+	}
+	base := rand.Uint64()%1_000_000_000 + 1
+	t.Logf("seeds %d..%d (-sim.seeds=%d)", base, base+uint64(*simSeeds)-1, *simSeeds)
+	var next atomic.Uint64
+	var mu sync.Mutex
+	var failures []string
+	var total simStats
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= uint64(*simSeeds) {
+					return
+				}
+				seed := base + i
+				fail, _, st := runSeed(seed, *simSteps)
+				mu.Lock()
+				total.add(st)
+				mu.Unlock()
+				if fail != "" {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("seed %d: %s\n  replay: go test ./raftlogic -run 'TestSimulation$' -sim.seed=%d -sim.trace -v", seed, fail, seed))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("exercised: %+v", total)
+	// A simulation that stopped exercising the cluster would pass vacuously.
+	if n := uint64(*simSeeds); total.acked < int(n) || total.reads < int(n) || total.snapInstalls == 0 || total.transfers == 0 || total.crashes == 0 {
+		t.Errorf("the simulation exercised too little: %+v", total)
+	}
+	for i, f := range failures {
+		if i == 10 {
+			t.Errorf("... and %d more failing seeds", len(failures)-10)
+			break
+		}
+		t.Error(f)
+	}
+}

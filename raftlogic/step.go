@@ -1,0 +1,161 @@
+package raftlogic
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Step hands the node a message from a peer. Messages from unknown nodes, to
+// another node, or malformed are refused with an error and change nothing;
+// stale messages are ignored (or answered so a stale sender catches up).
+func (n *Node) Step(m Message) error {
+	if err := n.checkMessage(m); err != nil {
+		return err
+	}
+	switch {
+	case m.Term > n.term:
+		if (m.Type == MsgVote || m.Type == MsgPreVote) && m.Context != campaignTransfer && n.inLease() {
+			// §6 of the thesis (4.2.3): a node with a live leader does not
+			// let a removed or partitioned node raise the term.
+			return nil
+		}
+		switch {
+		case m.Type == MsgPreVote:
+			// A pre-vote never changes our term.
+		case m.Type == MsgPreVoteResp && !m.Reject:
+			// A granted pre-vote carries the term we would campaign in.
+		case m.Type == MsgApp || m.Type == MsgHeartbeat || m.Type == MsgSnap:
+			n.becomeFollower(m.Term, m.From)
+		default:
+			n.becomeFollower(m.Term, None)
+		}
+	case m.Term < n.term:
+		n.answerStale(m)
+		return nil
+	}
+
+	switch m.Type {
+	case MsgVote, MsgPreVote:
+		n.handleVote(m)
+		return nil
+	}
+	switch n.role {
+	case Leader:
+		n.stepLeader(m)
+	case Candidate, PreCandidate:
+		return n.stepCandidate(m)
+	default:
+		return n.stepFollower(m)
+	}
+	return nil
+}
+
+func (n *Node) checkMessage(m Message) error {
+	if m.To != n.id {
+		return fmt.Errorf("%w: %v addressed to node %d reached node %d", ErrInvalidMessage, m.Type, m.To, n.id)
+	}
+	if m.From == n.id || !slices.Contains(n.voters, m.From) {
+		return fmt.Errorf("%w: %v from node %d", ErrUnknownPeer, m.Type, m.From)
+	}
+	if m.Type < MsgApp || m.Type > MsgTimeoutNow {
+		return fmt.Errorf("%w: unknown type %d from node %d", ErrInvalidMessage, m.Type, m.From)
+	}
+	if m.Term == 0 {
+		return fmt.Errorf("%w: %v from node %d has term 0", ErrInvalidMessage, m.Type, m.From)
+	}
+	if m.Type == MsgSnap {
+		s := m.Snapshot.Meta
+		if s.Index == 0 || s.Term == 0 || s.Term > m.Term || len(s.ConfState.Voters) == 0 {
+			return fmt.Errorf("%w: snapshot (index %d, term %d) from node %d", ErrInvalidMessage, s.Index, s.Term, m.From)
+		}
+	}
+	return nil
+}
+
+// answerStale handles a message from an older term. Most are dropped; a
+// stale leader is told the new term so it steps down, and a pre-candidate
+// stuck on an old term learns the current one.
+func (n *Node) answerStale(m Message) {
+	switch m.Type {
+	case MsgApp, MsgHeartbeat:
+		if n.cfg.CheckQuorum || n.cfg.PreVote {
+			n.send(Message{Type: MsgAppResp, To: m.From})
+		}
+	case MsgPreVote:
+		n.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})
+	}
+}
+
+func (n *Node) stepFollower(m Message) error {
+	switch m.Type {
+	case MsgApp:
+		n.electionElapsed = 0
+		n.lead = m.From
+		return n.handleAppend(m)
+	case MsgHeartbeat:
+		n.electionElapsed = 0
+		n.lead = m.From
+		n.handleHeartbeat(m)
+	case MsgSnap:
+		n.electionElapsed = 0
+		n.lead = m.From
+		n.handleSnapshot(m)
+	case MsgTimeoutNow:
+		n.hup(true)
+	}
+	return nil
+}
+
+func (n *Node) stepCandidate(m Message) error {
+	switch m.Type {
+	case MsgApp, MsgHeartbeat, MsgSnap:
+		// A leader exists in our term (§5.2): give up the campaign.
+		n.becomeFollower(m.Term, m.From)
+		return n.stepFollower(m)
+	case MsgVoteResp, MsgPreVoteResp:
+		n.handleVoteResp(m)
+	}
+	return nil
+}
+
+func (n *Node) stepLeader(m Message) {
+	pr := n.prs[m.From]
+	pr.recentActive = true
+	switch m.Type {
+	case MsgAppResp:
+		n.handleAppendResp(m, pr)
+	case MsgHeartbeatResp:
+		n.handleHeartbeatResp(m, pr)
+	}
+}
+
+func (n *Node) tickLeader() {
+	n.heartbeatElapsed++
+	n.electionElapsed++
+	if n.electionElapsed >= n.cfg.ElectionTick {
+		n.electionElapsed = 0
+		if n.cfg.CheckQuorum && !n.quorumActive() {
+			// §6.2 of the thesis: a leader cut off from a quorum steps
+			// down, so clients go looking for the real leader.
+			n.becomeFollower(n.term, None)
+			return
+		}
+		// A transfer that did not finish in an election timeout has failed;
+		// take proposals again.
+		n.leadTransferee = None
+	}
+	for id, pr := range n.prs {
+		if pr.state == snapshotState {
+			pr.snapshotElapsed++
+			if pr.snapshotElapsed >= 2*n.cfg.ElectionTick {
+				// The snapshot or its answer was lost; start over.
+				pr.becomeProbe()
+				n.sendAppend(id, false)
+			}
+		}
+	}
+	if n.heartbeatElapsed >= n.cfg.HeartbeatTick {
+		n.heartbeatElapsed = 0
+		n.bcastHeartbeat()
+	}
+}
