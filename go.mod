@@ -48,3 +48,5 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	google.golang.org/grpc v1.85.0 // indirect
 )
+
+tool google.golang.org/protobuf/cmd/protoc-gen-go

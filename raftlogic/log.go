@@ -125,7 +125,7 @@ func (l *raftLog) maybeAppend(prevIndex, prevTerm uint64, ents []Entry) (lastNew
 
 // truncateFrom drops entries at index i and after.
 func (l *raftLog) truncateFrom(i uint64) {
-	l.ents = l.ents[:i-l.snap.Index-1 : i-l.snap.Index-1]
+	l.ents = l.ents[: i-l.snap.Index-1 : i-l.snap.Index-1]
 	l.stabled = min(l.stabled, i-1)
 }
 

@@ -132,13 +132,13 @@ type sim struct {
 	log strings.Builder
 
 	// Checker state: what the whole cluster has done, for cross-checks.
-	leaders    map[uint64]uint64               // term -> leader
-	entryIDs   map[[2]uint64][2]uint64         // (index, term) -> (data hash, prev term)
-	applied    map[uint64][2]uint64            // index -> (term, data hash) of the applied entry
-	chains     map[uint64]uint64               // index -> chain hash after applying it
-	votes      map[uint64]map[uint64]uint64    // node -> term -> durable vote
-	proposals  map[uint64]map[uint64]proposal  // node -> index -> proposal
-	reads      map[uint64]map[uint64]readReq   // node -> read id -> request
+	leaders    map[uint64]uint64              // term -> leader
+	entryIDs   map[[2]uint64][2]uint64        // (index, term) -> (data hash, prev term)
+	applied    map[uint64][2]uint64           // index -> (term, data hash) of the applied entry
+	chains     map[uint64]uint64              // index -> chain hash after applying it
+	votes      map[uint64]map[uint64]uint64   // node -> term -> durable vote
+	proposals  map[uint64]map[uint64]proposal // node -> index -> proposal
+	reads      map[uint64]map[uint64]readReq  // node -> read id -> request
 	acked      []proposal
 	ackedMax   uint64
 	nextData   int

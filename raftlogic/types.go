@@ -96,16 +96,16 @@ type MessageType uint8
 // methods on Node, not messages, so nothing local can be confused with
 // something that arrived from the network.
 const (
-	MsgApp          MessageType = iota + 1 // AppendEntries
-	MsgAppResp                             // AppendEntries response
-	MsgVote                                // RequestVote
-	MsgVoteResp                            // RequestVote response
-	MsgPreVote                             // PreVote request (term is the term the sender would campaign in)
-	MsgPreVoteResp                         // PreVote response
-	MsgHeartbeat                           // empty AppendEntries that also confirms leadership for reads
-	MsgHeartbeatResp                       // heartbeat response
-	MsgSnap                                // InstallSnapshot
-	MsgTimeoutNow                          // leadership transfer: campaign now
+	MsgApp           MessageType = iota + 1 // AppendEntries
+	MsgAppResp                              // AppendEntries response
+	MsgVote                                 // RequestVote
+	MsgVoteResp                             // RequestVote response
+	MsgPreVote                              // PreVote request (term is the term the sender would campaign in)
+	MsgPreVoteResp                          // PreVote response
+	MsgHeartbeat                            // empty AppendEntries that also confirms leadership for reads
+	MsgHeartbeatResp                        // heartbeat response
+	MsgSnap                                 // InstallSnapshot
+	MsgTimeoutNow                           // leadership transfer: campaign now
 )
 
 var msgNames = [...]string{
