@@ -1,6 +1,7 @@
 package raftlogic
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,7 @@ var (
 	simSeeds = flag.Int("sim.seeds", 1000, "number of seeds TestSimulation runs")
 	simSeed  = flag.Uint64("sim.seed", 0, "run only this seed (replay)")
 	simSteps = flag.Int("sim.steps", 700, "fault-phase steps per seed")
+	simBase  = flag.Uint64("sim.base", 0, "first seed of the run (default: random)")
 	simTrace = flag.Bool("sim.trace", false, "print every simulated event (use with -sim.seed)")
 )
 
@@ -40,6 +43,7 @@ type simParams struct {
 	crashPct    int // per-step crash chance, per mille
 	partPct     int // per-step partition change chance, per mille
 	compactPct  int // per-step compaction chance, per mille
+	leaderPct   int // per-step chance, per mille, of a fault aimed at the leader
 	maxInflight int
 	maxEntries  int
 }
@@ -55,6 +59,7 @@ func newSimParams(r *rand.Rand) simParams {
 		crashPct:    r.IntN(12),
 		partPct:     r.IntN(15),
 		compactPct:  r.IntN(40),
+		leaderPct:   r.IntN(30),
 		maxInflight: 1 + r.IntN(8),
 		maxEntries:  1 + r.IntN(6),
 	}
@@ -509,6 +514,9 @@ func (s *sim) faultStep() {
 	if r.IntN(1000) < s.p.partPct {
 		s.repartition()
 	}
+	if r.IntN(1000) < s.p.leaderPct {
+		s.leaderFault()
+	}
 	s.clientStep(true)
 }
 
@@ -538,6 +546,35 @@ func (s *sim) repartition() {
 			s.cut[[2]uint64{a, b}] = true
 		}
 		s.tracef("one-way cuts %v", s.cut)
+	}
+}
+
+// leaderFault aims at the situations of Figure 8: a leader that has sent
+// entries to some followers crashes, or is cut off with a minority, so that
+// the next leaders hold different suffixes of the log.
+func (s *sim) leaderFault() {
+	for _, sn := range s.alive() {
+		if sn.node.role != Leader {
+			continue
+		}
+		if s.r.IntN(2) == 0 {
+			s.crash(sn)
+			return
+		}
+		s.cut = map[[2]uint64]bool{}
+		minority := map[uint64]bool{sn.id: true}
+		for len(minority) < (s.p.nodes-1)/2 {
+			minority[uint64(1+s.r.IntN(s.p.nodes))] = true
+		}
+		for _, a := range s.nodes {
+			for _, b := range s.nodes {
+				if minority[a.id] != minority[b.id] {
+					s.cut[[2]uint64{a.id, b.id}] = true
+				}
+			}
+		}
+		s.tracef("leader %d cut off with minority %v", sn.id, minority)
+		return
 	}
 }
 
@@ -685,11 +722,18 @@ func TestSimulation(t *testing.T) {
 		}
 		return
 	}
-	base := rand.Uint64()%1_000_000_000 + 1
+	base := *simBase
+	if base == 0 {
+		base = rand.Uint64()%1_000_000_000 + 1
+	}
 	t.Logf("seeds %d..%d (-sim.seeds=%d)", base, base+uint64(*simSeeds)-1, *simSeeds)
 	var next atomic.Uint64
 	var mu sync.Mutex
-	var failures []string
+	type failure struct {
+		seed uint64
+		msg  string
+	}
+	var failures []failure
 	var total simStats
 	var wg sync.WaitGroup
 	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
@@ -708,7 +752,7 @@ func TestSimulation(t *testing.T) {
 				mu.Unlock()
 				if fail != "" {
 					mu.Lock()
-					failures = append(failures, fmt.Sprintf("seed %d: %s\n  replay: go test ./raftlogic -run 'TestSimulation$' -sim.seed=%d -sim.trace -v", seed, fail, seed))
+					failures = append(failures, failure{seed, fmt.Sprintf("seed %d: %s\n  replay: go test ./raftlogic -run 'TestSimulation$' -sim.seed=%d -sim.trace -v", seed, fail, seed)})
 					mu.Unlock()
 				}
 			}
@@ -720,11 +764,15 @@ func TestSimulation(t *testing.T) {
 	if n := uint64(*simSeeds); total.acked < int(n) || total.reads < int(n) || total.snapInstalls == 0 || total.transfers == 0 || total.crashes == 0 {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
+	slices.SortFunc(failures, func(a, b failure) int { return cmp.Compare(a.seed, b.seed) })
+	if len(failures) > 0 {
+		t.Errorf("%d of %d seeds failed", len(failures), *simSeeds)
+	}
 	for i, f := range failures {
 		if i == 10 {
 			t.Errorf("... and %d more failing seeds", len(failures)-10)
 			break
 		}
-		t.Error(f)
+		t.Error(f.msg)
 	}
 }
