@@ -1,0 +1,47 @@
+// Package kvstate is the key-value state machine of one RaftKV node.
+//
+// It turns committed Raft entries into key-value data stored in a Badger
+// database that someone else opened (the persist package, which keeps the
+// Raft log in the same database). kvstate owns exactly two key prefixes and
+// never reads or writes any other:
+//
+//	k/<user key>               user value
+//	m/version                  layout version of this package's records ("1")
+//	m/applied                  applied index and term (16 bytes, big-endian)
+//	m/s/<client id, 8 bytes>   client session: last seq, its result, last index
+//	m/l/<index, 8 bytes>       session expiry index: the client last seen at index
+//	m/restore                  present only while a Restore is switching images
+//	m/x/<real key>             staging area of a Restore in progress
+//
+// What it guarantees:
+//
+//   - Apply writes an entry's effects and the applied index that covers them
+//     in the same Badger transaction, so after a crash the state is exactly
+//     that of some applied prefix of the log: no entry is applied twice and
+//     none is skipped. Re-applying entries at or below the applied index is
+//     a no-op.
+//   - Everything Apply decides depends only on the entries and the state,
+//     never on the clock, the batch boundaries or the Badger options, so all
+//     replicas that apply the same log hold the same state. (Options must be
+//     the same on every replica: SessionTTL changes what a command answers.)
+//   - Each client session remembers the last sequence number applied and its
+//     answer, so a retried command runs at most once and gets its first
+//     answer back (see Options.SessionTTL for how long).
+//   - Snapshot writes a consistent point-in-time image; Restore replaces the
+//     state with one, and a crash part way through never leaves a half state
+//     that looks complete (see Restore).
+//
+// What it must never do:
+//
+//   - decide commit order, or read or trim the Raft log: the caller hands it
+//     committed entries in log order and owns everything else;
+//   - fsync: the Raft log is the durable record, and a state machine that
+//     lost its tail after a crash re-applies it from the log;
+//   - touch key prefixes other than "k/" and "m/";
+//   - panic on bytes from the network or the disk: malformed commands and
+//     snapshots become errors.
+//
+// Reads (Get) see the latest applied state. Linearizable reads are the
+// caller's job: obtain a read index (ReadIndex) and wait until Applied
+// reaches it before calling Get.
+package kvstate

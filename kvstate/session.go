@@ -1,0 +1,191 @@
+package kvstate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Client sessions give exactly-once execution to retried commands
+// (Raft thesis 6.3). For each ClientID the state machine keeps the last Seq
+// it applied and that command's answer.
+//
+// Bounding the table. A session expires once SessionTTL entries have been
+// applied since the client's last executed command: at entry index I, the
+// session last used at index L is live iff I-L < SessionTTL. Expiry depends on
+// log indexes only, never on the clock or on how entries were batched, so
+// every replica agrees on which sessions are live at every index. Since each
+// entry executes at most one command, at most SessionTTL sessions are live at
+// once; expired ones are deleted lazily (a few at the end of each Apply
+// transaction), which changes no answer because expired sessions are already
+// treated as absent.
+//
+// A command from a client without a live session runs only if its Seq is 1
+// (a new session). With Seq > 1 it answers ErrSessionExpired and runs
+// nothing: had it been executed as new, a late retry of an already applied
+// command would run twice. So clients start each session at Seq 1, pick a
+// fresh random ClientID per session, and do not reuse one after
+// ErrSessionExpired.
+//
+// Duplicates (Seq <= last Seq) neither execute nor refresh the session: the
+// session's expiry counts from the last command that ran.
+
+// Session-record result codes: the answer of the last command, as stored.
+const (
+	codeOK       byte = 0
+	codeNotFound byte = 1
+)
+
+func codeErr(c byte) error {
+	if c == codeNotFound {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// session is the value of m/s/<client id>.
+type session struct {
+	seq       uint64 // last Seq executed
+	lastIndex uint64 // log index of that command
+	code      byte   // its answer
+}
+
+const sessionLen = 17
+
+func (s session) encode() []byte {
+	b := make([]byte, sessionLen)
+	binary.BigEndian.PutUint64(b[0:], s.seq)
+	binary.BigEndian.PutUint64(b[8:], s.lastIndex)
+	b[16] = s.code
+	return b
+}
+
+func decodeSession(b []byte) (session, error) {
+	if len(b) != sessionLen || b[16] > codeNotFound {
+		return session{}, fmt.Errorf("%w: session record of %d bytes", ErrCorruptState, len(b))
+	}
+	return session{
+		seq:       binary.BigEndian.Uint64(b[0:]),
+		lastIndex: binary.BigEndian.Uint64(b[8:]),
+		code:      b[16],
+	}, nil
+}
+
+// live reports whether a session last used at lastIndex still counts at
+// entry index.
+func live(lastIndex, index, ttl uint64) bool {
+	return index < lastIndex || index-lastIndex < ttl
+}
+
+// loadSession returns the stored session of id, live or not.
+func loadSession(txn *badger.Txn, id uint64) (session, bool, error) {
+	item, err := txn.Get(sessionKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return session{}, false, nil
+	}
+	if err != nil {
+		return session{}, false, fmt.Errorf("kvstate: reading session %d: %w", id, err)
+	}
+	var s session
+	err = item.Value(func(v []byte) error {
+		var derr error
+		s, derr = decodeSession(v)
+		return derr
+	})
+	if err != nil {
+		return session{}, false, fmt.Errorf("kvstate: session %d: %w", id, err)
+	}
+	return s, true, nil
+}
+
+// saveSession records that client id's command s ran, replacing the stored
+// session old (if had) and its expiry index entry.
+func saveSession(txn *badger.Txn, id uint64, s session, old session, had bool) error {
+	if had && old.lastIndex != s.lastIndex {
+		if err := txn.Delete(expiryKey(old.lastIndex)); err != nil {
+			return err
+		}
+	}
+	if err := txn.Set(sessionKey(id), s.encode()); err != nil {
+		return err
+	}
+	return txn.Set(expiryKey(s.lastIndex), u64(id))
+}
+
+// maxGCPerTxn bounds the expired sessions deleted in one Apply transaction,
+// so clean-up never makes a transaction much bigger than its entries. Each
+// entry creates at most one session, so deleting more than the entries
+// applied keeps up.
+const maxGCPerTxn = 1024
+
+// gcSessions deletes sessions that are expired at index upto, oldest first.
+// It is best effort: it stops at maxGCPerTxn or when the transaction is full,
+// since an expired session that lingers changes no answer. It returns the
+// lowest index at which another pass can find something to delete (0: as
+// soon as possible), so Apply can skip passes that would find nothing.
+func gcSessions(txn *badger.Txn, upto, ttl uint64) (next uint64, err error) {
+	type victim struct{ index, id uint64 }
+	var victims []victim
+	next = satAdd(upto+1, ttl) // no session: the next one created expires after that
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = []byte(prefixExpiry)
+	it := txn.NewIterator(opts)
+	for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
+		item := it.Item()
+		idx, ok := parseU64Key(item.Key(), prefixExpiry)
+		if !ok {
+			it.Close()
+			return 0, fmt.Errorf("%w: expiry key %q", ErrCorruptState, item.Key())
+		}
+		if live(idx, upto, ttl) {
+			next = satAdd(idx, ttl)
+			break
+		}
+		if len(victims) == maxGCPerTxn {
+			next = 0
+			break
+		}
+		var id uint64
+		if err := item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("%w: expiry record of %d bytes", ErrCorruptState, len(v))
+			}
+			id = binary.BigEndian.Uint64(v)
+			return nil
+		}); err != nil {
+			it.Close()
+			return 0, err
+		}
+		victims = append(victims, victim{idx, id})
+	}
+	it.Close()
+
+	for _, v := range victims {
+		s, ok, err := loadSession(txn, v.id)
+		if err != nil {
+			return 0, err
+		}
+		// Delete the session before its expiry key: if the transaction fills
+		// up in between, the leftover expiry key is found again next pass,
+		// whereas a session without one would never be collected.
+		if ok && s.lastIndex == v.index {
+			if err := txn.Delete(sessionKey(v.id)); err != nil {
+				return 0, err
+			}
+		}
+		if err := txn.Delete(expiryKey(v.index)); err != nil {
+			return 0, err
+		}
+	}
+	return next, nil
+}
+
+func satAdd(a, b uint64) uint64 {
+	if a+b < a {
+		return ^uint64(0)
+	}
+	return a + b
+}

@@ -1,0 +1,342 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	paremote "github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Defaults for Options. Together they keep a full writer batch
+// (DefaultWriterBatchSize × DefaultMaxMessageSize = 32 MiB) at half of the
+// gRPC receive limit.
+const (
+	// DefaultMaxRecvMsgSize is the gRPC server's receive limit. It applies
+	// to a whole protoactor batch, not to one message.
+	DefaultMaxRecvMsgSize = 64 << 20
+	// DefaultMaxMessageSize is the largest encoded message the application
+	// promises to send (an AppendEntries batch, a snapshot chunk).
+	DefaultMaxMessageSize = 1 << 20
+	// DefaultWriterBatchSize is how many queued messages protoactor packs
+	// into one gRPC message.
+	DefaultWriterBatchSize = 32
+	// DefaultWriterQueueSize is the initial capacity of each peer's outbound
+	// ring buffer (protoactor's default, 1,000,000, preallocates 16 MB per
+	// peer). The ring still grows on demand.
+	DefaultWriterQueueSize = 1024
+	// DefaultKeepaliveTime is how long a connection may be idle before the
+	// client pings; gRPC refuses less than 10 s.
+	DefaultKeepaliveTime = 10 * time.Second
+	// DefaultKeepaliveTimeout is how long a ping may go unanswered before
+	// the connection is closed and protoactor reports the endpoint lost.
+	DefaultKeepaliveTimeout = 3 * time.Second
+)
+
+// minKeepaliveTime is gRPC's floor for client keepalive pings; the server
+// enforcement policy below admits pings this frequent.
+const minKeepaliveTime = 10 * time.Second
+
+// batchOverhead bounds the per-message framing protoactor adds in a batch
+// (envelope fields, type name and target PID tables).
+const batchOverhead = 1 << 10
+
+// maxRetryCount is protoactor's connect attempts per endpoint cycle. 1 means:
+// a down peer's messages are dropped after at most about 2 s, no gRPC
+// connections leak, and reconnect takes at most about 2 s. 0 would never
+// connect at all.
+const maxRetryCount = 1
+
+var (
+	// ErrAddressInUse is wrapped by Start's error when the listen address is
+	// taken.
+	ErrAddressInUse = errors.New("remote: address already in use")
+	// ErrInvalidOptions is wrapped by Start's error when the arguments or
+	// options cannot work.
+	ErrInvalidOptions = errors.New("remote: invalid options")
+	// ErrAlreadyStarted is wrapped by Start's error when the actor system
+	// already has a Remote.
+	ErrAlreadyStarted = errors.New("remote: actor system already has a remote")
+)
+
+// Options configure Start. The zero value is not useful; Start begins from
+// DefaultOptions and applies the Option functions.
+type Options struct {
+	// AdvertisedAddress is the exact "host:port" peers use to reach this
+	// node; it becomes the Address of every local PID. PIDs must match it
+	// byte for byte: a peer sending to "localhost:9001" when this node
+	// advertises "127.0.0.1:9001" never gets its message through. Empty
+	// means the listen address as bound (e.g. "127.0.0.1:9001"), which
+	// requires a concrete host. It must name a port when set, so it cannot
+	// be combined with port 0.
+	AdvertisedAddress string
+	// MaxRecvMsgSize is the gRPC server's receive limit in bytes, per
+	// protoactor batch.
+	MaxRecvMsgSize int
+	// MaxMessageSize is the largest encoded message the application will
+	// send, in bytes. The transport does not enforce it; Start checks that a
+	// full batch of such messages fits MaxRecvMsgSize, and the actor layer
+	// must keep entry batches and snapshot chunks within it.
+	MaxMessageSize int
+	// WriterBatchSize is the most messages protoactor sends to one peer in
+	// one gRPC message.
+	WriterBatchSize int
+	// WriterQueueSize is the initial capacity of each peer's outbound queue.
+	WriterQueueSize int
+	// KeepaliveTime is the idle time after which the client side of a
+	// connection pings the peer (at least 10 s).
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long an unanswered ping takes to close the
+	// connection.
+	KeepaliveTimeout time.Duration
+}
+
+// DefaultOptions returns the options Start uses before applying any Option.
+func DefaultOptions() Options {
+	return Options{
+		MaxRecvMsgSize:   DefaultMaxRecvMsgSize,
+		MaxMessageSize:   DefaultMaxMessageSize,
+		WriterBatchSize:  DefaultWriterBatchSize,
+		WriterQueueSize:  DefaultWriterQueueSize,
+		KeepaliveTime:    DefaultKeepaliveTime,
+		KeepaliveTimeout: DefaultKeepaliveTimeout,
+	}
+}
+
+// Option changes one of the Options.
+type Option func(*Options)
+
+// WithAdvertisedAddress sets Options.AdvertisedAddress.
+func WithAdvertisedAddress(hostPort string) Option {
+	return func(o *Options) { o.AdvertisedAddress = hostPort }
+}
+
+// WithMaxRecvMsgSize sets Options.MaxRecvMsgSize.
+func WithMaxRecvMsgSize(n int) Option { return func(o *Options) { o.MaxRecvMsgSize = n } }
+
+// WithMaxMessageSize sets Options.MaxMessageSize.
+func WithMaxMessageSize(n int) Option { return func(o *Options) { o.MaxMessageSize = n } }
+
+// WithWriterBatchSize sets Options.WriterBatchSize.
+func WithWriterBatchSize(n int) Option { return func(o *Options) { o.WriterBatchSize = n } }
+
+// WithWriterQueueSize sets Options.WriterQueueSize.
+func WithWriterQueueSize(n int) Option { return func(o *Options) { o.WriterQueueSize = n } }
+
+// WithKeepalive sets Options.KeepaliveTime and Options.KeepaliveTimeout.
+func WithKeepalive(idle, timeout time.Duration) Option {
+	return func(o *Options) { o.KeepaliveTime, o.KeepaliveTimeout = idle, timeout }
+}
+
+func (o Options) validate(host string, port int) error {
+	if port < 0 || port > 65535 {
+		return fmt.Errorf("%w: port %d", ErrInvalidOptions, port)
+	}
+	if o.AdvertisedAddress == "" {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return fmt.Errorf("%w: host %q is not an address peers can dial; set WithAdvertisedAddress", ErrInvalidOptions, host)
+		}
+	} else {
+		h, p, err := net.SplitHostPort(o.AdvertisedAddress)
+		if err != nil || h == "" {
+			return fmt.Errorf("%w: advertised address %q is not host:port", ErrInvalidOptions, o.AdvertisedAddress)
+		}
+		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("%w: advertised address %q has no usable port", ErrInvalidOptions, o.AdvertisedAddress)
+		}
+		if port == 0 {
+			return fmt.Errorf("%w: advertised address %q with listen port 0 (the port is not known in advance)", ErrInvalidOptions, o.AdvertisedAddress)
+		}
+	}
+	if o.MaxRecvMsgSize <= 0 || o.MaxMessageSize <= 0 || o.WriterBatchSize <= 0 || o.WriterQueueSize <= 0 {
+		return fmt.Errorf("%w: sizes must be positive (max recv %d, max message %d, batch %d, queue %d)",
+			ErrInvalidOptions, o.MaxRecvMsgSize, o.MaxMessageSize, o.WriterBatchSize, o.WriterQueueSize)
+	}
+	if full := int64(o.WriterBatchSize) * int64(o.MaxMessageSize+batchOverhead); full > int64(o.MaxRecvMsgSize) {
+		return fmt.Errorf("%w: a full batch (%d × (%d + %d) bytes) exceeds MaxRecvMsgSize %d; the peer would reset the stream and lose the batch",
+			ErrInvalidOptions, o.WriterBatchSize, o.MaxMessageSize, batchOverhead, o.MaxRecvMsgSize)
+	}
+	if o.KeepaliveTime < minKeepaliveTime || o.KeepaliveTimeout <= 0 {
+		return fmt.Errorf("%w: keepalive time %v (min %v), timeout %v", ErrInvalidOptions, o.KeepaliveTime, minKeepaliveTime, o.KeepaliveTimeout)
+	}
+	return nil
+}
+
+// running counts started, not yet stopped Remotes in this process, to warn
+// about the second one.
+var running atomic.Int32
+
+// Remote is a started protoactor remote: the gRPC server that receives for an
+// actor system, and the endpoint writers that send for it.
+type Remote struct {
+	sys    *actor.ActorSystem
+	r      *paremote.Remote
+	addr   string
+	opts   Options
+	stop   sync.Once
+	force  sync.Once
+	doneCh chan struct{}
+}
+
+// Start makes sys reachable over the network: it listens on host:port (port
+// 0 picks a free port; see Address) and configures protoactor remote for a
+// Raft transport. Call it before spawning the actors peers address, since a
+// PID takes its address at creation.
+//
+// Start returns an error wrapping ErrAddressInUse when the port is taken,
+// ErrInvalidOptions for unusable arguments, and ErrAlreadyStarted if sys has
+// a Remote; it does not panic. If protoactor itself fails part-way (rare:
+// the port taken between Start's check and protoactor's listen), sys is left
+// with a half-registered remote and must be discarded.
+//
+// Run ONE Remote per process (see the package doc); a second one is logged
+// as a warning.
+func Start(sys *actor.ActorSystem, host string, port int, opts ...Option) (*Remote, error) {
+	if sys == nil {
+		return nil, fmt.Errorf("%w: nil actor system", ErrInvalidOptions)
+	}
+	o := DefaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(host, port); err != nil {
+		return nil, err
+	}
+	// (*paremote.Remote).ExtensionID does not use its receiver.
+	if sys.Extensions.Get((*paremote.Remote)(nil).ExtensionID()) != nil {
+		return nil, fmt.Errorf("%w: system %s, address %s", ErrAlreadyStarted, sys.ID, sys.Address())
+	}
+
+	// protoactor's Config.Address formats "%v:%v", so an IPv6 host needs
+	// its brackets here.
+	cfgHost := host
+	if strings.Contains(host, ":") {
+		cfgHost = "[" + host + "]"
+	}
+	listenAddr := net.JoinHostPort(host, strconv.Itoa(port))
+
+	// protoactor's Remote.Start panics if it cannot listen: try first.
+	if l, err := net.Listen("tcp", listenAddr); err != nil {
+		return nil, listenError(listenAddr, err)
+	} else if err := l.Close(); err != nil {
+		return nil, fmt.Errorf("remote: probe listener on %s: %w", listenAddr, err)
+	}
+
+	cfgOpts := []paremote.ConfigOption{
+		paremote.WithEndpointWriterQueueSize(o.WriterQueueSize),
+		paremote.WithEndpointWriterBatchSize(o.WriterBatchSize),
+		// WithServerOptions replaces, so every server option goes here.
+		paremote.WithServerOptions(
+			grpc.MaxRecvMsgSize(o.MaxRecvMsgSize),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+				MinTime:             minKeepaliveTime / 2,
+				PermitWithoutStream: true,
+			}),
+			grpc.KeepaliveParams(keepalive.ServerParameters{
+				Time:    o.KeepaliveTime,
+				Timeout: o.KeepaliveTimeout,
+			}),
+		),
+		// WithDialOptions replaces protoactor's default (grpc.WithInsecure),
+		// so plaintext must be re-added or every connect fails.
+		paremote.WithDialOptions(
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{
+				Time:                o.KeepaliveTime,
+				Timeout:             o.KeepaliveTimeout,
+				PermitWithoutStream: true,
+			}),
+		),
+	}
+	if o.AdvertisedAddress != "" {
+		cfgOpts = append(cfgOpts, paremote.WithAdvertisedHost(o.AdvertisedAddress))
+	}
+	cfg := paremote.Configure(cfgHost, port, cfgOpts...)
+	cfg.MaxRetryCount = maxRetryCount // no With… option exists
+
+	pr := paremote.NewRemote(sys, cfg)
+	if err := startRecovering(pr, listenAddr); err != nil {
+		return nil, err
+	}
+	r := &Remote{sys: sys, r: pr, addr: sys.Address(), opts: o, doneCh: make(chan struct{})}
+	if n := running.Add(1); n > 1 {
+		sys.Logger().Warn("more than one protoactor Remote in this process: their gRPC globals race; host all nodes on one actor system and one Remote",
+			slog.Int("remotes", int(n)), slog.String("address", r.addr))
+	}
+	return r, nil
+}
+
+// startRecovering runs protoactor's Start, which panics on failure.
+func startRecovering(pr *paremote.Remote, addr string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			perr, ok := p.(error)
+			if !ok {
+				perr = fmt.Errorf("%v", p)
+			}
+			if strings.Contains(perr.Error(), "address already in use") {
+				err = fmt.Errorf("%w: %s: %w", ErrAddressInUse, addr, perr)
+				return
+			}
+			err = fmt.Errorf("remote: start on %s: %w", addr, perr)
+		}
+	}()
+	pr.Start()
+	return nil
+}
+
+func listenError(addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: %s: %w", ErrAddressInUse, addr, err)
+	}
+	return fmt.Errorf("remote: listen on %s: %w", addr, err)
+}
+
+// Address is the address peers reach this node at, as it appears in every
+// local PID: the advertised address, or the bound "host:port" (with the real
+// port when Start was given port 0).
+func (r *Remote) Address() string { return r.addr }
+
+// ActorSystem is the actor system this Remote serves.
+func (r *Remote) ActorSystem() *actor.ActorSystem { return r.sys }
+
+// Options returns the options the Remote runs with, after defaults.
+func (r *Remote) Options() Options { return r.opts }
+
+// Stop shuts the Remote down gracefully: it stops the endpoint writers and
+// the gRPC server, letting in-flight RPCs finish. Stop the actors that send
+// first. protoactor may take up to about 20 s (10 s to stop the endpoint
+// actors, 10 s for the gRPC server), for instance while a writer retries a
+// dead peer; if ctx ends first, Stop force-closes the gRPC server (freeing
+// the port) and returns an error wrapping ctx.Err(), and the rest of the
+// shutdown finishes in the background. Stop may be called more than once.
+func (r *Remote) Stop(ctx context.Context) error {
+	r.stop.Do(func() {
+		go func() {
+			defer close(r.doneCh)
+			defer running.Add(-1)
+			r.r.Shutdown(true)
+		}()
+	})
+	select {
+	case <-r.doneCh:
+		return nil
+	case <-ctx.Done():
+		// Shutdown(false) only calls grpc.Server.Stop, which is safe next
+		// to the GracefulStop in flight and makes it return.
+		r.force.Do(func() { r.r.Shutdown(false) })
+		return fmt.Errorf("remote: stop %s: %w", r.addr, ctx.Err())
+	}
+}
