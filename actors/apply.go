@@ -1,0 +1,152 @@
+package actors
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/persist"
+	"github.com/raftkv/raftkv/raftlogic"
+	"github.com/raftkv/raftkv/remote/raftpb"
+)
+
+// applyActor applies committed entries to the state machine in order,
+// answers the clients waiting for them, and serves reads once the state
+// machine has caught up with their read index.
+type applyActor struct {
+	sm       *kvstate.State
+	logStore *persist.LogStore
+	log      *slog.Logger
+
+	applied uint64
+	waiters map[uint64]awaitProposal
+	// reads wait for applied to reach their index; kept sorted by index.
+	reads []readAt
+}
+
+func (a *applyActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.applied, _ = a.sm.Applied()
+		a.waiters = map[uint64]awaitProposal{}
+	case *awaitProposal:
+		a.waiters[msg.index] = *msg
+	case *applyEntries:
+		a.applyEntries(ctx, msg.entries)
+	case *readAt:
+		a.addRead(ctx, *msg)
+	case *installSnapshot:
+		a.install(ctx, msg)
+	}
+}
+
+func (a *applyActor) applyEntries(ctx actor.Context, ents []raftlogic.Entry) {
+	// A restart of this actor loses the batch it failed on; the entries are
+	// still in the log, so fetch whatever is missing before this batch.
+	if len(ents) > 0 && ents[0].Index > a.applied+1 {
+		missing, err := a.logStore.Entries(a.applied+1, ents[0].Index)
+		if err != nil {
+			ctx.Send(ctx.Parent(), &failStop{err: fmt.Errorf("apply: fetch entries %d..%d: %w", a.applied+1, ents[0].Index-1, err)})
+			return
+		}
+		ents = append(missing, ents...)
+	}
+	// Entries already applied (before a restart) are skipped by kvstate.
+	results, err := a.sm.Apply(ents)
+	if err != nil {
+		ctx.Send(ctx.Parent(), &failStop{err: fmt.Errorf("apply entries: %w", err)})
+		return
+	}
+	for _, r := range results {
+		a.answer(ctx, r)
+	}
+	if len(ents) > 0 {
+		a.applied = max(a.applied, ents[len(ents)-1].Index)
+	}
+	a.serveReads(ctx)
+	ctx.Send(ctx.Parent(), &appliedUpTo{index: a.applied})
+}
+
+// answer tells the client waiting at r.Index what became of its command.
+// A different term at that index means the command was overwritten by a
+// new leader: it will never apply, so the client may safely retry.
+func (a *applyActor) answer(ctx actor.Context, r kvstate.Result) {
+	w, ok := a.waiters[r.Index]
+	if !ok {
+		return
+	}
+	delete(a.waiters, r.Index)
+	resp := &raftpb.ProposeResponse{RequestId: w.requestID, Index: r.Index, Term: r.Term}
+	switch {
+	case r.Term != w.term:
+		resp.ErrorCode = raftpb.ErrorCode_ERROR_CODE_DROPPED
+		resp.Message = "the command was overwritten after a leader change"
+	case r.Err != nil:
+		resp.ErrorCode, resp.Message = resultCode(r.Err), r.Err.Error()
+	}
+	ctx.Send(w.replyTo, resp)
+}
+
+// resultCode maps a state machine answer onto the wire.
+func resultCode(err error) raftpb.ErrorCode {
+	switch {
+	case errors.Is(err, kvstate.ErrNotFound):
+		return raftpb.ErrorCode_ERROR_CODE_NOT_FOUND
+	case errors.Is(err, kvstate.ErrBadCommand):
+		return raftpb.ErrorCode_ERROR_CODE_BAD_REQUEST
+	case errors.Is(err, kvstate.ErrStaleSequence):
+		return raftpb.ErrorCode_ERROR_CODE_STALE_REQUEST
+	case errors.Is(err, kvstate.ErrSessionExpired):
+		return raftpb.ErrorCode_ERROR_CODE_SESSION_EXPIRED
+	}
+	return raftpb.ErrorCode_ERROR_CODE_INTERNAL
+}
+
+func (a *applyActor) addRead(ctx actor.Context, r readAt) {
+	i := sort.Search(len(a.reads), func(i int) bool { return a.reads[i].index > r.index })
+	a.reads = append(a.reads, readAt{})
+	copy(a.reads[i+1:], a.reads[i:])
+	a.reads[i] = r
+	a.serveReads(ctx)
+}
+
+func (a *applyActor) serveReads(ctx actor.Context) {
+	i := 0
+	for ; i < len(a.reads) && a.reads[i].index <= a.applied; i++ {
+		r := a.reads[i]
+		resp := &raftpb.GetResponse{RequestId: r.requestID}
+		v, err := a.sm.Get(r.key)
+		switch {
+		case err == nil:
+			resp.Value = v
+		case errors.Is(err, kvstate.ErrNotFound):
+			resp.ErrorCode = raftpb.ErrorCode_ERROR_CODE_NOT_FOUND
+		default:
+			resp.ErrorCode, resp.Message = raftpb.ErrorCode_ERROR_CODE_INTERNAL, err.Error()
+		}
+		ctx.Send(r.replyTo, resp)
+	}
+	a.reads = a.reads[i:]
+}
+
+// install replaces the state machine with a snapshot image. Waiters for
+// entries the image covers cannot learn their own outcome from it; they are
+// told to retry, which the client session makes safe.
+func (a *applyActor) install(ctx actor.Context, msg *installSnapshot) {
+	index, term, err := a.sm.Restore(bytes.NewReader(msg.data))
+	if err == nil {
+		a.applied = index
+		for i, w := range a.waiters {
+			if i <= index {
+				delete(a.waiters, i)
+				ctx.Send(w.replyTo, &raftpb.ProposeResponse{RequestId: w.requestID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_TIMEOUT, Message: "outcome unknown: the node installed a snapshot; retry"})
+			}
+		}
+		a.serveReads(ctx)
+	}
+	ctx.Respond(&snapshotInstalled{index: index, term: term, err: err})
+}

@@ -1,0 +1,24 @@
+// Package actors runs Raft nodes as protoactor-go actors. It owns the
+// concurrency, time and I/O around the pure algorithm in raftlogic: each
+// node is a supervisor actor holding a raftlogic.Node, its Badger storage
+// (persist for the log, kvstate for the state machine) and its children:
+//
+//   - election: the node's clock; it sends a tick every TickInterval.
+//   - replicate-<peer>: one per peer; turns Raft messages into proto
+//     envelopes for protoactor remote and streams snapshots in chunks.
+//   - apply: applies committed entries in order, answers the clients waiting
+//     for them, and serves reads at their read index.
+//
+// The node handles raftlogic's Ready in one place (handleReady): persist
+// with one write and one fsync for everything queued (group commit), send,
+// then hand committed entries to apply. A leader sends its appends before
+// its own fsync, as the Raft thesis (10.2.1) allows.
+//
+// Nodes find each other only by PID (address + NodeName(id)), so a node
+// cannot tell whether a peer lives in its process or on another host.
+//
+// This package must never make a Raft decision (that is raftlogic's), never
+// define wire formats (remote's) or storage layouts (persist's, kvstate's),
+// and never keep state outside an actor: every field here is owned by one
+// actor's goroutine.
+package actors

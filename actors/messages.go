@@ -1,0 +1,75 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/raftlogic"
+)
+
+// Messages between a node and its children. They never leave the process,
+// so they are plain Go values; everything that crosses nodes is a proto
+// message from remote/raftpb.
+
+// tick is one unit of Raft time, sent by the election actor.
+type tick struct{}
+
+// flushReady asks the node to handle raftlogic's Ready. The node sends it to
+// itself once per burst of input: every message already queued is handled
+// first, so one Ready — one write and one fsync — covers all of them (group
+// commit).
+type flushReady struct{}
+
+// outbound carries messages for one peer to its replication actor.
+type outbound struct {
+	msgs []raftlogic.Message
+}
+
+// snapshotDone reports how streaming a snapshot to a peer ended.
+type snapshotDone struct {
+	peer uint64
+	ok   bool
+}
+
+// applyEntries hands committed entries to the apply actor, in order.
+type applyEntries struct {
+	entries []raftlogic.Entry
+}
+
+// awaitProposal asks the apply actor to answer replyTo when the entry at
+// index is applied. The node sends it before the entry can be committed, so
+// it always arrives first.
+type awaitProposal struct {
+	index, term uint64
+	requestID   uint64
+	replyTo     *actor.PID
+}
+
+// readAt asks the apply actor to read key once it has applied index.
+type readAt struct {
+	index     uint64
+	key       string
+	requestID uint64
+	replyTo   *actor.PID
+}
+
+// installSnapshot asks the apply actor to replace the state machine with a
+// received image; it answers with snapshotInstalled.
+type installSnapshot struct {
+	data []byte
+}
+
+type snapshotInstalled struct {
+	index, term uint64
+	err         error
+}
+
+// appliedUpTo tells the node how far the state machine has applied, so it
+// can compact the log behind it.
+type appliedUpTo struct {
+	index uint64
+}
+
+// failStop tells the node that a child hit an error it must not continue
+// past (a storage failure): the node stops rather than serve damaged state.
+type failStop struct {
+	err error
+}

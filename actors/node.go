@@ -1,0 +1,398 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/dgraph-io/badger/v4"
+	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/persist"
+	"github.com/raftkv/raftkv/raftlogic"
+	"github.com/raftkv/raftkv/remote"
+	"github.com/raftkv/raftkv/remote/raftpb"
+)
+
+// nodeActor is one Raft node: the supervisor that owns the raftlogic.Node
+// and its storage, and the children that carry time (election), the network
+// (one replication actor per peer) and the state machine (apply).
+type nodeActor struct {
+	cfg NodeConfig
+	log *slog.Logger
+
+	raft     *raftlogic.Node
+	db       *badger.DB
+	logStore *persist.LogStore
+	sm       *kvstate.State
+
+	election    *actor.PID
+	apply       *actor.PID
+	replicators map[uint64]*actor.PID
+
+	role         raftlogic.Role
+	flushPending bool
+	// reads waiting for raftlogic's ReadIndex, by request id.
+	reads      map[uint64]pendingGet
+	nextReadID uint64
+	// incoming snapshot being received in chunks, per sender.
+	incoming map[uint64]*incomingSnapshot
+	// applied is how far the state machine has applied (from the apply
+	// actor); snapIndex is where the log now starts.
+	applied, snapIndex uint64
+	stopped            bool
+}
+
+type pendingGet struct {
+	key       string
+	requestID uint64
+	replyTo   *actor.PID
+}
+
+// NewNodeProps returns the props of a node actor. Spawn it under the name
+// NodeName(cfg.ID) at the address its peers know.
+func NewNodeProps(cfg NodeConfig) (*actor.Props, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy(cfg.Logger))}
+	if len(cfg.SenderMiddleware) > 0 {
+		opts = append(opts, actor.WithSenderMiddleware(cfg.SenderMiddleware...))
+	}
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &nodeActor{cfg: cfg, log: cfg.Logger.With("node", cfg.ID)}
+	}, opts...), nil
+}
+
+// childStrategy restarts a failed child (a panic in a child is a bug, and a
+// fresh instance rebuilds its state from storage); a child failing over and
+// over is stopped, and the node then stops too.
+func childStrategy(l *slog.Logger) actor.SupervisorStrategy {
+	return actor.NewOneForOneStrategy(5, 10*time.Second, func(reason any) actor.Directive {
+		l.Warn("node child failed; restarting it", "reason", fmt.Sprint(reason))
+		return actor.RestartDirective
+	})
+}
+
+func (n *nodeActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		n.start(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		n.close()
+	case *actor.Terminated:
+		n.childTerminated(ctx, msg)
+	case *tick:
+		n.whenRunning(ctx, n.raft.Tick)
+	case *flushReady:
+		n.flushPending = false
+		n.handleReady(ctx)
+	case *raftpb.RaftEnvelope:
+		n.step(ctx, msg)
+	case *raftpb.SnapshotChunk:
+		n.receiveChunk(ctx, msg)
+	case *snapshotDone:
+		n.whenRunning(ctx, func() { n.raft.ReportSnapshot(msg.peer, msg.ok) })
+	case *raftpb.ProposeRequest:
+		n.propose(ctx, msg)
+	case *raftpb.GetRequest:
+		n.get(ctx, msg)
+	case *raftpb.StatusRequest:
+		n.status(ctx, msg)
+	case *raftpb.TransferRequest:
+		n.transfer(ctx, msg)
+	case *appliedUpTo:
+		n.applied = max(n.applied, msg.index)
+		n.maybeCompact()
+	case *failStop:
+		n.fail(ctx, msg.err)
+	case *actor.DeadLetterResponse:
+		// A peer or client went away; Raft retries on its own.
+	}
+}
+
+// whenRunning runs an input to raftlogic and schedules handling its Ready.
+func (n *nodeActor) whenRunning(ctx actor.Context, input func()) {
+	if n.raft == nil {
+		return
+	}
+	input()
+	n.scheduleFlush(ctx)
+}
+
+func (n *nodeActor) scheduleFlush(ctx actor.Context) {
+	if !n.flushPending && n.raft.HasReady() {
+		n.flushPending = true
+		ctx.Send(ctx.Self(), &flushReady{})
+	}
+}
+
+// start opens storage, rebuilds the Raft node from it and spawns the
+// children. It runs again after a restart, so it must not assume a fresh
+// process.
+func (n *nodeActor) start(ctx actor.Context) {
+	if err := n.open(); err != nil {
+		n.fail(ctx, err)
+		return
+	}
+	n.reads = map[uint64]pendingGet{}
+	n.incoming = map[uint64]*incomingSnapshot{}
+	n.replicators = map[uint64]*actor.PID{}
+	n.election = n.spawn(ctx, "election", func() actor.Actor { return &electionActor{interval: n.cfg.TickInterval} })
+	n.apply = n.spawn(ctx, "apply", func() actor.Actor {
+		return &applyActor{sm: n.sm, logStore: n.logStore, log: n.log}
+	})
+	for id, pid := range n.cfg.Peers {
+		if id == n.cfg.ID {
+			continue
+		}
+		n.replicators[id] = n.spawn(ctx, fmt.Sprintf("replicate-%d", id), func() actor.Actor {
+			return &replicationActor{self: n.cfg.ID, peer: id, peerPID: pid, clusterID: n.cfg.ClusterID, sm: n.sm, chunkSize: n.cfg.SnapshotChunkSize, log: n.log}
+		})
+	}
+	n.log.Debug("node started", "term", n.raft.Status().Term, "applied", n.applied, "last_index", n.raft.Status().LastIndex)
+}
+
+func (n *nodeActor) spawn(ctx actor.Context, name string, producer actor.Producer) *actor.PID {
+	var opts []actor.PropsOption
+	if len(n.cfg.SenderMiddleware) > 0 {
+		opts = append(opts, actor.WithSenderMiddleware(n.cfg.SenderMiddleware...))
+	}
+	pid, err := ctx.SpawnNamed(actor.PropsFromProducer(producer, opts...), name)
+	if err != nil {
+		// After a restart of this node the old children are gone, so a
+		// taken name is a bug; keep going with the existing child.
+		n.log.Error("spawn child", "child", name, "err", err)
+	}
+	return pid
+}
+
+// open loads the node's durable state. The state machine may be ahead of
+// the log when a crash hit between installing a received snapshot and
+// recording it in the log: its applied index then becomes the snapshot.
+func (n *nodeActor) open() error {
+	db, err := persist.OpenDB(n.cfg.DataDir, persist.WithLogger(n.log))
+	if err != nil {
+		return err
+	}
+	n.db = db
+	n.logStore = persist.NewLogStore(db)
+	if n.sm, err = kvstate.Open(db); err != nil {
+		return err
+	}
+	st, err := n.logStore.Load()
+	if err != nil {
+		return err
+	}
+	voters := make([]uint64, 0, len(n.cfg.Peers))
+	for id := range n.cfg.Peers {
+		voters = append(voters, id)
+	}
+	slices.Sort(voters)
+	switch stored := st.Snapshot.ConfState.Voters; {
+	case len(stored) == 0:
+		// First start: record the membership, so a later start with a
+		// different member list is caught instead of splitting the cluster.
+		st.Snapshot.ConfState.Voters = voters
+		if err := n.logStore.SaveSnapshotMeta(st.Snapshot); err != nil {
+			return err
+		}
+	case !slices.Equal(stored, voters):
+		return fmt.Errorf("%w: %s holds a node of cluster members %v, the configuration says %v", ErrWrongCluster, n.cfg.DataDir, stored, voters)
+	}
+	applied, appliedTerm := n.sm.Applied()
+	last := st.Snapshot.Index + uint64(len(st.Entries))
+	if applied > last || (applied > st.Snapshot.Index && !containsEntry(st, applied, appliedTerm)) {
+		meta := raftlogic.SnapshotMeta{Index: applied, Term: appliedTerm, ConfState: st.Snapshot.ConfState}
+		if err := n.logStore.Save(raftlogic.HardState{}, nil, meta); err != nil {
+			return err
+		}
+		st.Snapshot, st.Entries = meta, nil
+		st.HardState.Commit = max(st.HardState.Commit, applied)
+		st.HardState.Term = max(st.HardState.Term, appliedTerm)
+	}
+	st.Applied = applied
+	n.applied, n.snapIndex = applied, st.Snapshot.Index
+	n.raft, err = raftlogic.NewNode(raftlogic.Config{
+		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
+		PreVote: true, CheckQuorum: true, Seed: uint64(time.Now().UnixNano()),
+	}, st)
+	return err
+}
+
+// containsEntry reports whether the stored log holds entry (index, term).
+func containsEntry(st raftlogic.InitialState, index, term uint64) bool {
+	i := index - st.Snapshot.Index - 1
+	return i < uint64(len(st.Entries)) && st.Entries[i].Term == term
+}
+
+func (n *nodeActor) close() {
+	n.raft = nil
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
+			n.log.Error("close storage", "err", err)
+		}
+		n.db = nil
+	}
+}
+
+// fail stops the node: a storage error means the node can no longer promise
+// durability, and serving from a state it cannot trust is worse than being
+// down (fail-stop). The rest of the cluster carries on without it.
+func (n *nodeActor) fail(ctx actor.Context, err error) {
+	if n.stopped {
+		return
+	}
+	n.stopped = true
+	n.log.Error("node stopping after a fatal error", "err", err)
+	ctx.Stop(ctx.Self())
+}
+
+func (n *nodeActor) childTerminated(ctx actor.Context, msg *actor.Terminated) {
+	if n.stopped || n.raft == nil {
+		return
+	}
+	n.fail(ctx, fmt.Errorf("child %s stopped after repeated failures", msg.Who.Id))
+}
+
+// step feeds a message from a peer to Raft. Traffic from another cluster
+// and malformed messages are dropped with a log line: never trust the wire.
+func (n *nodeActor) step(ctx actor.Context, env *raftpb.RaftEnvelope) {
+	if n.raft == nil {
+		return
+	}
+	m, err := remote.OpenEnvelope(n.cfg.ClusterID, env)
+	if err == nil {
+		err = n.raft.Step(m)
+	}
+	if err != nil {
+		n.log.Warn("dropped a peer message", "err", err)
+		return
+	}
+	n.scheduleFlush(ctx)
+}
+
+// handleReady does what raftlogic asks, in the order its Ready requires.
+func (n *nodeActor) handleReady(ctx actor.Context) {
+	if n.raft == nil || !n.raft.HasReady() {
+		return
+	}
+	rd := n.raft.Ready()
+	if rd.SoftState != nil {
+		n.roleChanged(ctx, *rd.SoftState)
+	}
+	// A leader sends its appends while it writes its own log (Raft thesis
+	// 10.2.1): it counts itself toward commit only after Advance.
+	early, late := splitMessages(n.role, rd.Messages)
+	n.send(ctx, early)
+	if !rd.Snapshot.IsEmpty() {
+		if err := n.installSnapshot(ctx, rd.Snapshot); err != nil {
+			n.fail(ctx, err)
+			return
+		}
+	}
+	if err := n.logStore.Save(rd.HardState, rd.Entries, rd.Snapshot.Meta); err != nil {
+		n.fail(ctx, fmt.Errorf("persist raft log: %w", err))
+		return
+	}
+	if !rd.Snapshot.IsEmpty() {
+		n.snapIndex = rd.Snapshot.Meta.Index
+	}
+	n.send(ctx, late)
+	if len(rd.CommittedEntries) > 0 {
+		ctx.Send(n.apply, &applyEntries{entries: rd.CommittedEntries})
+	}
+	for _, rs := range rd.ReadStates {
+		n.readReady(ctx, rs)
+	}
+	n.raft.Advance(rd)
+	n.scheduleFlush(ctx)
+}
+
+// splitMessages picks the messages a leader may send before its own log is
+// durable: its replication traffic. Everything else (votes, answers to the
+// leader) depends on what this Ready persists.
+func splitMessages(role raftlogic.Role, msgs []raftlogic.Message) (early, late []raftlogic.Message) {
+	if role != raftlogic.Leader {
+		return nil, msgs
+	}
+	for _, m := range msgs {
+		switch m.Type {
+		case raftlogic.MsgApp, raftlogic.MsgHeartbeat, raftlogic.MsgSnap, raftlogic.MsgTimeoutNow:
+			early = append(early, m)
+		default:
+			late = append(late, m)
+		}
+	}
+	return early, late
+}
+
+func (n *nodeActor) send(ctx actor.Context, msgs []raftlogic.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	// Group per peer, keeping order, so each replication actor gets one
+	// message per Ready.
+	byPeer := map[uint64][]raftlogic.Message{}
+	for _, m := range msgs {
+		byPeer[m.To] = append(byPeer[m.To], m)
+	}
+	for to, ms := range byPeer {
+		if pid := n.replicators[to]; pid != nil {
+			ctx.Send(pid, &outbound{msgs: ms})
+		}
+	}
+}
+
+func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
+	if s.Role != n.role {
+		n.log.Info("role changed", "from", n.role, "to", s.Role, "leader", s.Lead, "term", n.raft.Status().Term)
+	}
+	n.role = s.Role
+}
+
+// installSnapshot replaces the state machine with a received image before
+// the log records the snapshot, so a crash in between leaves the state
+// machine ahead of the log (recoverable, see open) and never behind it.
+func (n *nodeActor) installSnapshot(ctx actor.Context, s raftlogic.Snapshot) error {
+	res, err := ctx.RequestFuture(n.apply, &installSnapshot{data: s.Data}, time.Minute).Result()
+	if err != nil {
+		return fmt.Errorf("install snapshot %d: %w", s.Meta.Index, err)
+	}
+	done := res.(*snapshotInstalled)
+	if done.err != nil {
+		return fmt.Errorf("install snapshot %d: %w", s.Meta.Index, done.err)
+	}
+	if done.index != s.Meta.Index {
+		return fmt.Errorf("install snapshot: image covers index %d, metadata says %d", done.index, s.Meta.Index)
+	}
+	n.applied = done.index
+	return nil
+}
+
+// maybeCompact discards the log behind the state machine once it has grown
+// by SnapshotEntries. The state machine's own storage is the snapshot: a
+// lagging follower is sent a fresh image of it.
+func (n *nodeActor) maybeCompact() {
+	if n.raft == nil || n.applied < n.snapIndex+n.cfg.SnapshotEntries {
+		return
+	}
+	// The log entries may be deleted only once the state they produced is
+	// durable.
+	if err := n.db.Sync(); err != nil {
+		n.log.Error("sync before compaction", "err", err)
+		return
+	}
+	meta, err := n.raft.Compact(n.applied)
+	if err != nil {
+		n.log.Warn("compaction refused", "index", n.applied, "err", err)
+		return
+	}
+	if err := n.logStore.Compact(meta.Index); err != nil {
+		n.log.Error("compact log", "err", err)
+		return
+	}
+	n.snapIndex = meta.Index
+	n.log.Debug("log compacted", "index", meta.Index)
+}

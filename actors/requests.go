@@ -1,0 +1,122 @@
+package actors
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/raftlogic"
+	"github.com/raftkv/raftkv/remote/raftpb"
+)
+
+// This file holds the node's side of client requests: proposals and reads
+// arrive as proto messages (from the embedded DB in this process or from a
+// forwarding node elsewhere) and are answered to their sender.
+
+func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
+	if resp := n.refuse(req.GetClusterId()); resp != nil {
+		ctx.Respond(&raftpb.ProposeResponse{RequestId: req.GetRequestId(), ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
+		return
+	}
+	index, term, err := n.raft.Propose(req.GetPayload())
+	if err != nil {
+		code, leader := notLeaderCode(err)
+		ctx.Respond(&raftpb.ProposeResponse{RequestId: req.GetRequestId(), ErrorCode: code, LeaderId: leader, Message: err.Error()})
+		return
+	}
+	// Registered before the entry can commit: the apply actor learns of the
+	// waiter before it sees the entry.
+	ctx.Send(n.apply, &awaitProposal{index: index, term: term, requestID: req.GetRequestId(), replyTo: ctx.Sender()})
+	n.scheduleFlush(ctx)
+}
+
+func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
+	if resp := n.refuse(req.GetClusterId()); resp != nil {
+		ctx.Respond(&raftpb.GetResponse{RequestId: req.GetRequestId(), ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
+		return
+	}
+	n.nextReadID++
+	id := n.nextReadID
+	if err := n.raft.ReadIndex(binary.BigEndian.AppendUint64(nil, id)); err != nil {
+		code, leader := notLeaderCode(err)
+		ctx.Respond(&raftpb.GetResponse{RequestId: req.GetRequestId(), ErrorCode: code, LeaderId: leader, Message: err.Error()})
+		return
+	}
+	n.reads[id] = pendingGet{key: req.GetKey(), requestID: req.GetRequestId(), replyTo: ctx.Sender()}
+	n.scheduleFlush(ctx)
+}
+
+// readReady passes a confirmed read to the apply actor, which answers it
+// once it has applied the read's index.
+func (n *nodeActor) readReady(ctx actor.Context, rs raftlogic.ReadState) {
+	if len(rs.RequestCtx) != 8 {
+		return
+	}
+	id := binary.BigEndian.Uint64(rs.RequestCtx)
+	g, ok := n.reads[id]
+	if !ok {
+		return
+	}
+	delete(n.reads, id)
+	if rs.Err != nil {
+		code, leader := notLeaderCode(rs.Err)
+		ctx.Send(g.replyTo, &raftpb.GetResponse{RequestId: g.requestID, ErrorCode: code, LeaderId: leader, Message: rs.Err.Error()})
+		return
+	}
+	ctx.Send(n.apply, &readAt{index: rs.Index, key: g.key, requestID: g.requestID, replyTo: g.replyTo})
+}
+
+func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
+	if n.raft == nil {
+		ctx.Respond(&raftpb.StatusResponse{Id: n.cfg.ID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})
+		return
+	}
+	st := n.raft.Status()
+	ctx.Respond(&raftpb.StatusResponse{
+		Id: n.cfg.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Lead,
+		Commit: st.Commit, Applied: n.applied, FirstIndex: st.FirstIdx, LastIndex: st.LastIndex,
+		SnapshotIndex: st.Snapshot.Index,
+	})
+}
+
+func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
+	if n.raft == nil {
+		ctx.Respond(&raftpb.TransferResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})
+		return
+	}
+	if err := n.raft.TransferLeadership(req.GetTo()); err != nil {
+		code, leader := notLeaderCode(err)
+		ctx.Respond(&raftpb.TransferResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
+		return
+	}
+	ctx.Respond(&raftpb.TransferResponse{})
+	n.scheduleFlush(ctx)
+}
+
+type refusal struct {
+	code   raftpb.ErrorCode
+	leader uint64
+	msg    string
+}
+
+func (n *nodeActor) refuse(clusterID string) *refusal {
+	if n.raft == nil {
+		return &refusal{code: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, msg: "node is not running"}
+	}
+	if clusterID != n.cfg.ClusterID {
+		return &refusal{code: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, msg: "request for cluster " + clusterID + " reached cluster " + n.cfg.ClusterID}
+	}
+	return nil
+}
+
+// notLeaderCode turns raftlogic's refusal into a wire code naming the leader.
+func notLeaderCode(err error) (raftpb.ErrorCode, uint64) {
+	var nl *raftlogic.NotLeaderError
+	if errors.As(err, &nl) {
+		if nl.Transferring {
+			return raftpb.ErrorCode_ERROR_CODE_TRANSFERRING, nl.Leader
+		}
+		return raftpb.ErrorCode_ERROR_CODE_NOT_LEADER, nl.Leader
+	}
+	return raftpb.ErrorCode_ERROR_CODE_INTERNAL, 0
+}

@@ -1,0 +1,306 @@
+package raftkv
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/actors"
+	"github.com/raftkv/raftkv/config"
+	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/remote"
+	"github.com/raftkv/raftkv/remote/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// KV is the key-value interface shared by the embedded database and the
+// network client.
+type KV interface {
+	// Put inserts or overwrites key.
+	Put(ctx context.Context, key string, value []byte) error
+	// Get returns key's value (linearizable), or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Update overwrites an existing key; ErrNotFound (and nothing written)
+	// when it is absent.
+	Update(ctx context.Context, key string, value []byte) error
+	// Remove deletes key; ErrNotFound when it is absent.
+	Remove(ctx context.Context, key string) error
+	// Close releases the handle.
+	Close() error
+}
+
+// DB is a handle to a RaftKV cluster whose nodes (all, or those chosen with
+// WithNodes) run in this process. It is safe for concurrent use.
+type DB struct {
+	cfg     config.Config
+	log     *slog.Logger
+	sys     *actor.ActorSystem
+	rem     *remote.Remote
+	pids    map[uint64]*actor.PID
+	ids     []uint64
+	hosted  []uint64
+	props   map[uint64]*actor.Props
+	timeout time.Duration
+	stopLog func()
+
+	sessions sessionPool
+	reqID    atomic.Uint64
+	// leader is the node believed to lead; 0 when unknown.
+	leader atomic.Uint64
+	// next rotates through the nodes while no leader is known.
+	next atomic.Uint64
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+	closeErr  error
+}
+
+var _ KV = (*DB)(nil)
+
+// Open starts the nodes this process hosts and returns a handle to the
+// cluster. The configuration comes from WithConfig, WithConfigFile, or
+// ./config.yaml when it exists, else the built-in defaults.
+func Open(opts ...Option) (*DB, error) {
+	var o options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := loadConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.dataDir != "" {
+		cfg.PersistPath = o.dataDir
+	}
+	hosted, err := hostedNodes(cfg, o.nodes)
+	if err != nil {
+		return nil, err
+	}
+	logger := o.logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	}
+	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}}
+	if db.timeout == 0 {
+		db.timeout = DefaultRequestTimeout
+	}
+	if err := db.start(o); err != nil {
+		db.shutdown()
+		return nil, err
+	}
+	return db, nil
+}
+
+func loadConfig(o options) (config.Config, error) {
+	switch {
+	case o.config != nil:
+		return *o.config, nil
+	case o.configFile != "":
+		return config.Load(o.configFile)
+	}
+	cfg, _, err := config.LoadOptional("config.yaml")
+	return cfg, err
+}
+
+// hostedNodes picks the nodes this process runs. One Remote serves the
+// process, at the first hosted node's address, so a subset of a cluster
+// spread over processes can only be one node (its peers dial its address).
+func hostedNodes(cfg config.Config, want []uint64) ([]uint64, error) {
+	var all []uint64
+	for _, s := range cfg.Servers() {
+		all = append(all, s.ID)
+	}
+	if len(want) == 0 {
+		return all, nil
+	}
+	for _, id := range want {
+		if !slices.Contains(all, id) {
+			return nil, fmt.Errorf("%w: node %d is not in the configuration (nodes %v)", ErrInvalidOption, id, all)
+		}
+	}
+	if len(want) > 1 && len(want) < len(all) {
+		return nil, fmt.Errorf("%w: a process hosts every node or exactly one, not %v of %v", ErrInvalidOption, want, all)
+	}
+	return want, nil
+}
+
+func (db *DB) start(o options) error {
+	db.sys = actor.NewActorSystem(actor.WithLoggerFactory(remote.NewLoggerFactory(db.log)))
+	db.stopLog = remote.WatchFailures(db.sys, db.log)
+	// A process that hosts every node needs no network: its nodes are
+	// local PIDs. Otherwise one Remote serves the process at its node's
+	// configured address, and peers are PIDs at theirs. The node code is
+	// the same either way.
+	localAddr := db.sys.Address()
+	if len(db.hosted) < len(db.cfg.Servers()) {
+		first, _ := db.cfg.Server(db.hosted[0])
+		rem, err := remote.Start(db.sys, first.Address, first.Port)
+		if err != nil {
+			return fmt.Errorf("raftkv: start node %d: %w", first.ID, err)
+		}
+		db.rem = rem
+		localAddr = rem.Address()
+	}
+	for _, s := range db.cfg.Servers() {
+		addr := db.cfg.RemoteAddr(s.ID)
+		if slices.Contains(db.hosted, s.ID) {
+			addr = localAddr
+		}
+		db.pids[s.ID] = actor.NewPID(addr, actors.NodeName(s.ID))
+		db.ids = append(db.ids, s.ID)
+	}
+	for _, id := range db.hosted {
+		props, err := actors.NewNodeProps(actors.NodeConfig{
+			ID: id, Peers: db.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
+			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
+			SnapshotEntries: uint64(db.cfg.SnapshotEntries), Logger: db.log, SenderMiddleware: o.senderMiddleware,
+		})
+		if err != nil {
+			return fmt.Errorf("raftkv: node %d: %w", id, err)
+		}
+		db.props[id] = props
+		if err := db.startNode(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startNode starts hosted node id from its storage.
+func (db *DB) startNode(id uint64) error {
+	if _, err := db.sys.Root.SpawnNamed(db.props[id], actors.NodeName(id)); err != nil {
+		return fmt.Errorf("raftkv: spawn node %d: %w", id, err)
+	}
+	return nil
+}
+
+// stopNode stops hosted node id at once, dropping what is queued for it,
+// as a crash would (its storage is closed cleanly; tests of torn writes kill
+// a whole process instead).
+func (db *DB) stopNode(id uint64) error {
+	return db.sys.Root.StopFuture(db.pids[id]).Wait()
+}
+
+// Close stops the hosted nodes, flushing their storage, and releases the
+// handle. Calls in flight fail with ErrClosed.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.closed.Store(true)
+		db.closeErr = db.shutdown()
+	})
+	return db.closeErr
+}
+
+func (db *DB) shutdown() error {
+	if db.sys == nil {
+		return nil
+	}
+	for _, id := range db.hosted {
+		if pid := db.pids[id]; pid != nil {
+			// Poison lets queued messages finish; the node closes its
+			// storage as it stops.
+			if err := db.sys.Root.PoisonFuture(pid).Wait(); err != nil {
+				db.log.Warn("stop node", "node", id, "err", err)
+			}
+		}
+	}
+	var err error
+	if db.rem != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err = db.rem.Stop(ctx)
+		cancel()
+	}
+	if db.stopLog != nil {
+		db.stopLog()
+	}
+	db.sys.Shutdown()
+	return err
+}
+
+// Put inserts or overwrites key.
+func (db *DB) Put(ctx context.Context, key string, value []byte) error {
+	return db.write(ctx, kvstate.Command{Op: kvstate.OpPut, Key: key, Value: value})
+}
+
+// Update overwrites key only if it exists; otherwise it returns ErrNotFound
+// and writes nothing. The existence check is made by the replicated state
+// machine, so it is linearizable.
+func (db *DB) Update(ctx context.Context, key string, value []byte) error {
+	return db.write(ctx, kvstate.Command{Op: kvstate.OpUpdate, Key: key, Value: value})
+}
+
+// Remove deletes key; ErrNotFound when it is absent.
+func (db *DB) Remove(ctx context.Context, key string) error {
+	return db.write(ctx, kvstate.Command{Op: kvstate.OpRemove, Key: key})
+}
+
+// Get returns a copy of key's value, or ErrNotFound. Reads are
+// linearizable: the leader confirms with a quorum that it still leads.
+func (db *DB) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := kvstate.ValidateKV(key, nil, db.cfg.MaxValueSize); err != nil {
+		return nil, err
+	}
+	res, err := db.call(ctx, func(id uint64) proto.Message {
+		return &raftpb.GetRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Key: key}
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := res.(*raftpb.GetResponse)
+	if err := codeError(r.GetErrorCode(), r.GetMessage()); err != nil {
+		return nil, err
+	}
+	return r.GetValue(), nil
+}
+
+// write proposes a command and waits for its result. Every retry carries
+// the same client id and sequence number, so the state machine applies the
+// command at most once however often it is resent.
+func (db *DB) write(ctx context.Context, cmd kvstate.Command) error {
+	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, db.cfg.MaxValueSize); err != nil {
+		return err
+	}
+	for {
+		sess, err := db.sessions.get()
+		if err != nil {
+			return err
+		}
+		cmd.ClientID, cmd.Seq = sess.id, sess.next()
+		payload := cmd.Encode()
+		res, err := db.call(ctx, func(id uint64) proto.Message {
+			return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
+		})
+		if err != nil {
+			// The command may still be applied later: never reuse this
+			// session, or a later command could be refused as stale.
+			return err
+		}
+		r := res.(*raftpb.ProposeResponse)
+		if r.GetErrorCode() == raftpb.ErrorCode_ERROR_CODE_SESSION_EXPIRED && cmd.Seq > 1 {
+			// The session sat idle until the cluster forgot it; the
+			// command was not executed. Retry under a fresh session.
+			continue
+		}
+		db.sessions.put(sess)
+		return codeError(r.GetErrorCode(), r.GetMessage())
+	}
+}
+
+// codeError turns a final answer into the API's error.
+func codeError(code raftpb.ErrorCode, msg string) error {
+	switch code {
+	case raftpb.ErrorCode_ERROR_CODE_OK:
+		return nil
+	case raftpb.ErrorCode_ERROR_CODE_NOT_FOUND:
+		return ErrNotFound
+	}
+	return fmt.Errorf("raftkv: %s: %s", code, msg)
+}

@@ -1,0 +1,104 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/config"
+)
+
+// testConfig is a 3-node cluster in a temporary directory.
+func testConfig(t testing.TB, nodes int) config.Config {
+	cfg := config.Default()
+	cfg.ServersNum = nodes
+	cfg.PersistPath = t.TempDir()
+	return cfg
+}
+
+func testLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("RAFTKV_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func openTest(t testing.TB, cfg config.Config, opts ...Option) *DB {
+	t.Helper()
+	db, err := Open(append([]Option{WithConfig(cfg), WithLogger(testLogger())}, opts...)...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return db
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestPutGetUpdateRemove(t *testing.T) {
+	db := openTest(t, testConfig(t, 3))
+	defer db.Close()
+	ctx := ctxT(t)
+
+	if err := db.Put(ctx, "a", []byte("1")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if v, err := db.Get(ctx, "a"); err != nil || string(v) != "1" {
+		t.Fatalf("Get a = %q, %v; want 1", v, err)
+	}
+	if err := db.Update(ctx, "a", []byte("2")); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if v, err := db.Get(ctx, "a"); err != nil || string(v) != "2" {
+		t.Fatalf("Get a = %q, %v; want 2", v, err)
+	}
+	if err := db.Update(ctx, "missing", []byte("x")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Update missing: %v, want ErrNotFound", err)
+	}
+	if _, err := db.Get(ctx, "missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get missing after failed Update: %v, want ErrNotFound (nothing written)", err)
+	}
+	if err := db.Remove(ctx, "a"); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if _, err := db.Get(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get removed: %v, want ErrNotFound", err)
+	}
+	if err := db.Remove(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Remove absent: %v, want ErrNotFound", err)
+	}
+}
+
+func TestCloseReopenKeepsWrites(t *testing.T) {
+	cfg := testConfig(t, 3)
+	db := openTest(t, cfg)
+	ctx := ctxT(t)
+	for i := 0; i < 50; i++ {
+		if err := db.Put(ctx, key(i), []byte(key(i))); err != nil {
+			t.Fatalf("Put %d: %v", i, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := db.Put(ctx, "after", nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after Close: %v, want ErrClosed", err)
+	}
+	db = openTest(t, cfg)
+	defer db.Close()
+	for i := 0; i < 50; i++ {
+		if v, err := db.Get(ctx, key(i)); err != nil || string(v) != key(i) {
+			t.Fatalf("after reopen Get %d = %q, %v", i, v, err)
+		}
+	}
+}
+
+func key(i int) string { return fmt.Sprintf("key-%03d", i) }

@@ -1,0 +1,20 @@
+// Package raftkv is a Raft-replicated key-value database.
+//
+// Embedded, one call starts a whole cluster in the process, every node
+// persisting to its own Badger database under the configured path:
+//
+//	db, err := raftkv.Open() // ./config.yaml when present, else defaults
+//	if err != nil { ... }
+//	defer db.Close()
+//	err = db.Put(ctx, "k", []byte("v"))
+//	v, err := db.Get(ctx, "k") // linearizable
+//
+// Writes return once a quorum has made them durable and the state machine
+// has applied them; reads are served by the leader after confirming its
+// leadership (ReadIndex), never from a stale node. Every call honours its
+// context and never hangs: without a quorum it fails once the context (or
+// the default request timeout) ends.
+//
+// Close stops the nodes and flushes their storage; the next Open finds every
+// acknowledged write.
+package raftkv

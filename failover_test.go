@@ -1,0 +1,126 @@
+package raftkv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/actors"
+	"github.com/raftkv/raftkv/remote/raftpb"
+)
+
+// waitLeader polls Status until one reachable node leads, and returns it.
+func waitLeader(t testing.TB, db *DB) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, _ := db.Status(context.Background())
+		for _, s := range st {
+			if s.Reachable && s.Role == "leader" {
+				return s.ID
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no leader within 10s")
+	return 0
+}
+
+func TestLeaderCrashFailover(t *testing.T) {
+	cfg := testConfig(t, 3)
+	db := openTest(t, cfg)
+	defer db.Close()
+	ctx := ctxT(t)
+	for i := 0; i < 20; i++ {
+		if err := db.Put(ctx, key(i), []byte("v1")); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+	}
+	old := waitLeader(t, db)
+	if err := db.stopNode(old); err != nil {
+		t.Fatalf("stop leader: %v", err)
+	}
+	// Writes continue on the two survivors.
+	for i := 0; i < 20; i++ {
+		if err := db.Put(ctx, key(i), []byte("v2")); err != nil {
+			t.Fatalf("Put after leader crash: %v", err)
+		}
+	}
+	if l := waitLeader(t, db); l == old {
+		t.Fatalf("stopped node %d still reported leader", old)
+	}
+	if err := db.startNode(old); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	// The old leader catches up: once it applied everything, the cluster
+	// agrees on every value.
+	waitApplied(t, db)
+	for i := 0; i < 20; i++ {
+		if v, err := db.Get(ctx, key(i)); err != nil || string(v) != "v2" {
+			t.Fatalf("Get %s = %q, %v; want v2", key(i), v, err)
+		}
+	}
+}
+
+// waitApplied waits until every node has applied the leader's commit index.
+func waitApplied(t testing.TB, db *DB) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		st, _ := db.Status(context.Background())
+		var commit uint64
+		for _, s := range st {
+			if s.Role == "leader" {
+				commit = s.Commit
+			}
+		}
+		ok := commit > 0
+		for _, s := range st {
+			ok = ok && s.Reachable && s.Applied >= commit
+		}
+		if ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st, _ := db.Status(context.Background())
+	t.Fatalf("nodes did not catch up: %+v", st)
+}
+
+func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
+	cfg := testConfig(t, 3)
+	faults := actors.NewNetworkFaults(1)
+	db := openTest(t, cfg, withSenderMiddleware(faults.Middleware()))
+	defer db.Close()
+	ctx := ctxT(t)
+	if err := db.Put(ctx, "k", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	old := waitLeader(t, db)
+	faults.Isolate(old, 1, 2, 3)
+	// Pin the DB to the isolated leader: its read must not return "old"
+	// after the majority has moved on.
+	var others []uint64
+	for _, id := range []uint64{1, 2, 3} {
+		if id != old {
+			others = append(others, id)
+		}
+	}
+	db.leader.Store(others[0])
+	if err := db.Put(ctx, "k", []byte("new")); err != nil {
+		t.Fatalf("Put in majority: %v", err)
+	}
+	res, err := db.request(ctx, db.pids[old], getReq(db, "k"))
+	if err == nil && res.GetErrorCode() == 0 {
+		t.Fatalf("isolated old leader %d answered a read (%v); it must not", old, res)
+	}
+	faults.Heal()
+	waitApplied(t, db)
+	if v, err := db.Get(ctx, "k"); err != nil || string(v) != "new" {
+		t.Fatalf("Get after heal = %q, %v; want new", v, err)
+	}
+}
+
+func getReq(db *DB, key string) *raftpb.GetRequest {
+	return &raftpb.GetRequest{RequestId: db.reqID.Add(1), ClusterId: db.cfg.ClusterID, Key: key}
+}

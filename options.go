@@ -1,0 +1,93 @@
+package raftkv
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/config"
+)
+
+// Option configures Open.
+type Option func(*options) error
+
+type options struct {
+	configFile     string
+	config         *config.Config
+	nodes          []uint64
+	logger         *slog.Logger
+	dataDir        string
+	requestTimeout time.Duration
+	// senderMiddleware injects network faults in tests.
+	senderMiddleware []actor.SenderMiddleware
+}
+
+// DefaultRequestTimeout bounds a call whose context has no deadline.
+const DefaultRequestTimeout = 10 * time.Second
+
+// WithConfigFile reads the configuration from path instead of ./config.yaml;
+// the file must exist.
+func WithConfigFile(path string) Option {
+	return func(o *options) error { o.configFile = path; return nil }
+}
+
+// WithConfig uses cfg as the configuration; no file is read. Start from
+// config.Default().
+func WithConfig(cfg config.Config) Option {
+	return func(o *options) error {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		o.config = &cfg
+		return nil
+	}
+}
+
+// WithNodes hosts only the given nodes of the configured cluster in this
+// process (the rest run elsewhere); the returned DB still reaches the whole
+// cluster. Today a process hosts either every node or exactly one.
+func WithNodes(ids ...uint64) Option {
+	return func(o *options) error {
+		if len(ids) == 0 {
+			return fmt.Errorf("%w: WithNodes needs at least one node id", ErrInvalidOption)
+		}
+		o.nodes = ids
+		return nil
+	}
+}
+
+// WithLogger sends all logs (the nodes' and protoactor's) to l. By default
+// they go to stderr at the configuration's logLevel.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.logger = l; return nil }
+}
+
+// WithDataDir overrides the configuration's persistPath.
+func WithDataDir(dir string) Option {
+	return func(o *options) error {
+		if dir == "" {
+			return fmt.Errorf("%w: WithDataDir needs a directory", ErrInvalidOption)
+		}
+		o.dataDir = dir
+		return nil
+	}
+}
+
+// WithRequestTimeout bounds calls whose context has no deadline (default
+// DefaultRequestTimeout).
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: request timeout must be positive, got %v", ErrInvalidOption, d)
+		}
+		o.requestTimeout = d
+		return nil
+	}
+}
+
+// withSenderMiddleware wraps every node's sends; tests use it to cut,
+// delay or duplicate messages between nodes.
+func withSenderMiddleware(mw ...actor.SenderMiddleware) Option {
+	return func(o *options) error { o.senderMiddleware = mw; return nil }
+}

@@ -1,0 +1,122 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/remote/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// How the DB finds the leader: it sends to the node it believes leads; a
+// node that does not lead answers with the leader it knows, and the DB
+// follows that hint. While no leader is known it tries the nodes in turn,
+// backing off a little so an election can finish.
+
+const (
+	// tryTimeout bounds one attempt at one node, so a dead node costs at
+	// most this before the next is tried.
+	tryTimeout = time.Second
+	// noLeaderBackoff is the pause between rounds while no leader is known.
+	noLeaderBackoff = 20 * time.Millisecond
+)
+
+// answer is what every node response carries for routing.
+type answer interface {
+	GetErrorCode() raftpb.ErrorCode
+	GetLeaderId() uint64
+}
+
+// call sends the request build makes until a node gives a final answer or
+// the context ends.
+func (db *DB) call(ctx context.Context, build func(requestID uint64) proto.Message) (answer, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, db.timeout)
+		defer cancel()
+	}
+	for {
+		if db.closed.Load() {
+			return nil, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		target := db.target()
+		res, err := db.request(ctx, db.pids[target], build(db.reqID.Add(1)))
+		if err != nil {
+			// Unreachable or too slow: forget it as leader and move on.
+			db.leader.CompareAndSwap(target, 0)
+			continue
+		}
+		switch res.GetErrorCode() {
+		case raftpb.ErrorCode_ERROR_CODE_NOT_LEADER, raftpb.ErrorCode_ERROR_CODE_TRANSFERRING, raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN:
+			if l := res.GetLeaderId(); l != 0 && l != target && db.pids[l] != nil {
+				db.leader.Store(l)
+				continue
+			}
+			db.leader.CompareAndSwap(target, 0)
+			db.pause(ctx, noLeaderBackoff)
+		case raftpb.ErrorCode_ERROR_CODE_DROPPED, raftpb.ErrorCode_ERROR_CODE_TIMEOUT:
+			// Lost in a leader change, or outcome unknown: retry. The
+			// request's session makes a repeat harmless.
+			db.pause(ctx, noLeaderBackoff)
+		default:
+			db.leader.Store(target)
+			return res, nil
+		}
+	}
+}
+
+// target is the believed leader, or the next node in turn.
+func (db *DB) target() uint64 {
+	if l := db.leader.Load(); l != 0 {
+		return l
+	}
+	return db.ids[int(db.next.Add(1))%len(db.ids)]
+}
+
+// request sends one message and waits for its answer, the try timeout or
+// the context, whichever comes first.
+func (db *DB) request(ctx context.Context, pid *actor.PID, msg proto.Message) (answer, error) {
+	wait := tryTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	if wait <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	fut := db.sys.Root.RequestFuture(pid, msg, wait)
+	done := make(chan struct{})
+	var res any
+	var err error
+	go func() {
+		res, err = fut.Result()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return nil, err
+	}
+	a, ok := res.(answer)
+	if !ok {
+		return nil, errors.New("raftkv: unexpected answer type")
+	}
+	return a, nil
+}
+
+func (db *DB) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
