@@ -2,6 +2,7 @@ package raftkv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -157,8 +158,20 @@ func (db *DB) start(o options) error {
 		db.pids[s.ID] = actor.NewPID(addr, actors.NodeName(s.ID))
 		db.ids = append(db.ids, s.ID)
 	}
+	started := make(chan error, len(db.hosted))
 	for _, id := range db.hosted {
+		var once sync.Once
 		props, err := actors.NewNodeProps(actors.NodeConfig{
+			OnStart: func(err error) {
+				// Only the first start is Open's business; later restarts
+				// are the supervisor's.
+				once.Do(func() {
+					if err != nil {
+						err = fmt.Errorf("raftkv: node %d: %w", id, err)
+					}
+					started <- err
+				})
+			},
 			ID: id, Peers: db.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), Logger: db.log, SenderMiddleware: o.senderMiddleware,
@@ -171,7 +184,11 @@ func (db *DB) start(o options) error {
 			return err
 		}
 	}
-	return nil
+	var errs []error
+	for range db.hosted {
+		errs = append(errs, <-started)
+	}
+	return errors.Join(errs...)
 }
 
 // startNode starts hosted node id from its storage.

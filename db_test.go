@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/actors"
 	"github.com/raftkv/raftkv/config"
 )
 
@@ -102,3 +105,74 @@ func TestCloseReopenKeepsWrites(t *testing.T) {
 }
 
 func key(i int) string { return fmt.Sprintf("key-%03d", i) }
+
+func TestOpenRefusesDataOfAnotherCluster(t *testing.T) {
+	cfg := testConfig(t, 3)
+	db := openTest(t, cfg)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Same data, but the configuration now says five members.
+	cfg.ServersNum = 5
+	db, err := Open(WithConfig(cfg), WithLogger(testLogger()))
+	if err == nil {
+		db.Close()
+		t.Fatal("Open succeeded on data of a 3-node cluster with a 5-node configuration")
+	}
+	if !errors.Is(err, actors.ErrWrongCluster) {
+		t.Fatalf("Open: %v, want ErrWrongCluster", err)
+	}
+}
+
+func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
+	db := openTest(t, testConfig(t, 3))
+	defer db.Close()
+	ctx := ctxT(t)
+	bigKey := strings.Repeat("k", 70_000)
+	bigValue := make([]byte, db.cfg.MaxValueSize+1)
+	cases := []struct {
+		name string
+		err  error
+		call func() error
+	}{
+		{"put empty key", ErrEmptyKey, func() error { return db.Put(ctx, "", []byte("v")) }},
+		{"update empty key", ErrEmptyKey, func() error { return db.Update(ctx, "", []byte("v")) }},
+		{"remove empty key", ErrEmptyKey, func() error { return db.Remove(ctx, "") }},
+		{"get empty key", ErrEmptyKey, func() error { _, err := db.Get(ctx, ""); return err }},
+		{"put oversized key", ErrKeyTooLarge, func() error { return db.Put(ctx, bigKey, []byte("v")) }},
+		{"get oversized key", ErrKeyTooLarge, func() error { _, err := db.Get(ctx, bigKey); return err }},
+		{"put oversized value", ErrValueTooLarge, func() error { return db.Put(ctx, "big", bigValue) }},
+		{"update oversized value", ErrValueTooLarge, func() error { return db.Update(ctx, "big", bigValue) }},
+	}
+	before := appliedIndexes(t, db)
+	for _, c := range cases {
+		if err := c.call(); !errors.Is(err, c.err) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.err)
+		}
+	}
+	// Nothing was proposed: the log did not grow, and the keys are absent.
+	if after := appliedIndexes(t, db); !slices.Equal(before, after) {
+		t.Errorf("log indexes moved from %v to %v: a refused input reached the log", before, after)
+	}
+	if _, err := db.Get(ctx, "big"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get big: %v, want ErrNotFound", err)
+	}
+	// The largest legal value is accepted.
+	if err := db.Put(ctx, "max", make([]byte, db.cfg.MaxValueSize)); err != nil {
+		t.Errorf("Put of a value at the limit: %v", err)
+	}
+}
+
+// appliedIndexes returns each node's last log index once the cluster is idle.
+func appliedIndexes(t testing.TB, db *DB) []uint64 {
+	waitApplied(t, db)
+	st, err := db.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uint64
+	for _, s := range st {
+		out = append(out, s.LastIndex)
+	}
+	return out
+}

@@ -31,6 +31,10 @@ type NodeConfig struct {
 	SnapshotChunkSize int
 	// Logger receives the node's structured logs.
 	Logger *slog.Logger
+	// OnStart, when set, is called from the node's goroutine each time the
+	// node has opened its storage (err nil) or failed to (the node then
+	// stops). Open uses it to report a node that cannot start.
+	OnStart func(err error)
 	// SenderMiddleware, when set, wraps every send of the node and its
 	// children; tests use it to inject network faults.
 	SenderMiddleware []actor.SenderMiddleware

@@ -132,7 +132,12 @@ func (n *nodeActor) scheduleFlush(ctx actor.Context) {
 // children. It runs again after a restart, so it must not assume a fresh
 // process.
 func (n *nodeActor) start(ctx actor.Context) {
-	if err := n.open(); err != nil {
+	err := n.open()
+	if n.cfg.OnStart != nil {
+		n.cfg.OnStart(err)
+	}
+	if err != nil {
+		n.close()
 		n.fail(ctx, err)
 		return
 	}
