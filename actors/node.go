@@ -23,6 +23,7 @@ type nodeActor struct {
 	log *slog.Logger
 
 	raft     *raftlogic.Node
+	storage  *nodeStorage
 	db       *badger.DB
 	logStore *persist.LogStore
 	sm       *kvstate.State
@@ -33,6 +34,9 @@ type nodeActor struct {
 
 	role         raftlogic.Role
 	flushPending bool
+	// persisted is the hard state last written; a change of commit index
+	// alone is not written.
+	persisted raftlogic.HardState
 	// reads waiting for raftlogic's ReadIndex, by request id.
 	reads      map[uint64]pendingGet
 	nextReadID uint64
@@ -60,8 +64,11 @@ func NewNodeProps(cfg NodeConfig) (*actor.Props, error) {
 	if len(cfg.SenderMiddleware) > 0 {
 		opts = append(opts, actor.WithSenderMiddleware(cfg.SenderMiddleware...))
 	}
+	// The storage handle outlives one incarnation of the actor: after a
+	// restart the new instance closes the old handle before reopening.
+	storage := &nodeStorage{}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &nodeActor{cfg: cfg, log: cfg.Logger.With("node", cfg.ID)}
+		return &nodeActor{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), storage: storage}
 	}, opts...), nil
 }
 
@@ -80,7 +87,13 @@ func (n *nodeActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		n.start(ctx)
 	case *actor.Stopping, *actor.Restarting:
-		n.close()
+		// Stop taking input; the children are stopped next, and storage
+		// is closed only once they are gone (Stopped, or the next
+		// incarnation's Started), since apply may still be writing.
+		n.raft = nil
+		n.stopped = true
+	case *actor.Stopped:
+		n.storage.close(n.log)
 	case *actor.Terminated:
 		n.childTerminated(ctx, msg)
 	case *tick:
@@ -137,7 +150,7 @@ func (n *nodeActor) start(ctx actor.Context) {
 		n.cfg.OnStart(err)
 	}
 	if err != nil {
-		n.close()
+		n.raft = nil
 		n.fail(ctx, err)
 		return
 	}
@@ -177,11 +190,12 @@ func (n *nodeActor) spawn(ctx actor.Context, name string, producer actor.Produce
 // the log when a crash hit between installing a received snapshot and
 // recording it in the log: its applied index then becomes the snapshot.
 func (n *nodeActor) open() error {
+	n.storage.close(n.log)
 	db, err := persist.OpenDB(n.cfg.DataDir, persist.WithLogger(n.log))
 	if err != nil {
 		return err
 	}
-	n.db = db
+	n.db, n.storage.db = db, db
 	n.logStore = persist.NewLogStore(db)
 	if n.sm, err = kvstate.Open(db); err != nil {
 		return err
@@ -219,6 +233,7 @@ func (n *nodeActor) open() error {
 	}
 	st.Applied = applied
 	n.applied, n.snapIndex = applied, st.Snapshot.Index
+	n.persisted = st.HardState
 	n.raft, err = raftlogic.NewNode(raftlogic.Config{
 		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
 		PreVote: true, CheckQuorum: true, Seed: uint64(time.Now().UnixNano()),
@@ -232,14 +247,19 @@ func containsEntry(st raftlogic.InitialState, index, term uint64) bool {
 	return i < uint64(len(st.Entries)) && st.Entries[i].Term == term
 }
 
-func (n *nodeActor) close() {
-	n.raft = nil
-	if n.db != nil {
-		if err := n.db.Close(); err != nil {
-			n.log.Error("close storage", "err", err)
-		}
-		n.db = nil
+// nodeStorage holds a node's open database across restarts of its actor.
+type nodeStorage struct {
+	db *badger.DB
+}
+
+func (s *nodeStorage) close(l *slog.Logger) {
+	if s.db == nil {
+		return
 	}
+	if err := s.db.Close(); err != nil {
+		l.Error("close storage", "err", err)
+	}
+	s.db = nil
 }
 
 // fail stops the node: a storage error means the node can no longer promise
@@ -291,23 +311,30 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 	// 10.2.1): it counts itself toward commit only after Advance.
 	early, late := splitMessages(n.role, rd.Messages)
 	n.send(ctx, early)
+	// Committed entries are already durable here; applying them does not
+	// wait for this Ready's write.
+	if len(rd.CommittedEntries) > 0 {
+		ctx.Send(n.apply, &applyEntries{entries: rd.CommittedEntries})
+	}
 	if !rd.Snapshot.IsEmpty() {
 		if err := n.installSnapshot(ctx, rd.Snapshot); err != nil {
 			n.fail(ctx, err)
 			return
 		}
 	}
-	if err := n.logStore.Save(rd.HardState, rd.Entries, rd.Snapshot.Meta); err != nil {
-		n.fail(ctx, fmt.Errorf("persist raft log: %w", err))
-		return
+	if rd.MustSync(n.persisted) {
+		if err := n.logStore.Save(rd.HardState, rd.Entries, rd.Snapshot.Meta); err != nil {
+			n.fail(ctx, fmt.Errorf("persist raft log: %w", err))
+			return
+		}
+		if !rd.HardState.IsEmpty() {
+			n.persisted = rd.HardState
+		}
 	}
 	if !rd.Snapshot.IsEmpty() {
 		n.snapIndex = rd.Snapshot.Meta.Index
 	}
 	n.send(ctx, late)
-	if len(rd.CommittedEntries) > 0 {
-		ctx.Send(n.apply, &applyEntries{entries: rd.CommittedEntries})
-	}
 	for _, rs := range rd.ReadStates {
 		n.readReady(ctx, rs)
 	}

@@ -125,7 +125,8 @@ const maxGCPerTxn = 1024
 // since an expired session that lingers changes no answer. It returns the
 // lowest index at which another pass can find something to delete (0: as
 // soon as possible), so Apply can skip passes that would find nothing.
-func gcSessions(txn *badger.Txn, upto, ttl uint64) (next uint64, err error) {
+func gcSessions(sv *sessionView, upto, ttl uint64) (next uint64, err error) {
+	txn := sv.txn
 	type victim struct{ index, id uint64 }
 	var victims []victim
 	next = satAdd(upto+1, ttl) // no session: the next one created expires after that
@@ -164,7 +165,7 @@ func gcSessions(txn *badger.Txn, upto, ttl uint64) (next uint64, err error) {
 	it.Close()
 
 	for _, v := range victims {
-		s, ok, err := loadSession(txn, v.id)
+		s, ok, err := sv.load(v.id)
 		if err != nil {
 			return 0, err
 		}
@@ -175,6 +176,7 @@ func gcSessions(txn *badger.Txn, upto, ttl uint64) (next uint64, err error) {
 			if err := txn.Delete(sessionKey(v.id)); err != nil {
 				return 0, err
 			}
+			sv.dirty[v.id] = nil
 		}
 		if err := txn.Delete(expiryKey(v.index)); err != nil {
 			return 0, err
@@ -188,4 +190,61 @@ func satAdd(a, b uint64) uint64 {
 		return ^uint64(0)
 	}
 	return a + b
+}
+
+// maxCachedSessions bounds the session cache; past it the cache starts over
+// (correctness never depends on it, only speed).
+const maxCachedSessions = 1 << 16
+
+// sessionView reads and writes sessions within one Apply transaction: its
+// own writes first, then the cache of committed records, then Badger.
+type sessionView struct {
+	txn   *badger.Txn
+	cache map[uint64]*session
+	// dirty holds this transaction's writes (nil: deleted); they reach the
+	// cache only once the transaction commits.
+	dirty map[uint64]*session
+}
+
+func (sv *sessionView) load(id uint64) (session, bool, error) {
+	p, ok := sv.dirty[id]
+	if !ok {
+		p, ok = sv.cache[id]
+	}
+	if ok {
+		if p == nil {
+			return session{}, false, nil
+		}
+		return *p, true, nil
+	}
+	s, had, err := loadSession(sv.txn, id)
+	if err != nil {
+		return session{}, false, err
+	}
+	// Nothing in dirty, so the transaction read committed state.
+	if had {
+		sv.cache[id] = &s
+	} else {
+		sv.cache[id] = nil
+	}
+	return s, had, nil
+}
+
+func (sv *sessionView) save(id uint64, s session, old session, had bool) error {
+	if err := saveSession(sv.txn, id, s, old, had); err != nil {
+		return err
+	}
+	sv.dirty[id] = &s
+	return nil
+}
+
+// commit moves the transaction's writes into the cache; call it only after
+// the transaction committed.
+func (sv *sessionView) commit() {
+	if len(sv.cache)+len(sv.dirty) > maxCachedSessions {
+		clear(sv.cache)
+	}
+	for id, p := range sv.dirty {
+		sv.cache[id] = p
+	}
 }

@@ -199,6 +199,9 @@ func iterate(txn *badger.Txn, prefix string, values bool, fn func(*badger.Item) 
 func (s *State) Restore(r io.Reader) (index, term uint64, err error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	// The image replaces every session; whatever happens below, the cache
+	// may no longer be trusted.
+	clear(s.sessions)
 	if _, _, err := s.appliedForWrite(); err != nil {
 		return 0, 0, err
 	}

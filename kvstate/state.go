@@ -87,9 +87,14 @@ type State struct {
 	db  *badger.DB
 	ttl uint64
 
-	// writeMu serialises writers (Apply, Restore). nextGC belongs to it.
+	// writeMu serialises writers (Apply, Restore). nextGC and sessions
+	// belong to it.
 	writeMu sync.Mutex
 	nextGC  uint64
+	// sessions caches committed session records, so applying a command
+	// does not read Badger for its session (a point read was 15% of the
+	// CPU of a write-heavy load). A nil value records a known absence.
+	sessions map[uint64]*session
 
 	// viewMu guards the fields below. Restore holds it exclusively while it
 	// switches images, so readers never see a half-restored state.
@@ -109,7 +114,7 @@ func OpenWithOptions(db *badger.DB, opts Options) (*State, error) {
 	if db == nil {
 		return nil, errors.New("kvstate: nil database")
 	}
-	s := &State{db: db, ttl: opts.SessionTTL}
+	s := &State{db: db, ttl: opts.SessionTTL, sessions: map[uint64]*session{}}
 	if s.ttl == 0 {
 		s.ttl = DefaultSessionTTL
 	}
@@ -291,9 +296,10 @@ func checkOrder(entries []raftlogic.Entry, applied, term uint64) error {
 func (s *State) applyTxn(entries []raftlogic.Entry) (res []Result, fitted int, err error) {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
+	sv := &sessionView{txn: txn, cache: s.sessions, dirty: map[uint64]*session{}}
 	res = make([]Result, 0, len(entries))
 	for k, e := range entries {
-		r, err := s.applyEntry(txn, e)
+		r, err := s.applyEntry(sv, e)
 		if err != nil {
 			return nil, k, err
 		}
@@ -305,7 +311,7 @@ func (s *State) applyTxn(entries []raftlogic.Entry) (res []Result, fitted int, e
 	}
 	nextGC := s.nextGC
 	if last.Index >= nextGC {
-		nextGC, err = gcSessions(txn, last.Index, s.ttl)
+		nextGC, err = gcSessions(sv, last.Index, s.ttl)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			nextGC = 0 // the transaction is full; collect the rest next time
 		} else if err != nil {
@@ -316,6 +322,7 @@ func (s *State) applyTxn(entries []raftlogic.Entry) (res []Result, fitted int, e
 		return nil, 0, fmt.Errorf("kvstate: committing entries %d-%d: %w", entries[0].Index, last.Index, err)
 	}
 	s.nextGC = nextGC
+	sv.commit()
 	s.viewMu.Lock()
 	s.applied, s.term = last.Index, last.Term
 	s.viewMu.Unlock()
@@ -325,7 +332,7 @@ func (s *State) applyTxn(entries []raftlogic.Entry) (res []Result, fitted int, e
 // applyEntry writes one entry's effects into txn. It returns an error only
 // for database failures (including badger.ErrTxnTooBig); whatever a command
 // answers goes into the Result.
-func (s *State) applyEntry(txn *badger.Txn, e raftlogic.Entry) (Result, error) {
+func (s *State) applyEntry(sv *sessionView, e raftlogic.Entry) (Result, error) {
 	r := Result{Index: e.Index, Term: e.Term}
 	switch e.Type {
 	case raftlogic.EntryConfChange:
@@ -348,7 +355,7 @@ func (s *State) applyEntry(txn *badger.Txn, e raftlogic.Entry) (Result, error) {
 	var old session
 	var had bool
 	if c.clientID != 0 {
-		old, had, err = loadSession(txn, c.clientID)
+		old, had, err = sv.load(c.clientID)
 		if err != nil {
 			return r, err
 		}
@@ -367,13 +374,13 @@ func (s *State) applyEntry(txn *badger.Txn, e raftlogic.Entry) (Result, error) {
 		}
 	}
 
-	code, err := execute(txn, c)
+	code, err := execute(sv.txn, c)
 	if err != nil {
 		return r, err
 	}
 	r.Err = codeErr(code)
 	if c.clientID != 0 {
-		err := saveSession(txn, c.clientID, session{seq: c.seq, lastIndex: e.Index, code: code}, old, had)
+		err := sv.save(c.clientID, session{seq: c.seq, lastIndex: e.Index, code: code}, old, had)
 		if err != nil {
 			return r, err
 		}

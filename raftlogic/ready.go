@@ -14,7 +14,9 @@ package raftlogic
 //     durable.
 //  3. Install Snapshot into the state machine (if not empty), then apply
 //     CommittedEntries in order. Every committed entry handed out is already
-//     durable in the local log.
+//     durable in the local log, so a driver may apply them before or while it
+//     persists this Ready (a lower commit index on disk is harmless: a
+//     restarted node takes the state machine's applied index as committed).
 //  4. Answer ReadStates once the state machine has applied their Index.
 type Ready struct {
 	// SoftState is non-nil when the role or known leader changed.
@@ -34,18 +36,14 @@ type Ready struct {
 	ReadStates []ReadState
 }
 
-// MustSync reports whether handling rd needs an fsync: a new term or vote,
-// new entries, or a snapshot. A commit-index-only change does not.
+// MustSync reports whether handling rd needs a write and an fsync: a new
+// term or vote, new entries, or a snapshot. A change of the commit index
+// alone needs neither; a driver may skip persisting it (it is learned again
+// from the leader, and the state machine's applied index covers restarts).
 func (rd Ready) MustSync(prev HardState) bool {
 	hs := rd.HardState
 	if !hs.IsEmpty() && (hs.Term != prev.Term || hs.Vote != prev.Vote) {
 		return true
 	}
 	return len(rd.Entries) > 0 || !rd.Snapshot.IsEmpty()
-}
-
-func (rd Ready) containsUpdates() bool {
-	return rd.SoftState != nil || !rd.HardState.IsEmpty() || len(rd.Entries) > 0 ||
-		!rd.Snapshot.IsEmpty() || len(rd.Messages) > 0 || len(rd.CommittedEntries) > 0 ||
-		len(rd.ReadStates) > 0
 }
