@@ -63,10 +63,29 @@ func (n *Node) checkMessage(m Message) error {
 	if m.Term == 0 {
 		return fmt.Errorf("%w: %v from node %d has term 0", ErrInvalidMessage, m.Type, m.From)
 	}
-	if m.Type == MsgSnap {
+	switch m.Type {
+	case MsgApp:
+		// Entries follow the previous entry without a gap, in term order,
+		// and none is of a later term than the sender's: a log built
+		// otherwise breaks the log's invariants and NewNode refuses it.
+		prevTerm := m.LogTerm
+		for i, e := range m.Entries {
+			if e.Index != m.Index+1+uint64(i) || e.Term < prevTerm || e.Term > m.Term {
+				return fmt.Errorf("%w: %v from node %d (term %d, after index %d term %d) holds entry (index %d, term %d) out of order", ErrInvalidMessage, m.Type, m.From, m.Term, m.Index, m.LogTerm, e.Index, e.Term)
+			}
+			prevTerm = e.Term
+		}
+	case MsgSnap:
 		s := m.Snapshot.Meta
 		if s.Index == 0 || s.Term == 0 || s.Term > m.Term || len(s.ConfState.Voters) == 0 {
 			return fmt.Errorf("%w: snapshot (index %d, term %d) from node %d", ErrInvalidMessage, s.Index, s.Term, m.From)
+		}
+		seen := make(map[uint64]bool, len(s.ConfState.Voters))
+		for _, v := range s.ConfState.Voters {
+			if v == None || seen[v] {
+				return fmt.Errorf("%w: snapshot from node %d names voters %v with a zero or repeated id", ErrInvalidMessage, m.From, s.ConfState.Voters)
+			}
+			seen[v] = true
 		}
 	}
 	return nil
