@@ -186,7 +186,6 @@ type Remote struct {
 	addr   string
 	opts   Options
 	stop   sync.Once
-	force  sync.Once
 	doneCh chan struct{}
 }
 
@@ -315,28 +314,35 @@ func (r *Remote) ActorSystem() *actor.ActorSystem { return r.sys }
 // Options returns the options the Remote runs with, after defaults.
 func (r *Remote) Options() Options { return r.opts }
 
-// Stop shuts the Remote down gracefully: it stops the endpoint writers and
-// the gRPC server, letting in-flight RPCs finish. Stop the actors that send
-// first. protoactor may take up to about 20 s (10 s to stop the endpoint
-// actors, 10 s for the gRPC server), for instance while a writer retries a
-// dead peer; if ctx ends first, Stop force-closes the gRPC server (freeing
-// the port) and returns an error wrapping ctx.Err(), and the rest of the
-// shutdown finishes in the background. Stop may be called more than once.
+// Stop shuts the Remote down: it closes the gRPC server, which ends every
+// inbound stream and frees the port, then stops the endpoint writers that
+// carry outbound traffic. Stop the actors that send first. It does not use
+// protoactor's graceful Shutdown(true): at the pinned version that writes
+// the endpoint reader's "suspended" flag while inbound streams read it,
+// a data race under -race whenever peers are still connected. Messages in
+// flight may be lost, which Raft tolerates. If ctx ends first, Stop returns
+// an error wrapping ctx.Err() and the rest finishes in the background.
+// Stop may be called more than once.
+// endpointSupervisorName is the actor protoactor's remote spawns to own the
+// endpoint writers (remote/endpoint_manager.go).
+const endpointSupervisorName = "EndpointSupervisor"
+
 func (r *Remote) Stop(ctx context.Context) error {
 	r.stop.Do(func() {
 		go func() {
 			defer close(r.doneCh)
 			defer running.Add(-1)
-			r.r.Shutdown(true)
+			r.r.Shutdown(false)
+			writers := actor.NewPID(r.sys.Address(), endpointSupervisorName)
+			if err := r.sys.Root.StopFuture(writers).Wait(); err != nil {
+				r.sys.Logger().Debug("stop endpoint writers", "err", err)
+			}
 		}()
 	})
 	select {
 	case <-r.doneCh:
 		return nil
 	case <-ctx.Done():
-		// Shutdown(false) only calls grpc.Server.Stop, which is safe next
-		// to the GracefulStop in flight and makes it return.
-		r.force.Do(func() { r.r.Shutdown(false) })
 		return fmt.Errorf("remote: stop %s: %w", r.addr, ctx.Err())
 	}
 }
