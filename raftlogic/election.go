@@ -19,14 +19,16 @@ func (n *Node) reset(term uint64) {
 	n.resetRandomizedTimeout()
 	n.leadTransferee = None
 	n.votes = map[uint64]bool{}
-	n.failReads()
 }
 
+// becomeFollower is the only way out of leadership, so it refuses the reads
+// a leader had waiting, naming the new leader when it is known.
 func (n *Node) becomeFollower(term, lead uint64) {
 	n.reset(term)
 	n.role = Follower
 	n.lead = lead
 	n.prs = nil
+	n.failReads()
 }
 
 func (n *Node) becomePreCandidate() {

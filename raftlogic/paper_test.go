@@ -1187,6 +1187,11 @@ func TestRead_6_4_PendingReadsFailWhenLeaderStepsDown(t *testing.T) {
 				if !errors.Is(r.Err, ErrNotLeader) || r.Index != 0 {
 					t.Fatalf("read %q: %+v, want an ErrNotLeader error at index 0", r.RequestCtx, r)
 				}
+				// The client is pointed at the leader that deposed node 1.
+				var nl *NotLeaderError
+				if !errors.As(r.Err, &nl) || nl.Leader != 2 {
+					t.Fatalf("read %q failed with %v, want it to name leader 2", r.RequestCtx, r.Err)
+				}
 			}
 		})
 	}
@@ -1238,6 +1243,23 @@ func TestSnapshot_7_LeaderSendsSnapshotToFollowerBehindCompactedLog(t *testing.T
 	c.tick(1)
 	if got, want := c.nodes[3].applied(), c.nodes[1].applied(); got != want || got != 7 {
 		t.Fatalf("node 3 applied %d, leader %d, want 7", got, want)
+	}
+}
+
+// Membership change is not supported yet: a snapshot whose configuration
+// leaves out the receiver is refused, since the node could not restart
+// from it.
+func TestSnapshot_7_SnapshotWithoutReceiverRefused(t *testing.T) {
+	n := newTestNode(t, testConfig(2), stateWithLog(voterIDs(3), 1, 1, 1))
+	advance(n)
+	before := n.Status()
+	meta := SnapshotMeta{Index: 10, Term: 2, ConfState: ConfState{Voters: []uint64{1, 3}}}
+	err := n.Step(Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: Snapshot{Meta: meta, Data: []byte("image")}})
+	if !errors.Is(err, ErrInvalidMessage) {
+		t.Fatalf("Step: %v, want ErrInvalidMessage", err)
+	}
+	if st := n.Status(); !reflect.DeepEqual(st, before) {
+		t.Fatalf("a refused snapshot changed the node: %+v, was %+v", st, before)
 	}
 }
 

@@ -90,10 +90,10 @@ func (n *Node) confirmedRound() uint64 {
 func (n *Node) failReads() {
 	r := &n.reads
 	for _, ctx := range r.waiting {
-		n.readStates = append(n.readStates, ReadState{RequestCtx: ctx, Err: &NotLeaderError{Leader: None}})
+		n.readStates = append(n.readStates, ReadState{RequestCtx: ctx, Err: &NotLeaderError{Leader: n.lead}})
 	}
 	for _, p := range r.pending {
-		n.readStates = append(n.readStates, ReadState{RequestCtx: p.ctx, Err: &NotLeaderError{Leader: None}})
+		n.readStates = append(n.readStates, ReadState{RequestCtx: p.ctx, Err: &NotLeaderError{Leader: n.lead}})
 	}
 	r.waiting, r.pending, r.acked = nil, nil, nil
 }

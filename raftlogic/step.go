@@ -87,6 +87,11 @@ func (n *Node) checkMessage(m Message) error {
 			}
 			seen[v] = true
 		}
+		if !seen[n.id] {
+			// Membership change is not supported yet; a node that adopted a
+			// configuration without itself could never start again.
+			return fmt.Errorf("%w: snapshot from node %d names voters %v without node %d", ErrInvalidMessage, m.From, s.ConfState.Voters, n.id)
+		}
 	}
 	return nil
 }
