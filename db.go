@@ -278,9 +278,10 @@ func (db *DB) Get(ctx context.Context, key string) ([]byte, error) {
 	return r.GetValue(), nil
 }
 
-// write proposes a command and waits for its result. Every retry carries
-// the same client id and sequence number, so the state machine applies the
-// command at most once however often it is resent.
+// write proposes a command under a session of this DB and waits for its
+// result. Every retry carries the same client id and sequence number, so
+// the state machine applies the command at most once however often it is
+// resent.
 func (db *DB) write(ctx context.Context, cmd kvstate.Command) error {
 	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, db.cfg.MaxValueSize); err != nil {
 		return err
@@ -291,24 +292,36 @@ func (db *DB) write(ctx context.Context, cmd kvstate.Command) error {
 			return err
 		}
 		cmd.ClientID, cmd.Seq = sess.id, sess.next()
-		payload := cmd.Encode()
-		res, err := db.call(ctx, func(id uint64) proto.Message {
-			return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
-		})
-		if err != nil {
+		final, err := db.propose(ctx, cmd)
+		if !final {
 			// The command may still be applied later: never reuse this
 			// session, or a later command could be refused as stale.
 			return err
 		}
-		r := res.(*raftpb.ProposeResponse)
-		if r.GetErrorCode() == raftpb.ErrorCode_ERROR_CODE_SESSION_EXPIRED && cmd.Seq > 1 {
+		if errors.Is(err, ErrSessionExpired) && cmd.Seq > 1 {
 			// The session sat idle until the cluster forgot it; the
 			// command was not executed. Retry under a fresh session.
 			continue
 		}
 		db.sessions.put(sess)
-		return codeError(r.GetErrorCode(), r.GetMessage())
+		return err
 	}
+}
+
+// propose sends a command with the session it carries and waits for its
+// answer. final reports whether the cluster gave one (err is then the
+// command's outcome); otherwise err says why none came (no quorum in time,
+// closed) and the command may or may not be applied.
+func (db *DB) propose(ctx context.Context, cmd kvstate.Command) (final bool, err error) {
+	payload := cmd.Encode()
+	res, err := db.call(ctx, func(id uint64) proto.Message {
+		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
+	})
+	if err != nil {
+		return false, err
+	}
+	r := res.(*raftpb.ProposeResponse)
+	return true, codeError(r.GetErrorCode(), r.GetMessage())
 }
 
 // codeError turns a final answer into the API's error.
@@ -318,6 +331,10 @@ func codeError(code raftpb.ErrorCode, msg string) error {
 		return nil
 	case raftpb.ErrorCode_ERROR_CODE_NOT_FOUND:
 		return ErrNotFound
+	case raftpb.ErrorCode_ERROR_CODE_STALE_REQUEST:
+		return fmt.Errorf("%w: %s", ErrStaleRequest, msg)
+	case raftpb.ErrorCode_ERROR_CODE_SESSION_EXPIRED:
+		return fmt.Errorf("%w: %s", ErrSessionExpired, msg)
 	}
 	return fmt.Errorf("raftkv: %s: %s", code, msg)
 }

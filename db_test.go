@@ -176,3 +176,47 @@ func appliedIndexes(t testing.TB, db *DB) []uint64 {
 	}
 	return out
 }
+
+func TestOpenRefusesAnotherNodesData(t *testing.T) {
+	cfg := testConfig(t, 3)
+	db := openTest(t, cfg)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Swap the data of nodes 1 and 2: each would start on the other's log.
+	d1, d2 := cfg.DataDir(1), cfg.DataDir(2)
+	if err := os.Rename(d1, d1+".x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(d2, d1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(d1+".x", d2); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(WithConfig(cfg), WithLogger(testLogger()))
+	if err == nil {
+		db.Close()
+		t.Fatal("Open accepted swapped data directories")
+	}
+	if !errors.Is(err, actors.ErrWrongCluster) || !strings.Contains(err.Error(), "node=2") {
+		t.Fatalf("Open: %v, want ErrWrongCluster naming the directory's real node", err)
+	}
+}
+
+func TestOpenRefusesAnotherClustersData(t *testing.T) {
+	cfg := testConfig(t, 3)
+	db := openTest(t, cfg)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ClusterID = "other"
+	db, err := Open(WithConfig(cfg), WithLogger(testLogger()))
+	if err == nil {
+		db.Close()
+		t.Fatal("Open accepted data of another cluster id")
+	}
+	if !errors.Is(err, actors.ErrWrongCluster) || !strings.Contains(err.Error(), `cluster=raftkv`) {
+		t.Fatalf("Open: %v, want ErrWrongCluster naming the directory's cluster", err)
+	}
+}

@@ -22,6 +22,12 @@ var (
 	ErrEmptyKey      = kvstate.ErrEmptyKey
 	ErrKeyTooLarge   = kvstate.ErrKeyTooLarge
 	ErrValueTooLarge = kvstate.ErrValueTooLarge
+	// ErrStaleRequest: a write carried a sequence number older than its
+	// session's last applied command (a late duplicate); it was not applied.
+	ErrStaleRequest = errors.New("raftkv: stale request")
+	// ErrSessionExpired: a write's client session was forgotten by the
+	// cluster; it was not applied. Retry it under a new session.
+	ErrSessionExpired = errors.New("raftkv: client session expired")
 	// ErrInvalidOption: an option given to Open cannot be used.
 	ErrInvalidOption = errors.New("raftkv: invalid option")
 )

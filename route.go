@@ -59,11 +59,11 @@ func (db *DB) call(ctx context.Context, build func(requestID uint64) proto.Messa
 				continue
 			}
 			db.leader.CompareAndSwap(target, 0)
-			db.pause(ctx, noLeaderBackoff)
+			pause(ctx, noLeaderBackoff)
 		case raftpb.ErrorCode_ERROR_CODE_DROPPED, raftpb.ErrorCode_ERROR_CODE_TIMEOUT:
 			// Lost in a leader change, or outcome unknown: retry. The
 			// request's session makes a repeat harmless.
-			db.pause(ctx, noLeaderBackoff)
+			pause(ctx, noLeaderBackoff)
 		default:
 			db.leader.Store(target)
 			return res, nil
@@ -110,13 +110,4 @@ func (db *DB) request(ctx context.Context, pid *actor.PID, msg proto.Message) (a
 		return nil, errors.New("raftkv: unexpected answer type")
 	}
 	return a, nil
-}
-
-func (db *DB) pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

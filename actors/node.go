@@ -191,6 +191,9 @@ func (n *nodeActor) spawn(ctx actor.Context, name string, producer actor.Produce
 // recording it in the log: its applied index then becomes the snapshot.
 func (n *nodeActor) open() error {
 	n.storage.close(n.log)
+	if err := checkIdentity(n.cfg.DataDir, n.cfg.ClusterID, n.cfg.ID); err != nil {
+		return err
+	}
 	db, err := persist.OpenDB(n.cfg.DataDir, persist.WithLogger(n.log))
 	if err != nil {
 		return err

@@ -34,6 +34,11 @@ plugin="$(go tool -n protoc-gen-go)" || {
 	exit 1
 }
 
+grpc_plugin="$(go tool -n protoc-gen-go-grpc)" || {
+	echo "gen.sh: 'go tool -n protoc-gen-go-grpc' failed; go.mod must list 'tool google.golang.org/grpc/cmd/protoc-gen-go-grpc'" >&2
+	exit 1
+}
+
 # The module option maps go_package (github.com/raftkv/raftkv/remote/raftpb)
 # to remote/raftpb/ under the module root.
 "$protoc" \
@@ -41,6 +46,9 @@ plugin="$(go tool -n protoc-gen-go)" || {
 	-I remote/proto \
 	--go_out=. \
 	--go_opt=module=github.com/raftkv/raftkv \
-	remote/proto/raftkv/v1/raft.proto
+	--plugin=protoc-gen-go-grpc="$grpc_plugin" \
+	--go-grpc_out=. \
+	--go-grpc_opt=module=github.com/raftkv/raftkv \
+	remote/proto/raftkv/v1/raft.proto remote/proto/raftkv/v1/kv.proto
 
-echo "gen.sh: generated remote/raftpb/raft.pb.go with $version, $("$plugin" --version)"
+echo "gen.sh: generated remote/raftpb/*.pb.go with $version, $("$plugin" --version), $("$grpc_plugin" --version)"

@@ -1,0 +1,211 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/remote/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// Client is a network client of a RaftKV cluster: it talks to the nodes'
+// client API (the clientPort of each server). Any node answers, forwarding
+// to the leader; when a node is down or cut off, the client moves to the
+// next endpoint. Writes carry a client session, so a retry after a timeout
+// or a failover is applied exactly once. It is safe for concurrent use.
+type Client struct {
+	endpoints []string
+	conns     []*grpc.ClientConn
+	kv        []raftpb.KVClient
+	// preferred is the endpoint that answered last.
+	preferred atomic.Int64
+	sessions  sessionPool
+	timeout   time.Duration
+	closed    atomic.Bool
+}
+
+var _ KV = (*Client)(nil)
+
+// clientTryTimeout bounds one attempt at one endpoint.
+const clientTryTimeout = 2 * time.Second
+
+// Dial connects to a cluster through any of its nodes' client endpoints
+// ("host:port"). It returns once one endpoint answers, or an error when
+// none does before ctx ends.
+func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
+	if len(endpoints) == 0 {
+		return nil, fmt.Errorf("%w: Dial needs at least one endpoint", ErrInvalidOption)
+	}
+	c := &Client{endpoints: endpoints, timeout: DefaultRequestTimeout}
+	for _, ep := range endpoints {
+		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("raftkv: endpoint %q: %w", ep, err)
+		}
+		c.conns = append(c.conns, conn)
+		c.kv = append(c.kv, raftpb.NewKVClient(conn))
+	}
+	if _, err := c.Status(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("raftkv: no endpoint of %v answered: %w", endpoints, err)
+	}
+	return c, nil
+}
+
+// Close releases the connections.
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	var errs []error
+	for _, conn := range c.conns {
+		errs = append(errs, conn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Put inserts or overwrites key.
+func (c *Client) Put(ctx context.Context, key string, value []byte) error {
+	return c.write(ctx, raftpb.Op_OP_PUT, key, value)
+}
+
+// Update overwrites key only if it exists; otherwise ErrNotFound.
+func (c *Client) Update(ctx context.Context, key string, value []byte) error {
+	return c.write(ctx, raftpb.Op_OP_UPDATE, key, value)
+}
+
+// Remove deletes key; ErrNotFound when it is absent.
+func (c *Client) Remove(ctx context.Context, key string) error {
+	return c.write(ctx, raftpb.Op_OP_REMOVE, key, nil)
+}
+
+// Get returns key's value (linearizable), or ErrNotFound.
+func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := kvstate.ValidateKV(key, nil, 0); err != nil {
+		return nil, err
+	}
+	var resp *raftpb.ReadResponse
+	err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) (err error) {
+		resp, err = kv.Read(ctx, &raftpb.ReadRequest{Key: key})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetValue(), nil
+}
+
+// Status reports every node of the cluster, as one node sees it.
+func (c *Client) Status(ctx context.Context) ([]*raftpb.NodeStatus, error) {
+	var resp *raftpb.ClusterStatusResponse
+	err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) (err error) {
+		resp, err = kv.Status(ctx, &raftpb.ClusterStatusRequest{})
+		return err
+	})
+	return resp.GetNodes(), err
+}
+
+func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []byte) error {
+	// Keys are checked here; the value limit is the cluster's to enforce.
+	if err := kvstate.ValidateKV(key, nil, 0); err != nil {
+		return err
+	}
+	for {
+		sess, err := c.sessions.get()
+		if err != nil {
+			return err
+		}
+		req := &raftpb.WriteRequest{ClientId: sess.id, Seq: sess.next(), Op: op, Key: key, Value: value}
+		err = c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) error {
+			_, err := kv.Write(ctx, req)
+			return err
+		})
+		switch {
+		case errors.Is(err, ErrSessionExpired) && req.Seq > 1:
+			continue // not executed; retry under a fresh session
+		case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrSessionExpired), errors.Is(err, ErrStaleRequest), errors.Is(err, ErrValueTooLarge):
+			c.sessions.put(sess) // a final answer: the session may go on
+		}
+		return err
+	}
+}
+
+// do runs one call against the preferred endpoint, moving on to the next on
+// a failure that another node may not have, until the context ends.
+func (c *Client) do(ctx context.Context, call func(context.Context, raftpb.KVClient) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	var last error
+	for {
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			if last == nil {
+				last = err
+			}
+			return fmt.Errorf("%w: %w (last error: %v)", ErrUnavailable, err, last)
+		}
+		i := int(c.preferred.Load()) % len(c.kv)
+		tryCtx, cancel := context.WithTimeout(ctx, clientTryTimeout)
+		err := call(tryCtx, c.kv[i])
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if final := fromStatus(err); final != nil {
+			return final
+		}
+		last = err
+		// This node is down, cut off or without a leader: try the next.
+		c.preferred.CompareAndSwap(int64(i), int64(i+1))
+		if (i+1)%len(c.kv) == 0 {
+			pause(ctx, noLeaderBackoff)
+		}
+	}
+}
+
+// fromStatus maps a final gRPC answer to the API's error, or returns nil
+// for a failure worth retrying elsewhere.
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	msg := st.Message()
+	switch st.Code() {
+	case codes.NotFound:
+		return ErrNotFound
+	case codes.InvalidArgument:
+		for _, e := range []error{ErrEmptyKey, ErrKeyTooLarge, ErrValueTooLarge} {
+			if strings.HasPrefix(msg, e.Error()) {
+				return fmt.Errorf("%w (%s)", e, msg)
+			}
+		}
+		return fmt.Errorf("raftkv: invalid request: %s", msg)
+	case codes.Aborted:
+		return fmt.Errorf("%w: %s", ErrStaleRequest, msg)
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%w: %s", ErrSessionExpired, msg)
+	}
+	return nil
+}
+
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,91 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+)
+
+// serveClients serves db's client API on a loopback port and returns it.
+func serveClients(t testing.TB, db *DB) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	RegisterClientAPI(gs, db)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
+func TestClientAgainstServedDB(t *testing.T) {
+	db := openTest(t, testConfig(t, 3))
+	defer db.Close()
+	addr := serveClients(t, db)
+	ctx := ctxT(t)
+	// A dead endpoint first: the client must move past it.
+	dead := freePorts(t, 1)[0]
+	c, err := Dial(ctx, "127.0.0.1:"+itoa(dead), addr)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	var kv KV = c
+	if err := kv.Put(ctx, "a", []byte("1")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if v, err := kv.Get(ctx, "a"); err != nil || string(v) != "1" {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	if err := kv.Update(ctx, "nope", []byte("x")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Update missing: %v, want ErrNotFound", err)
+	}
+	if err := kv.Remove(ctx, "a"); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if _, err := kv.Get(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get removed: %v, want ErrNotFound", err)
+	}
+	if err := kv.Put(ctx, "", []byte("x")); !errors.Is(err, ErrEmptyKey) {
+		t.Fatalf("Put empty key: %v, want ErrEmptyKey", err)
+	}
+	big := make([]byte, db.cfg.MaxValueSize+1)
+	if err := kv.Put(ctx, "big", big); !errors.Is(err, ErrValueTooLarge) {
+		t.Fatalf("Put oversized value: %v, want ErrValueTooLarge", err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil || len(st) != 3 {
+		t.Fatalf("Status: %v, %v", st, err)
+	}
+	leaders := 0
+	for _, n := range st {
+		if n.GetStatus().GetRole() == "leader" {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("Status shows %d leaders: %v", leaders, st)
+	}
+}
+
+func TestDialFailsWithoutEndpoints(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 500e6)
+	defer cancel()
+	if _, err := Dial(ctx); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("Dial(): %v, want ErrInvalidOption", err)
+	}
+	dead := freePorts(t, 1)[0]
+	_, err := Dial(ctx, "127.0.0.1:"+itoa(dead))
+	if err == nil || !strings.Contains(err.Error(), "no endpoint") {
+		t.Fatalf("Dial(dead): %v, want an error naming the endpoints", err)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

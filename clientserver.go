@@ -1,0 +1,109 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+
+	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/remote/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// RegisterClientAPI serves the client API (the raftkv.v1.KV gRPC service)
+// of db on s. Every node serves it: requests reach the leader through the
+// DB's routing, so a client may call any node.
+func RegisterClientAPI(s *grpc.Server, db *DB) {
+	raftpb.RegisterKVServer(s, &kvService{db: db})
+}
+
+type kvService struct {
+	raftpb.UnimplementedKVServer
+	db *DB
+}
+
+func (k *kvService) Write(ctx context.Context, req *raftpb.WriteRequest) (*raftpb.WriteResponse, error) {
+	cmd := kvstate.Command{ClientID: req.GetClientId(), Seq: req.GetSeq(), Key: req.GetKey(), Value: req.GetValue()}
+	switch req.GetOp() {
+	case raftpb.Op_OP_PUT:
+		cmd.Op = kvstate.OpPut
+	case raftpb.Op_OP_UPDATE:
+		cmd.Op = kvstate.OpUpdate
+	case raftpb.Op_OP_REMOVE:
+		cmd.Op = kvstate.OpRemove
+		cmd.Value = nil
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "raftkv: unknown write op %d", req.GetOp())
+	}
+	if cmd.ClientID != 0 && cmd.Seq == 0 {
+		return nil, status.Error(codes.InvalidArgument, "raftkv: a write with a client_id needs a seq starting at 1")
+	}
+	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, k.db.cfg.MaxValueSize); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	_, err := k.db.propose(ctx, cmd)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &raftpb.WriteResponse{}, nil
+}
+
+func (k *kvService) Read(ctx context.Context, req *raftpb.ReadRequest) (*raftpb.ReadResponse, error) {
+	v, err := k.db.Get(ctx, req.GetKey())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &raftpb.ReadResponse{Value: v}, nil
+}
+
+func (k *kvService) Status(ctx context.Context, _ *raftpb.ClusterStatusRequest) (*raftpb.ClusterStatusResponse, error) {
+	nodes, err := k.db.Status(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &raftpb.ClusterStatusResponse{}
+	for _, n := range nodes {
+		srv, _ := k.db.cfg.Server(n.ID)
+		resp.Nodes = append(resp.Nodes, &raftpb.NodeStatus{
+			Id: n.ID, Address: k.db.cfg.RemoteAddr(n.ID), Reachable: n.Reachable,
+			ClientAddress: clientAddr(srv.Address, srv.ClientPort),
+			Status: &raftpb.StatusResponse{
+				Id: n.ID, Role: n.Role, Term: n.Term, Leader: n.Leader, Commit: n.Commit, Applied: n.Applied,
+				FirstIndex: n.FirstIndex, LastIndex: n.LastIndex, SnapshotIndex: n.SnapshotIndex,
+			},
+		})
+	}
+	return resp, nil
+}
+
+// toStatus maps the API's errors onto gRPC status codes; the client maps
+// them back (see fromStatus).
+func toStatus(err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrEmptyKey), errors.Is(err, ErrKeyTooLarge), errors.Is(err, ErrValueTooLarge):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrStaleRequest):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, ErrSessionExpired):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func clientAddr(host string, port int) string {
+	if port == 0 {
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}

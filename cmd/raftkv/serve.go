@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/raftkv/raftkv"
+	"github.com/raftkv/raftkv/config"
+	"google.golang.org/grpc"
+)
+
+// serve runs node --id of the cluster --config describes until SIGINT or
+// SIGTERM, serving peers on its port and clients on its clientPort.
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "cluster configuration file (required)")
+	id := fs.Uint64("id", 0, "id of the node to run (required)")
+	data := fs.String("data", "", "data directory root; the node keeps its data in DIR/node<id> (default: the config's persistPath)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *cfgPath == "" || *id == 0 || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "raftkv serve: --config FILE and --id N are required, and nothing else")
+		fs.Usage()
+		return exitUsage
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv serve: %v\n", err)
+		return exitUsage
+	}
+	srv, ok := cfg.Server(*id)
+	if !ok {
+		fmt.Fprintf(stderr, "raftkv serve: node %d is not in %s\n", *id, *cfgPath)
+		return exitUsage
+	}
+	if *data != "" {
+		cfg.PersistPath = *data
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+
+	// Claim the client port first: failing here costs nothing.
+	clientAddr := net.JoinHostPort(srv.Address, strconv.Itoa(srv.ClientPort))
+	lis, err := net.Listen("tcp", clientAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv serve: client port: %v\n", err)
+		return exitFailure
+	}
+	db, err := raftkv.Open(raftkv.WithConfig(cfg), raftkv.WithNodes(*id), raftkv.WithLogger(logger))
+	if err != nil {
+		lis.Close()
+		fmt.Fprintf(stderr, "raftkv serve: %v\n", err)
+		return exitFailure
+	}
+	gs := grpc.NewServer()
+	raftkv.RegisterClientAPI(gs, db)
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(lis) }()
+	fmt.Fprintf(stderr, "raftkv: node %d of cluster %q ready: peers at %s, clients at %s, data in %s\n",
+		*id, cfg.ClusterID, cfg.RemoteAddr(*id), clientAddr, cfg.DataDir(*id))
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	code := exitOK
+	select {
+	case s := <-sigs:
+		fmt.Fprintf(stderr, "raftkv: node %d stopping (%v)\n", *id, s)
+	case err := <-served:
+		fmt.Fprintf(stderr, "raftkv serve: client API stopped: %v\n", err)
+		code = exitFailure
+	}
+	stopGRPC(gs, 5*time.Second)
+	if err := db.Close(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		fmt.Fprintf(stderr, "raftkv serve: close: %v\n", err)
+		code = exitFailure
+	}
+	fmt.Fprintf(stderr, "raftkv: node %d stopped\n", *id)
+	return code
+}
+
+// stopGRPC lets in-flight client calls finish, within a bound.
+func stopGRPC(s *grpc.Server, within time.Duration) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(within):
+		s.Stop()
+	}
+}
