@@ -15,6 +15,7 @@ import (
 	"github.com/raftkv/raftkv/actors"
 	"github.com/raftkv/raftkv/config"
 	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/metrics"
 	"github.com/raftkv/raftkv/remote"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -49,6 +50,7 @@ type DB struct {
 	props   map[uint64]*actor.Props
 	timeout time.Duration
 	stopLog func()
+	metrics *metrics.Set
 
 	sessions sessionPool
 	reqID    atomic.Uint64
@@ -93,6 +95,12 @@ func Open(opts ...Option) (*DB, error) {
 	if db.timeout == 0 {
 		db.timeout = DefaultRequestTimeout
 	}
+	var readIndexLatency func(time.Duration)
+	if o.metrics {
+		db.metrics = metrics.New(db.samples)
+		readIndexLatency = db.metrics.ObserveReadIndex
+	}
+	o.readIndexLatency = readIndexLatency
 	if err := db.start(o); err != nil {
 		db.shutdown()
 		return nil, err
@@ -175,6 +183,7 @@ func (db *DB) start(o options) error {
 			ID: id, Peers: db.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), Logger: db.log, SenderMiddleware: o.senderMiddleware,
+			ReadIndexLatency: o.readIndexLatency,
 		})
 		if err != nil {
 			return fmt.Errorf("raftkv: node %d: %w", id, err)
@@ -243,25 +252,29 @@ func (db *DB) shutdown() error {
 }
 
 // Put inserts or overwrites key.
-func (db *DB) Put(ctx context.Context, key string, value []byte) error {
+func (db *DB) Put(ctx context.Context, key string, value []byte) (err error) {
+	defer db.observe("put", time.Now(), &err)
 	return db.write(ctx, kvstate.Command{Op: kvstate.OpPut, Key: key, Value: value})
 }
 
 // Update overwrites key only if it exists; otherwise it returns ErrNotFound
 // and writes nothing. The existence check is made by the replicated state
 // machine, so it is linearizable.
-func (db *DB) Update(ctx context.Context, key string, value []byte) error {
+func (db *DB) Update(ctx context.Context, key string, value []byte) (err error) {
+	defer db.observe("update", time.Now(), &err)
 	return db.write(ctx, kvstate.Command{Op: kvstate.OpUpdate, Key: key, Value: value})
 }
 
 // Remove deletes key; ErrNotFound when it is absent.
-func (db *DB) Remove(ctx context.Context, key string) error {
+func (db *DB) Remove(ctx context.Context, key string) (err error) {
+	defer db.observe("remove", time.Now(), &err)
 	return db.write(ctx, kvstate.Command{Op: kvstate.OpRemove, Key: key})
 }
 
 // Get returns a copy of key's value, or ErrNotFound. Reads are
 // linearizable: the leader confirms with a quorum that it still leads.
-func (db *DB) Get(ctx context.Context, key string) ([]byte, error) {
+func (db *DB) Get(ctx context.Context, key string) (_ []byte, err error) {
+	defer db.observe("get", time.Now(), &err)
 	if err := kvstate.ValidateKV(key, nil, db.cfg.MaxValueSize); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,9 @@ type options struct {
 	logger         *slog.Logger
 	dataDir        string
 	requestTimeout time.Duration
+	metrics        bool
+	// readIndexLatency is the metrics hook Open hands to the nodes.
+	readIndexLatency func(time.Duration)
 	// senderMiddleware injects network faults in tests.
 	senderMiddleware []actor.SenderMiddleware
 }
@@ -84,6 +87,12 @@ func WithRequestTimeout(d time.Duration) Option {
 		o.requestTimeout = d
 		return nil
 	}
+}
+
+// WithMetrics collects Prometheus metrics for the hosted nodes and the
+// requests made through the DB; DB.Metrics serves them.
+func WithMetrics() Option {
+	return func(o *options) error { o.metrics = true; return nil }
 }
 
 // withSenderMiddleware wraps every node's sends; tests use it to cut,

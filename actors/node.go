@@ -33,7 +33,10 @@ type nodeActor struct {
 	replicators map[uint64]*actor.PID
 
 	role         raftlogic.Role
+	lead         uint64
 	flushPending bool
+	// Counters for monitoring, since this incarnation started.
+	leaderChanges, proposals uint64
 	// persisted is the hard state last written; a change of commit index
 	// alone is not written.
 	persisted raftlogic.HardState
@@ -52,6 +55,7 @@ type pendingGet struct {
 	key       string
 	requestID uint64
 	replyTo   *actor.PID
+	asked     time.Time
 }
 
 // NewNodeProps returns the props of a node actor. Spawn it under the name
@@ -384,7 +388,10 @@ func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
 	if s.Role != n.role {
 		n.log.Info("role changed", "from", n.role, "to", s.Role, "leader", s.Lead, "term", n.raft.Status().Term)
 	}
-	n.role = s.Role
+	if s.Lead != n.lead && s.Lead != raftlogic.None {
+		n.leaderChanges++
+	}
+	n.role, n.lead = s.Role, s.Lead
 }
 
 // installSnapshot replaces the state machine with a received image before

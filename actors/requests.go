@@ -3,6 +3,7 @@ package actors
 import (
 	"encoding/binary"
 	"errors"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/raftlogic"
@@ -24,6 +25,7 @@ func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
 		ctx.Respond(&raftpb.ProposeResponse{RequestId: req.GetRequestId(), ErrorCode: code, LeaderId: leader, Message: err.Error()})
 		return
 	}
+	n.proposals++
 	// Registered before the entry can commit: the apply actor learns of the
 	// waiter before it sees the entry.
 	ctx.Send(n.apply, &awaitProposal{index: index, term: term, requestID: req.GetRequestId(), replyTo: ctx.Sender()})
@@ -42,7 +44,7 @@ func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
 		ctx.Respond(&raftpb.GetResponse{RequestId: req.GetRequestId(), ErrorCode: code, LeaderId: leader, Message: err.Error()})
 		return
 	}
-	n.reads[id] = pendingGet{key: req.GetKey(), requestID: req.GetRequestId(), replyTo: ctx.Sender()}
+	n.reads[id] = pendingGet{key: req.GetKey(), requestID: req.GetRequestId(), replyTo: ctx.Sender(), asked: time.Now()}
 	n.scheduleFlush(ctx)
 }
 
@@ -58,6 +60,9 @@ func (n *nodeActor) readReady(ctx actor.Context, rs raftlogic.ReadState) {
 		return
 	}
 	delete(n.reads, id)
+	if n.cfg.ReadIndexLatency != nil {
+		n.cfg.ReadIndexLatency(time.Since(g.asked))
+	}
 	if rs.Err != nil {
 		code, leader := notLeaderCode(rs.Err)
 		ctx.Send(g.replyTo, &raftpb.GetResponse{RequestId: g.requestID, ErrorCode: code, LeaderId: leader, Message: rs.Err.Error()})
@@ -72,10 +77,12 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 		return
 	}
 	st := n.raft.Status()
+	lsm, vlog := n.db.Size()
 	ctx.Respond(&raftpb.StatusResponse{
 		Id: n.cfg.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Lead,
 		Commit: st.Commit, Applied: n.applied, FirstIndex: st.FirstIdx, LastIndex: st.LastIndex,
-		SnapshotIndex: st.Snapshot.Index,
+		SnapshotIndex: st.Snapshot.Index, LsmBytes: uint64(max(lsm, 0)), VlogBytes: uint64(max(vlog, 0)),
+		LeaderChanges: n.leaderChanges, Proposals: n.proposals,
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -57,11 +58,30 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftkv serve: client port: %v\n", err)
 		return exitFailure
 	}
-	db, err := raftkv.Open(raftkv.WithConfig(cfg), raftkv.WithNodes(*id), raftkv.WithLogger(logger))
+	opts := []raftkv.Option{raftkv.WithConfig(cfg), raftkv.WithNodes(*id), raftkv.WithLogger(logger)}
+	var metricsLis net.Listener
+	if srv.MetricsPort != 0 {
+		metricsAddr := net.JoinHostPort(srv.Address, strconv.Itoa(srv.MetricsPort))
+		if metricsLis, err = net.Listen("tcp", metricsAddr); err != nil {
+			lis.Close()
+			fmt.Fprintf(stderr, "raftkv serve: metrics port: %v\n", err)
+			return exitFailure
+		}
+		opts = append(opts, raftkv.WithMetrics())
+	}
+	db, err := raftkv.Open(opts...)
 	if err != nil {
 		lis.Close()
+		if metricsLis != nil {
+			metricsLis.Close()
+		}
 		fmt.Fprintf(stderr, "raftkv serve: %v\n", err)
 		return exitFailure
+	}
+	if metricsLis != nil {
+		hs := &http.Server{Handler: db.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(metricsLis)
+		defer hs.Close()
 	}
 	gs := grpc.NewServer()
 	raftkv.RegisterClientAPI(gs, db)

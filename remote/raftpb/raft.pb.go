@@ -1338,6 +1338,10 @@ type StatusResponse struct {
 	LastIndex     uint64                 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	SnapshotIndex uint64                 `protobuf:"varint,9,opt,name=snapshot_index,json=snapshotIndex,proto3" json:"snapshot_index,omitempty"`
 	ErrorCode     ErrorCode              `protobuf:"varint,10,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
+	LsmBytes      uint64                 `protobuf:"varint,11,opt,name=lsm_bytes,json=lsmBytes,proto3" json:"lsm_bytes,omitempty"`                // Badger LSM tree size
+	VlogBytes     uint64                 `protobuf:"varint,12,opt,name=vlog_bytes,json=vlogBytes,proto3" json:"vlog_bytes,omitempty"`             // Badger value log size
+	LeaderChanges uint64                 `protobuf:"varint,13,opt,name=leader_changes,json=leaderChanges,proto3" json:"leader_changes,omitempty"` // times this node saw the leader change since it started
+	Proposals     uint64                 `protobuf:"varint,14,opt,name=proposals,proto3" json:"proposals,omitempty"`                              // proposals this node accepted as leader since it started
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1440,6 +1444,34 @@ func (x *StatusResponse) GetErrorCode() ErrorCode {
 		return x.ErrorCode
 	}
 	return ErrorCode_ERROR_CODE_OK
+}
+
+func (x *StatusResponse) GetLsmBytes() uint64 {
+	if x != nil {
+		return x.LsmBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetVlogBytes() uint64 {
+	if x != nil {
+		return x.VlogBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetLeaderChanges() uint64 {
+	if x != nil {
+		return x.LeaderChanges
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetProposals() uint64 {
+	if x != nil {
+		return x.Proposals
+	}
+	return 0
 }
 
 // TransferRequest asks the leader to hand leadership to node `to`.
@@ -1653,7 +1685,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"error_code\x18\x03 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
 	"\tleader_id\x18\x04 \x01(\x04R\bleaderId\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\"\x0f\n" +
-	"\rStatusRequest\"\xae\x02\n" +
+	"\rStatusRequest\"\xaf\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
@@ -1668,7 +1700,12 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x0esnapshot_index\x18\t \x01(\x04R\rsnapshotIndex\x123\n" +
 	"\n" +
 	"error_code\x18\n" +
-	" \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\"!\n" +
+	" \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
+	"\tlsm_bytes\x18\v \x01(\x04R\blsmBytes\x12\x1d\n" +
+	"\n" +
+	"vlog_bytes\x18\f \x01(\x04R\tvlogBytes\x12%\n" +
+	"\x0eleader_changes\x18\r \x01(\x04R\rleaderChanges\x12\x1c\n" +
+	"\tproposals\x18\x0e \x01(\x04R\tproposals\"!\n" +
 	"\x0fTransferRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\x04R\x02to\"~\n" +
 	"\x10TransferResponse\x123\n" +

@@ -1,0 +1,77 @@
+package raftkv
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func scrape(t testing.TB, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(body)
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	db := openTest(t, testConfig(t, 3), WithMetrics())
+	defer db.Close()
+	ctx := ctxT(t)
+	for i := 0; i < 10; i++ {
+		if err := db.Put(ctx, key(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Get(ctx, key(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Get(ctx, "absent"); err == nil {
+		t.Fatal("Get absent succeeded")
+	}
+	h := db.MetricsHandler()
+	code, body := scrape(t, h, "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, want := range []string{
+		`raftkv_client_request_seconds_count{op="put",outcome="ok"} 10`,
+		`raftkv_client_request_seconds_count{op="get",outcome="ok"} 10`,
+		`raftkv_client_request_seconds_count{op="get",outcome="not_found"} 1`,
+		`raftkv_node_up{node="1"} 1`,
+		`raftkv_node_has_leader{node="3"} 1`,
+		`raftkv_storage_bytes{kind="vlog",node="2"}`,
+		`raftkv_read_index_seconds_count`,
+		`raftkv_leader_changes_total{node="1"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "raftkv_read_index_seconds_count 0\n") {
+		t.Error("no ReadIndex latency was observed")
+	}
+	leader := waitLeader(t, db)
+	code, body = scrape(t, h, "/healthz/"+itoa(int(leader)))
+	var hl struct {
+		Healthy bool   `json:"healthy"`
+		Role    string `json:"role"`
+	}
+	if err := json.Unmarshal([]byte(body), &hl); err != nil || code != 200 || !hl.Healthy || hl.Role != "leader" {
+		t.Fatalf("/healthz of the leader: %d %s (%v)", code, body, err)
+	}
+	// A stopped node is unhealthy.
+	var other uint64 = 1
+	if leader == 1 {
+		other = 2
+	}
+	if err := db.stopNode(other); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := scrape(t, h, "/healthz/"+itoa(int(other))); code != http.StatusServiceUnavailable {
+		t.Fatalf("/healthz of a stopped node: %d %s, want 503", code, body)
+	}
+}
