@@ -24,6 +24,9 @@ type replicationActor struct {
 	sm         *kvstate.State
 	chunkSize  int
 	log        *slog.Logger
+	// ackTimeout bounds the wait for a chunk's acknowledgement; zero means
+	// snapshotAckTimeout (tests shorten it).
+	ackTimeout time.Duration
 
 	snap *outgoingSnapshot
 	gen  uint64
@@ -111,7 +114,11 @@ func (r *replicationActor) sendChunk(ctx actor.Context) {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	s.timer = time.AfterFunc(snapshotAckTimeout, func() { root.Send(self, &snapshotTimeout{gen: gen}) })
+	wait := r.ackTimeout
+	if wait <= 0 {
+		wait = snapshotAckTimeout
+	}
+	s.timer = time.AfterFunc(wait, func() { root.Send(self, &snapshotTimeout{gen: gen}) })
 }
 
 func (r *replicationActor) chunkAcked(ctx actor.Context, ack *raftpb.SnapshotChunkAck) {

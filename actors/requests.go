@@ -3,6 +3,7 @@ package actors
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -15,6 +16,9 @@ import (
 // forwarding node elsewhere) and are answered to their sender.
 
 func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
+	if n.unanswerable(ctx, req) {
+		return
+	}
 	if resp := n.refuse(req.GetClusterId()); resp != nil {
 		ctx.Respond(&raftpb.ProposeResponse{RequestId: req.GetRequestId(), ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
 		return
@@ -33,6 +37,9 @@ func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
 }
 
 func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
+	if n.unanswerable(ctx, req) {
+		return
+	}
 	if resp := n.refuse(req.GetClusterId()); resp != nil {
 		ctx.Respond(&raftpb.GetResponse{RequestId: req.GetRequestId(), ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
 		return
@@ -46,6 +53,17 @@ func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
 	}
 	n.reads[id] = pendingGet{key: req.GetKey(), requestID: req.GetRequestId(), replyTo: ctx.Sender(), asked: time.Now()}
 	n.scheduleFlush(ctx)
+}
+
+// unanswerable drops a request that names no sender (sent with Send, not
+// Request): its answer would go to a nil PID, which panics in protoactor,
+// and anyone on the network can send one.
+func (n *nodeActor) unanswerable(ctx actor.Context, req any) bool {
+	if ctx.Sender() != nil {
+		return false
+	}
+	n.log.Warn("dropped a request without a sender to answer", "request", fmt.Sprintf("%T", req))
+	return true
 }
 
 // readReady passes a confirmed read to the apply actor, which answers it
