@@ -40,17 +40,21 @@ type KV interface {
 // DB is a handle to a RaftKV cluster whose nodes (all, or those chosen with
 // WithNodes) run in this process. It is safe for concurrent use.
 type DB struct {
-	cfg     config.Config
-	log     *slog.Logger
-	sys     *actor.ActorSystem
-	rem     *remote.Remote
-	pids    map[uint64]*actor.PID
-	ids     []uint64
-	hosted  []uint64
-	props   map[uint64]*actor.Props
-	timeout time.Duration
-	stopLog func()
-	metrics *metrics.Set
+	cfg    config.Config
+	log    *slog.Logger
+	sys    *actor.ActorSystem
+	rem    *remote.Remote
+	pids   map[uint64]*actor.PID
+	ids    []uint64
+	hosted []uint64
+	props  map[uint64]*actor.Props
+	// stopped[id] is closed when the running incarnation of hosted node id
+	// has closed its storage.
+	stoppedMu sync.Mutex
+	stopped   map[uint64]chan struct{}
+	timeout   time.Duration
+	stopLog   func()
+	metrics   *metrics.Set
 
 	sessions sessionPool
 	reqID    atomic.Uint64
@@ -91,7 +95,7 @@ func Open(opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
-	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}}
+	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}}
 	if db.timeout == 0 {
 		db.timeout = DefaultRequestTimeout
 	}
@@ -184,6 +188,7 @@ func (db *DB) start(o options) error {
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			ReadIndexLatency: o.readIndexLatency,
+			OnStopped:        func() { db.nodeStopped(id) },
 		})
 		if err != nil {
 			return fmt.Errorf("raftkv: node %d: %w", id, err)
@@ -202,6 +207,9 @@ func (db *DB) start(o options) error {
 
 // startNode starts hosted node id from its storage.
 func (db *DB) startNode(id uint64) error {
+	db.stoppedMu.Lock()
+	db.stopped[id] = make(chan struct{})
+	db.stoppedMu.Unlock()
 	if _, err := db.sys.Root.SpawnNamed(db.props[id], actors.NodeName(id)); err != nil {
 		return fmt.Errorf("raftkv: spawn node %d: %w", id, err)
 	}
@@ -212,7 +220,36 @@ func (db *DB) startNode(id uint64) error {
 // as a crash would (its storage is closed cleanly; tests of torn writes kill
 // a whole process instead).
 func (db *DB) stopNode(id uint64) error {
-	return db.sys.Root.StopFuture(db.pids[id]).Wait()
+	err := db.sys.Root.StopFuture(db.pids[id]).Wait()
+	db.waitStopped(id)
+	return err
+}
+
+func (db *DB) nodeStopped(id uint64) {
+	db.stoppedMu.Lock()
+	defer db.stoppedMu.Unlock()
+	if ch := db.stopped[id]; ch != nil {
+		close(ch)
+		db.stopped[id] = nil
+	}
+}
+
+// waitStopped waits until node id has closed its storage. A stop request
+// can return before that when the node had already begun stopping on its
+// own (a failed start, fail-stop), and reopening its directory then would
+// find it locked.
+func (db *DB) waitStopped(id uint64) {
+	db.stoppedMu.Lock()
+	ch := db.stopped[id]
+	db.stoppedMu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		db.log.Error("node did not close its storage in time", "node", id)
+	}
 }
 
 // Close stops the hosted nodes, flushing their storage, and releases the
@@ -234,8 +271,9 @@ func (db *DB) shutdown() error {
 			// Poison lets queued messages finish; the node closes its
 			// storage as it stops.
 			if err := db.sys.Root.PoisonFuture(pid).Wait(); err != nil {
-				db.log.Warn("stop node", "node", id, "err", err)
+				db.log.Debug("stop node", "node", id, "err", err)
 			}
+			db.waitStopped(id)
 		}
 	}
 	var err error

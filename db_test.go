@@ -220,3 +220,29 @@ func TestOpenRefusesAnotherClustersData(t *testing.T) {
 		t.Fatalf("Open: %v, want ErrWrongCluster naming the directory's cluster", err)
 	}
 }
+
+// A failed Open releases every data directory: opening again at once
+// reports the same cause, not a lock held by the failed attempt.
+func TestFailedOpenReleasesStorage(t *testing.T) {
+	cfg := testConfig(t, 3)
+	db := openTest(t, cfg)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Five members against data of three: nodes 1-3 open Badger, then
+	// refuse the membership and stop.
+	cfg.ServersNum = 5
+	for i := 0; i < 5; i++ {
+		db, err := Open(WithConfig(cfg), WithLogger(testLogger()))
+		if err == nil {
+			db.Close()
+			t.Fatal("Open accepted data of another membership")
+		}
+		if strings.Contains(err.Error(), "lock") || !errors.Is(err, actors.ErrWrongCluster) {
+			t.Fatalf("attempt %d: %v, want only ErrWrongCluster", i, err)
+		}
+	}
+	cfg.ServersNum = 3
+	db = openTest(t, cfg)
+	db.Close()
+}

@@ -35,6 +35,9 @@ type NodeConfig struct {
 	// node has opened its storage (err nil) or failed to (the node then
 	// stops). Open uses it to report a node that cannot start.
 	OnStart func(err error)
+	// OnStopped, when set, is called once the node has stopped and closed
+	// its storage, so its data directory may be opened again.
+	OnStopped func()
 	// ReadIndexLatency, when set, is told how long each ReadIndex took to
 	// confirm (called from the node's goroutine; keep it cheap).
 	ReadIndexLatency func(time.Duration)

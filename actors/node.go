@@ -98,6 +98,9 @@ func (n *nodeActor) Receive(ctx actor.Context) {
 		n.stopped = true
 	case *actor.Stopped:
 		n.storage.close(n.log)
+		if n.cfg.OnStopped != nil {
+			n.cfg.OnStopped()
+		}
 	case *actor.Terminated:
 		n.childTerminated(ctx, msg)
 	case *tick:
