@@ -1,6 +1,19 @@
 // Command raftkv runs a RaftKV node and talks to a cluster.
 //
-//	raftkv serve --config FILE --id N [--data DIR]
+//	raftkv serve  --config FILE --id N [--data DIR]
+//	raftkv get    --endpoints HOST:PORT,... [--newline] KEY
+//	raftkv put    --endpoints HOST:PORT,... KEY [VALUE]   (VALUE from stdin when omitted)
+//	raftkv update --endpoints HOST:PORT,... KEY [VALUE]   (VALUE from stdin when omitted)
+//	raftkv remove --endpoints HOST:PORT,... KEY
+//	raftkv status --endpoints HOST:PORT,... [--json]
+//	raftkv bench  [--endpoints HOST:PORT,...] [--workload put|get|mixed] [--clients N]
+//	              [--duration D] [--keys K] [--value-size B] [--json]
+//
+// The client commands take --endpoints from $RAFTKV_ENDPOINTS when the flag
+// is absent (except bench, which without --endpoints benchmarks a fresh
+// embedded cluster). get writes the value alone to stdout, with no newline,
+// so `raftkv get k > file` reproduces the stored bytes; everything else goes
+// to stderr.
 //
 // Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 key
 // not found (get, update, remove).
@@ -24,7 +37,19 @@ const usage = `usage: raftkv <command> [flags]
 
 commands:
   serve   run one node of a cluster: raftkv serve --config FILE --id N [--data DIR]
+  get     print a key's value (raw bytes, no newline added): raftkv get KEY
+  put     set a key: raftkv put KEY [VALUE]   (VALUE from stdin when omitted)
+  update  overwrite an existing key: raftkv update KEY [VALUE]
+  remove  delete a key: raftkv remove KEY
+  status  show every node of the cluster: raftkv status [--json]
+  bench   measure throughput and latency: raftkv bench [--workload put|get|mixed]
+          (a fresh embedded 3-node cluster unless --endpoints is given)
 
+get, put, update, remove and status need --endpoints host:port,... (the
+nodes' client addresses) or $RAFTKV_ENDPOINTS; each takes --timeout
+(default 5s).
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 key not found.
 Run 'raftkv <command> -h' for a command's flags.
 `
 
@@ -38,9 +63,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
+	if cmd, ok := kvCommands[args[0]]; ok {
+		return kvMain(cmd, args[1:], stdin, stdout, stderr)
+	}
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "status":
+		return statusMain(args[1:], stdout, stderr)
+	case "bench":
+		return benchMain(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -23,12 +23,18 @@ import (
 // serve runs node --id of the cluster --config describes until SIGINT or
 // SIGTERM, serving peers on its port and clients on its clientPort.
 func serve(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("serve", "raftkv serve --config FILE --id N [--data DIR]",
+		"Run node N of the cluster FILE describes until SIGINT or SIGTERM: Raft\n"+
+			"traffic on its port, the client API on its clientPort.\n"+
+			"Exit codes: 0 stopped cleanly, 1 failure (e.g. a port in use), 2 usage or\n"+
+			"configuration error.\n", stderr)
 	cfgPath := fs.String("config", "", "cluster configuration file (required)")
 	id := fs.Uint64("id", 0, "id of the node to run (required)")
 	data := fs.String("data", "", "data directory root; the node keeps its data in DIR/node<id> (default: the config's persistPath)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitUsage
 	}
 	if *cfgPath == "" || *id == 0 || fs.NArg() > 0 {
@@ -87,11 +93,13 @@ func serve(args []string, stderr io.Writer) int {
 	raftkv.RegisterClientAPI(gs, db)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
+	// Catch the signals before announcing "ready": whoever waits for that
+	// line may send SIGTERM at once, which must still stop us cleanly.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	fmt.Fprintf(stderr, "raftkv: node %d of cluster %q ready: peers at %s, clients at %s, data in %s\n",
 		*id, cfg.ClusterID, cfg.RemoteAddr(*id), clientAddr, cfg.DataDir(*id))
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	code := exitOK
 	select {
 	case s := <-sigs:
