@@ -2,7 +2,6 @@ package raftkv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -79,9 +78,23 @@ func (db *DB) target() uint64 {
 	return db.ids[int(db.next.Add(1))%len(db.ids)]
 }
 
-// request sends one message and waits for its answer, the try timeout or
-// the context, whichever comes first.
+// request sends one routed request and waits for its answer, the try
+// timeout or the context, whichever comes first.
 func (db *DB) request(ctx context.Context, pid *actor.PID, msg proto.Message) (answer, error) {
+	res, err := db.ask(ctx, pid, msg)
+	if err != nil {
+		return nil, err
+	}
+	a, ok := res.(answer)
+	if !ok {
+		return nil, fmt.Errorf("raftkv: unexpected answer %T", res)
+	}
+	return a, nil
+}
+
+// ask sends one message to a node and waits for any answer, the try
+// timeout or the context, whichever comes first.
+func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message) (any, error) {
 	wait := tryTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl))
@@ -99,15 +112,8 @@ func (db *DB) request(ctx context.Context, pid *actor.PID, msg proto.Message) (a
 	}()
 	select {
 	case <-done:
+		return res, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if err != nil {
-		return nil, err
-	}
-	a, ok := res.(answer)
-	if !ok {
-		return nil, errors.New("raftkv: unexpected answer type")
-	}
-	return a, nil
 }

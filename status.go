@@ -2,6 +2,7 @@ package raftkv
 
 import (
 	"context"
+	"sync"
 
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
@@ -37,27 +38,32 @@ func (db *DB) statusOf(ctx context.Context, ids []uint64) ([]NodeStatus, error) 
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
+	// Ask every node at once, so an unreachable node costs one timeout for
+	// the whole call, not one each.
 	out := make([]NodeStatus, len(ids))
+	var wg sync.WaitGroup
 	for i, id := range ids {
 		out[i].ID = id
-		res, err := db.sys.Root.RequestFuture(db.pids[id], &raftpb.StatusRequest{}, tryTimeout).Result()
-		if err != nil {
-			continue
-		}
-		r, ok := res.(*raftpb.StatusResponse)
-		if !ok || r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
-			continue
-		}
-		out[i] = NodeStatus{
-			ID: id, Reachable: true, Role: r.GetRole(), Term: r.GetTerm(), Leader: r.GetLeader(),
-			Commit: r.GetCommit(), Applied: r.GetApplied(), FirstIndex: r.GetFirstIndex(),
-			LastIndex: r.GetLastIndex(), SnapshotIndex: r.GetSnapshotIndex(),
-			LSMBytes: r.GetLsmBytes(), VlogBytes: r.GetVlogBytes(),
-			LeaderChanges: r.GetLeaderChanges(), Proposals: r.GetProposals(),
-		}
-		if ctx.Err() != nil {
-			return out, ctx.Err()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := db.ask(ctx, db.pids[id], &raftpb.StatusRequest{})
+			if err != nil {
+				return
+			}
+			r, ok := res.(*raftpb.StatusResponse)
+			if !ok || r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
+				return
+			}
+			out[i] = NodeStatus{
+				ID: id, Reachable: true, Role: r.GetRole(), Term: r.GetTerm(), Leader: r.GetLeader(),
+				Commit: r.GetCommit(), Applied: r.GetApplied(), FirstIndex: r.GetFirstIndex(),
+				LastIndex: r.GetLastIndex(), SnapshotIndex: r.GetSnapshotIndex(),
+				LSMBytes: r.GetLsmBytes(), VlogBytes: r.GetVlogBytes(),
+				LeaderChanges: r.GetLeaderChanges(), Proposals: r.GetProposals(),
+			}
+		}()
 	}
-	return out, nil
+	wg.Wait()
+	return out, ctx.Err()
 }
