@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 // WithMetrics.
 func (db *DB) Metrics() *metrics.Set { return db.metrics }
 
-// MetricsHandler serves /metrics and, for each hosted node,
-// /healthz (single hosted node) or /healthz/<id>. It is nil unless the DB
+// MetricsHandler serves /metrics; /healthz (single hosted node) or
+// /healthz/<id> for each hosted node; and Go's profiles under
+// /debug/pprof/, so a live node can be profiled. It is nil unless the DB
 // was opened WithMetrics.
 func (db *DB) MetricsHandler() http.Handler {
 	if db.metrics == nil {
@@ -23,6 +25,10 @@ func (db *DB) MetricsHandler() http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", db.metrics.Handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	for _, id := range db.hosted {
 		mux.Handle("/healthz/"+itoa64(id), db.metrics.HealthHandler(id))
 	}
