@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/kvmodel"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -47,132 +48,24 @@ var (
 	linCheck    = flag.Duration("lin.check", 2*time.Minute, "TestLinearizability: porcupine time limit")
 )
 
-type linOpKind uint8
-
-const (
-	linGet linOpKind = iota
-	linPut
-	linUpdate
-	linRemove
+// The model and its types live in internal/kvmodel, shared with the
+// process-level suite in test/cluster.
+type (
+	linOpKind = kvmodel.Op
+	linResult = kvmodel.Outcome
+	linInput  = kvmodel.Input
+	linOutput = kvmodel.Output
 )
 
-func (k linOpKind) String() string {
-	return [...]string{"get", "put", "update", "remove"}[k]
-}
-
-type linResult uint8
-
 const (
-	linOK linResult = iota
-	linNotFound
-	// linUnknown: the call failed without a final answer; a write may or
-	// may not have taken effect.
-	linUnknown
+	linGet      = kvmodel.Get
+	linPut      = kvmodel.Put
+	linUpdate   = kvmodel.Update
+	linRemove   = kvmodel.Remove
+	linOK       = kvmodel.OK
+	linNotFound = kvmodel.NotFound
+	linUnknown  = kvmodel.Unknown
 )
-
-type linInput struct {
-	op    linOpKind
-	key   string
-	value string // Put and Update
-}
-
-type linOutput struct {
-	res   linResult
-	value string // Get with linOK
-}
-
-// linState is one key's register; comparable, so porcupine's default
-// equality works.
-type linState struct {
-	exists bool
-	value  string
-}
-
-var linModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(linInput).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		slices.Sort(keys)
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return linState{} },
-	Step: func(state, input, output any) (bool, any) {
-		st, in, out := state.(linState), input.(linInput), output.(linOutput)
-		switch in.op {
-		case linGet:
-			switch out.res {
-			case linOK:
-				return st.exists && st.value == out.value, st
-			case linNotFound:
-				return !st.exists, st
-			}
-			return false, st // failed reads are not recorded
-		case linPut:
-			// Put never answers NotFound.
-			return out.res != linNotFound, linState{exists: true, value: in.value}
-		case linUpdate:
-			switch out.res {
-			case linOK:
-				return st.exists, linState{exists: true, value: in.value}
-			case linNotFound:
-				return !st.exists, st
-			default:
-				if st.exists {
-					return true, linState{exists: true, value: in.value}
-				}
-				return true, st
-			}
-		case linRemove:
-			switch out.res {
-			case linOK:
-				return st.exists, linState{}
-			case linNotFound:
-				return !st.exists, st
-			default:
-				return true, linState{}
-			}
-		}
-		return false, st
-	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(linInput), output.(linOutput)
-		var res string
-		switch out.res {
-		case linOK:
-			res = "ok"
-			if in.op == linGet {
-				res = strconv.Quote(out.value)
-			}
-		case linNotFound:
-			res = "not found"
-		default:
-			res = "unknown (failed)"
-		}
-		switch in.op {
-		case linPut, linUpdate:
-			return fmt.Sprintf("%s(%s, %s) -> %s", in.op, in.key, in.value, res)
-		}
-		return fmt.Sprintf("%s(%s) -> %s", in.op, in.key, res)
-	},
-	DescribeState: func(state any) string {
-		st := state.(linState)
-		if !st.exists {
-			return "absent"
-		}
-		return strconv.Quote(st.value)
-	},
-}
 
 // linHistory collects operations from concurrent clients.
 type linHistory struct {
@@ -197,7 +90,7 @@ func (h *linHistory) add(client int, in linInput, call int64, out linOutput, ret
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
-	h.pending = append(h.pending, out.res == linUnknown)
+	h.pending = append(h.pending, out.Outcome == linUnknown)
 }
 
 // operations returns the history with unknown outcomes returning after
@@ -225,13 +118,13 @@ func (h *linHistory) record(client int, in linInput, call int64, value []byte, e
 	var out linOutput
 	switch {
 	case err == nil:
-		out.res = linOK
-		if in.op == linGet {
-			out.value = string(value)
+		out.Outcome = linOK
+		if in.Op == linGet {
+			out.Value = string(value)
 		}
 		h.ok.Add(1)
 	case errors.Is(err, ErrNotFound):
-		out.res = linNotFound
+		out.Outcome = linNotFound
 		h.notFound.Add(1)
 	default:
 		if !errors.Is(err, ErrUnavailable) {
@@ -241,18 +134,18 @@ func (h *linHistory) record(client int, in linInput, call int64, value []byte, e
 			c, _ := h.otherErrs.LoadOrStore(msg, new(atomic.Int64))
 			c.(*atomic.Int64).Add(1)
 		}
-		if in.op == linGet {
+		if in.Op == linGet {
 			h.failedReads.Add(1)
 			return false
 		}
-		out.res = linUnknown
+		out.Outcome = linUnknown
 		h.unknown.Add(1)
 	}
-	if healed := h.healedAt.Load(); healed > 0 && call >= healed && out.res != linUnknown {
+	if healed := h.healedAt.Load(); healed > 0 && call >= healed && out.Outcome != linUnknown {
 		h.afterHeal.Add(1)
 	}
 	h.add(client, in, call, out, ret)
-	return out.res == linUnknown
+	return out.Outcome == linUnknown
 }
 
 func linSeedValue(t *testing.T) uint64 {
@@ -317,35 +210,35 @@ func TestLinearizability(t *testing.T) {
 			crng := rand.New(rand.NewPCG(seed, uint64(c)+100))
 			client := c
 			for n := 0; running(); n++ {
-				in := linInput{key: keys[crng.IntN(len(keys))]}
+				in := linInput{Key: keys[crng.IntN(len(keys))]}
 				switch p := crng.IntN(100); {
 				case p < 40:
-					in.op = linGet
+					in.Op = linGet
 				case p < 70:
-					in.op = linPut
+					in.Op = linPut
 				case p < 85:
-					in.op = linUpdate
+					in.Op = linUpdate
 				default:
-					in.op = linRemove
+					in.Op = linRemove
 				}
-				if in.op == linPut || in.op == linUpdate {
+				if in.Op == linPut || in.Op == linUpdate {
 					// Unique values make every read pin down which write
 					// it saw.
-					in.value = fmt.Sprintf("c%d-%d", c, n)
+					in.Value = fmt.Sprintf("c%d-%d", c, n)
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), opTimeout(crng))
 				call := h.now()
 				var v []byte
 				var err error
-				switch in.op {
+				switch in.Op {
 				case linGet:
-					v, err = db.Get(ctx, in.key)
+					v, err = db.Get(ctx, in.Key)
 				case linPut:
-					err = db.Put(ctx, in.key, []byte(in.value))
+					err = db.Put(ctx, in.Key, []byte(in.Value))
 				case linUpdate:
-					err = db.Update(ctx, in.key, []byte(in.value))
+					err = db.Update(ctx, in.Key, []byte(in.Value))
 				case linRemove:
-					err = db.Remove(ctx, in.key)
+					err = db.Remove(ctx, in.Key)
 				}
 				cancel()
 				if h.record(client, in, call, v, err) {
@@ -375,7 +268,7 @@ func TestLinearizability(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			t.Fatalf("final read of %s after healing: %v", k, err)
 		}
-		h.record(final, linInput{op: linGet, key: k}, call, v, err)
+		h.record(final, linInput{Op: linGet, Key: k}, call, v, err)
 	}
 
 	ops := h.operations()
@@ -390,11 +283,11 @@ func TestLinearizability(t *testing.T) {
 	})
 
 	began := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(linModel, ops, *linCheck)
+	res, info := porcupine.CheckOperationsVerbose(kvmodel.Model(), ops, *linCheck)
 	t.Logf("porcupine: %s in %v", res, time.Since(began).Round(time.Millisecond))
 	if res != porcupine.Ok {
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("raftkv-linearizability-seed%d-%d.html", seed, time.Now().UnixNano()))
-		if err := porcupine.VisualizePath(linModel, info, path); err != nil {
+		if err := porcupine.VisualizePath(kvmodel.Model(), info, path); err != nil {
 			t.Errorf("writing the visualisation: %v", err)
 		}
 		t.Fatalf("history is %s (seed %d); visualisation: %s", res, seed, path)
@@ -582,13 +475,13 @@ func (p *nodePanics) Middleware() actor.SenderMiddleware {
 // accept what an unknown outcome allows, or the check above proves nothing.
 func TestLinearizabilityModel(t *testing.T) {
 	put := func(c int, v string, call, ret int64, res linResult) porcupine.Operation {
-		return porcupine.Operation{ClientId: c, Input: linInput{op: linPut, key: "k", value: v}, Call: call, Output: linOutput{res: res}, Return: ret}
+		return porcupine.Operation{ClientId: c, Input: linInput{Op: linPut, Key: "k", Value: v}, Call: call, Output: linOutput{Outcome: res}, Return: ret}
 	}
 	get := func(c int, v string, call, ret int64, res linResult) porcupine.Operation {
-		return porcupine.Operation{ClientId: c, Input: linInput{op: linGet, key: "k"}, Call: call, Output: linOutput{res: res, value: v}, Return: ret}
+		return porcupine.Operation{ClientId: c, Input: linInput{Op: linGet, Key: "k"}, Call: call, Output: linOutput{Outcome: res, Value: v}, Return: ret}
 	}
 	op := func(c int, kind linOpKind, v string, call, ret int64, res linResult) porcupine.Operation {
-		return porcupine.Operation{ClientId: c, Input: linInput{op: kind, key: "k", value: v}, Call: call, Output: linOutput{res: res}, Return: ret}
+		return porcupine.Operation{ClientId: c, Input: linInput{Op: kind, Key: "k", Value: v}, Call: call, Output: linOutput{Outcome: res}, Return: ret}
 	}
 	const inf = 1000
 	cases := []struct {
@@ -619,7 +512,7 @@ func TestLinearizabilityModel(t *testing.T) {
 			put(0, "a", 0, 10, linOK), op(0, linRemove, "", 20, 30, linNotFound)}},
 	}
 	for _, c := range cases {
-		if got := porcupine.CheckOperations(linModel, c.ops); got != c.ok {
+		if got := porcupine.CheckOperations(kvmodel.Model(), c.ops); got != c.ok {
 			t.Errorf("%s: linearizable = %v, want %v", c.name, got, c.ok)
 		}
 	}

@@ -3,6 +3,7 @@
 package cluster_test
 
 import (
+	"github.com/raftkv/raftkv/internal/kvmodel"
 	"testing"
 
 	"github.com/anishathalye/porcupine"
@@ -13,17 +14,17 @@ import (
 // Update of a missing key that claims success).
 func TestModel(t *testing.T) {
 	put := func(c int, key, v string, call, ret int64, out outcome) porcupine.Operation {
-		return porcupine.Operation{ClientId: c, Input: kvInput{Op: opPut, Key: key, Value: v}, Call: call, Output: kvOutput{Out: out}, Return: ret}
+		return porcupine.Operation{ClientId: c, Input: kvInput{Op: opPut, Key: key, Value: v}, Call: call, Output: kvOutput{Outcome: out}, Return: ret}
 	}
 	get := func(c int, key, v string, call, ret int64) porcupine.Operation {
-		out := kvOutput{Out: outOK, Value: v}
+		out := kvOutput{Outcome: outOK, Value: v}
 		if v == "" {
-			out = kvOutput{Out: outNotFound}
+			out = kvOutput{Outcome: outNotFound}
 		}
 		return porcupine.Operation{ClientId: c, Input: kvInput{Op: opGet, Key: key}, Call: call, Output: out, Return: ret}
 	}
 	op := func(c int, kind opKind, key, v string, call, ret int64, out outcome) porcupine.Operation {
-		return porcupine.Operation{ClientId: c, Input: kvInput{Op: kind, Key: key, Value: v}, Call: call, Output: kvOutput{Out: out}, Return: ret}
+		return porcupine.Operation{ClientId: c, Input: kvInput{Op: kind, Key: key, Value: v}, Call: call, Output: kvOutput{Outcome: out}, Return: ret}
 	}
 	const end = 1000
 	for _, tc := range []struct {
@@ -59,7 +60,7 @@ func TestModel(t *testing.T) {
 			put(0, "a", "1", 0, 10, outOK), put(1, "b", "2", 0, 10, outOK), get(2, "a", "1", 20, 30), get(2, "b", "2", 20, 30),
 		}},
 	} {
-		res, _ := porcupine.CheckOperationsVerbose(kvModel, tc.h, 0)
+		res, _ := porcupine.CheckOperationsVerbose(kvmodel.Model(), tc.h, 0)
 		if (res == porcupine.Ok) != tc.ok {
 			t.Errorf("%s: checker says %s, want linearizable=%v", tc.name, res, tc.ok)
 		}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/kvmodel"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -30,129 +31,29 @@ import (
 //   - durability workers: Puts of unique keys, each acknowledged one checked
 //     at the end on every node's disk.
 
-type opKind uint8
-
-const (
-	opGet opKind = iota
-	opPut
-	opUpdate
-	opRemove
+// The model and its types live in internal/kvmodel, shared with the
+// in-process linearizability test.
+type (
+	opKind   = kvmodel.Op
+	outcome  = kvmodel.Outcome
+	kvInput  = kvmodel.Input
+	kvOutput = kvmodel.Output
 )
 
-func (o opKind) String() string {
-	return [...]string{"get", "put", "update", "remove"}[o]
-}
-
-// outcome of an operation as the client saw it.
-type outcome uint8
-
 const (
-	outOK       outcome = iota
-	outNotFound         // a definite "no such key"
-	outUnknown          // error or timeout: the write may or may not have happened
+	opGet       = kvmodel.Get
+	opPut       = kvmodel.Put
+	opUpdate    = kvmodel.Update
+	opRemove    = kvmodel.Remove
+	outOK       = kvmodel.OK
+	outNotFound = kvmodel.NotFound
+	outUnknown  = kvmodel.Unknown
 )
 
-type kvInput struct {
-	Op    opKind
-	Key   string
-	Value string // put/update
-}
-
-type kvOutput struct {
-	Out   outcome
-	Value string // get: the value read
-	Err   string // outUnknown: the client's error
-}
-
-// regState is one key's value in the model.
+// regState is what the final reads found for one key.
 type regState struct {
 	present bool
 	value   string
-}
-
-// kvModel is a register per key: Get returns the value or not-found; Put
-// sets; Update sets an existing key, else not-found; Remove deletes an
-// existing key, else not-found. A write with an unknown outcome is checked
-// as whatever it would have done; its return time is the end of the history,
-// so "it never happened" is the linearization that puts it last.
-var kvModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(kvInput).Key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		sort.Strings(keys)
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return regState{} },
-	Step: func(state, input, output any) (bool, any) {
-		s, in, out := state.(regState), input.(kvInput), output.(kvOutput)
-		switch in.Op {
-		case opGet:
-			if out.Out == outNotFound {
-				return !s.present, s
-			}
-			return out.Out == outOK && s.present && s.value == out.Value, s
-		case opPut:
-			return out.Out != outNotFound, regState{true, in.Value}
-		case opUpdate:
-			switch out.Out {
-			case outOK:
-				return s.present, regState{true, in.Value}
-			case outNotFound:
-				return !s.present, s
-			}
-			if s.present {
-				return true, regState{true, in.Value}
-			}
-			return true, s
-		case opRemove:
-			switch out.Out {
-			case outOK:
-				return s.present, regState{}
-			case outNotFound:
-				return !s.present, s
-			}
-			return true, regState{}
-		}
-		return false, s
-	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(kvInput), output.(kvOutput)
-		var res string
-		switch out.Out {
-		case outOK:
-			res = "ok"
-			if in.Op == opGet {
-				res = fmt.Sprintf("%q", out.Value)
-			}
-		case outNotFound:
-			res = "not found"
-		default:
-			res = "unknown (" + out.Err + ")"
-		}
-		switch in.Op {
-		case opGet, opRemove:
-			return fmt.Sprintf("%s(%s) -> %s", in.Op, in.Key, res)
-		}
-		return fmt.Sprintf("%s(%s, %q) -> %s", in.Op, in.Key, in.Value, res)
-	},
-	DescribeState: func(state any) string {
-		s := state.(regState)
-		if !s.present {
-			return "(absent)"
-		}
-		return fmt.Sprintf("%q", s.value)
-	},
 }
 
 // workloadOpts sizes a workload.
@@ -311,19 +212,19 @@ func (w *workload) doWithin(ctx context.Context, client int, cl *raftkv.Client, 
 	var out kvOutput
 	switch {
 	case err == nil:
-		out = kvOutput{Out: outOK, Value: string(v)}
+		out = kvOutput{Outcome: outOK, Value: string(v)}
 	case errors.Is(err, raftkv.ErrNotFound):
-		out = kvOutput{Out: outNotFound}
+		out = kvOutput{Outcome: outNotFound}
 	default:
 		if in.Op == opGet {
 			// A failed read changed nothing: leave it out.
 			w.failed.Add(1)
 			return
 		}
-		out = kvOutput{Out: outUnknown, Err: err.Error()}
+		out = kvOutput{Outcome: outUnknown, Err: err.Error()}
 		ret = -1 // fixed up to the end of the history by history()
 	}
-	w.counts[out.Out].Add(1)
+	w.counts[out.Outcome].Add(1)
 	w.mu.Lock()
 	w.ops = append(w.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
 	w.mu.Unlock()
@@ -385,9 +286,9 @@ func (w *workload) finalReads(t testing.TB, cl *raftkv.Client) {
 		var out kvOutput
 		switch {
 		case err == nil:
-			out = kvOutput{Out: outOK, Value: string(v)}
+			out = kvOutput{Outcome: outOK, Value: string(v)}
 		case errors.Is(err, raftkv.ErrNotFound):
-			out = kvOutput{Out: outNotFound}
+			out = kvOutput{Outcome: outNotFound}
 		default:
 			t.Errorf("final read of %s after healing: %v", linKey(i), err)
 			continue
@@ -399,7 +300,7 @@ func (w *workload) finalReads(t testing.TB, cl *raftkv.Client) {
 		if w.final == nil {
 			w.final = map[string]regState{}
 		}
-		w.final[linKey(i)] = regState{out.Out == outOK, out.Value}
+		w.final[linKey(i)] = regState{out.Outcome == outOK, out.Value}
 		w.mu.Unlock()
 	}
 }
@@ -429,7 +330,7 @@ func (w *workload) checkLinearizable(t testing.TB, dir string) {
 	t.Helper()
 	ops := w.history()
 	start := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(kvModel, ops, 2*time.Minute)
+	res, info := porcupine.CheckOperationsVerbose(kvmodel.Model(), ops, 2*time.Minute)
 	t.Logf("linearizability check of %d operations: %s in %v", len(ops), res, time.Since(start).Round(time.Millisecond))
 	histPath := filepath.Join(dir, "history.txt")
 	if res != porcupine.Ok || *flagKeep {
@@ -441,7 +342,7 @@ func (w *workload) checkLinearizable(t testing.TB, dir string) {
 		return
 	}
 	vis := filepath.Join(dir, "linearizability.html")
-	if err := porcupine.VisualizePath(kvModel, info, vis); err != nil {
+	if err := porcupine.VisualizePath(kvmodel.Model(), info, vis); err != nil {
 		t.Logf("writing visualization: %v", err)
 	}
 	if res == porcupine.Illegal {
@@ -457,7 +358,7 @@ func writeHistory(path string, ops []porcupine.Operation) error {
 	var b strings.Builder
 	b.WriteString("# call_ns return_ns client operation\n")
 	for _, op := range sorted {
-		fmt.Fprintf(&b, "%d %d c%d %s\n", op.Call, op.Return, op.ClientId, kvModel.DescribeOperation(op.Input, op.Output))
+		fmt.Fprintf(&b, "%d %d c%d %s\n", op.Call, op.Return, op.ClientId, kvmodel.Model().DescribeOperation(op.Input, op.Output))
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
@@ -546,7 +447,7 @@ func (w *workload) checkFinalState(t testing.TB, id uint64, data map[string]stri
 	for k, want := range w.final {
 		v, ok := data[k]
 		if got := (regState{ok, v}); got != want {
-			t.Errorf("node %d stores %s = %s, but the final read returned %s", id, k, kvModel.DescribeState(got), kvModel.DescribeState(want))
+			t.Errorf("node %d stores %s = %s, but the final read returned %s", id, k, kvmodel.Model().DescribeState(got), kvmodel.Model().DescribeState(want))
 		}
 	}
 	for k := range data {
