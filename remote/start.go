@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -174,10 +172,6 @@ func (o Options) validate(host string, port int) error {
 	return nil
 }
 
-// running counts started, not yet stopped Remotes in this process, to warn
-// about the second one.
-var running atomic.Int32
-
 // Remote is a started protoactor remote: the gRPC server that receives for an
 // actor system, and the endpoint writers that send for it.
 type Remote struct {
@@ -270,10 +264,6 @@ func Start(sys *actor.ActorSystem, host string, port int, opts ...Option) (*Remo
 		return nil, err
 	}
 	r := &Remote{sys: sys, r: pr, addr: sys.Address(), opts: o, doneCh: make(chan struct{})}
-	if n := running.Add(1); n > 1 {
-		sys.Logger().Warn("more than one protoactor Remote in this process: their gRPC globals race; host all nodes on one actor system and one Remote",
-			slog.Int("remotes", int(n)), slog.String("address", r.addr))
-	}
 	return r, nil
 }
 
@@ -331,7 +321,6 @@ func (r *Remote) Stop(ctx context.Context) error {
 	r.stop.Do(func() {
 		go func() {
 			defer close(r.doneCh)
-			defer running.Add(-1)
 			r.r.Shutdown(false)
 			writers := actor.NewPID(r.sys.Address(), endpointSupervisorName)
 			if err := r.sys.Root.StopFuture(writers).Wait(); err != nil {

@@ -1018,137 +1018,6 @@ func (x *ProposeResponse) GetMessage() string {
 	return ""
 }
 
-// ReadIndexRequest asks the leader for a linearizable read index.
-type ReadIndexRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ReadIndexRequest) Reset() {
-	*x = ReadIndexRequest{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[10]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ReadIndexRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ReadIndexRequest) ProtoMessage() {}
-
-func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[10]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
-func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *ReadIndexRequest) GetRequestId() uint64 {
-	if x != nil {
-		return x.RequestId
-	}
-	return 0
-}
-
-func (x *ReadIndexRequest) GetClusterId() string {
-	if x != nil {
-		return x.ClusterId
-	}
-	return ""
-}
-
-// ReadIndexResponse answers a ReadIndexRequest: once the asking node has
-// applied index, it may serve the read locally.
-type ReadIndexResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
-	ErrorCode     ErrorCode              `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
-	LeaderId      uint64                 `protobuf:"varint,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ReadIndexResponse) Reset() {
-	*x = ReadIndexResponse{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[11]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ReadIndexResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ReadIndexResponse) ProtoMessage() {}
-
-func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[11]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
-func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *ReadIndexResponse) GetRequestId() uint64 {
-	if x != nil {
-		return x.RequestId
-	}
-	return 0
-}
-
-func (x *ReadIndexResponse) GetIndex() uint64 {
-	if x != nil {
-		return x.Index
-	}
-	return 0
-}
-
-func (x *ReadIndexResponse) GetErrorCode() ErrorCode {
-	if x != nil {
-		return x.ErrorCode
-	}
-	return ErrorCode_ERROR_CODE_OK
-}
-
-func (x *ReadIndexResponse) GetLeaderId() uint64 {
-	if x != nil {
-		return x.LeaderId
-	}
-	return 0
-}
-
-func (x *ReadIndexResponse) GetMessage() string {
-	if x != nil {
-		return x.Message
-	}
-	return ""
-}
-
 // GetRequest asks the leader for a linearizable read of key.
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1161,7 +1030,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[12]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1042,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[12]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1055,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{12}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRequest) GetRequestId() uint64 {
@@ -1225,7 +1094,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[13]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1106,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[13]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1119,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{13}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetResponse) GetRequestId() uint64 {
@@ -1297,7 +1166,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1178,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1191,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{14}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{12}
 }
 
 // StatusResponse describes one node.
@@ -1348,7 +1217,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1229,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1242,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{15}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusResponse) GetId() uint64 {
@@ -1484,7 +1353,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1365,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1378,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{16}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TransferRequest) GetTo() uint64 {
@@ -1531,7 +1400,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1412,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1425,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{17}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransferResponse) GetErrorCode() ErrorCode {
@@ -1656,20 +1525,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
 	"\tleader_id\x18\x05 \x01(\x04R\bleaderId\x12\x18\n" +
-	"\amessage\x18\x06 \x01(\tR\amessage\"P\n" +
-	"\x10ReadIndexRequest\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x1d\n" +
-	"\n" +
-	"cluster_id\x18\x02 \x01(\tR\tclusterId\"\xb4\x01\n" +
-	"\x11ReadIndexResponse\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\x123\n" +
-	"\n" +
-	"error_code\x18\x03 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
-	"\tleader_id\x18\x04 \x01(\x04R\bleaderId\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\\\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"\\\n" +
 	"\n" +
 	"GetRequest\x12\x1d\n" +
 	"\n" +
@@ -1757,29 +1613,27 @@ func file_raftkv_v1_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raftkv_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_raftkv_v1_raft_proto_goTypes = []any{
-	(MessageType)(0),          // 0: raftkv.v1.MessageType
-	(EntryType)(0),            // 1: raftkv.v1.EntryType
-	(ErrorCode)(0),            // 2: raftkv.v1.ErrorCode
-	(*Entry)(nil),             // 3: raftkv.v1.Entry
-	(*ConfState)(nil),         // 4: raftkv.v1.ConfState
-	(*SnapshotMeta)(nil),      // 5: raftkv.v1.SnapshotMeta
-	(*Snapshot)(nil),          // 6: raftkv.v1.Snapshot
-	(*Message)(nil),           // 7: raftkv.v1.Message
-	(*RaftEnvelope)(nil),      // 8: raftkv.v1.RaftEnvelope
-	(*SnapshotChunk)(nil),     // 9: raftkv.v1.SnapshotChunk
-	(*SnapshotChunkAck)(nil),  // 10: raftkv.v1.SnapshotChunkAck
-	(*ProposeRequest)(nil),    // 11: raftkv.v1.ProposeRequest
-	(*ProposeResponse)(nil),   // 12: raftkv.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),  // 13: raftkv.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 14: raftkv.v1.ReadIndexResponse
-	(*GetRequest)(nil),        // 15: raftkv.v1.GetRequest
-	(*GetResponse)(nil),       // 16: raftkv.v1.GetResponse
-	(*StatusRequest)(nil),     // 17: raftkv.v1.StatusRequest
-	(*StatusResponse)(nil),    // 18: raftkv.v1.StatusResponse
-	(*TransferRequest)(nil),   // 19: raftkv.v1.TransferRequest
-	(*TransferResponse)(nil),  // 20: raftkv.v1.TransferResponse
+	(MessageType)(0),         // 0: raftkv.v1.MessageType
+	(EntryType)(0),           // 1: raftkv.v1.EntryType
+	(ErrorCode)(0),           // 2: raftkv.v1.ErrorCode
+	(*Entry)(nil),            // 3: raftkv.v1.Entry
+	(*ConfState)(nil),        // 4: raftkv.v1.ConfState
+	(*SnapshotMeta)(nil),     // 5: raftkv.v1.SnapshotMeta
+	(*Snapshot)(nil),         // 6: raftkv.v1.Snapshot
+	(*Message)(nil),          // 7: raftkv.v1.Message
+	(*RaftEnvelope)(nil),     // 8: raftkv.v1.RaftEnvelope
+	(*SnapshotChunk)(nil),    // 9: raftkv.v1.SnapshotChunk
+	(*SnapshotChunkAck)(nil), // 10: raftkv.v1.SnapshotChunkAck
+	(*ProposeRequest)(nil),   // 11: raftkv.v1.ProposeRequest
+	(*ProposeResponse)(nil),  // 12: raftkv.v1.ProposeResponse
+	(*GetRequest)(nil),       // 13: raftkv.v1.GetRequest
+	(*GetResponse)(nil),      // 14: raftkv.v1.GetResponse
+	(*StatusRequest)(nil),    // 15: raftkv.v1.StatusRequest
+	(*StatusResponse)(nil),   // 16: raftkv.v1.StatusResponse
+	(*TransferRequest)(nil),  // 17: raftkv.v1.TransferRequest
+	(*TransferResponse)(nil), // 18: raftkv.v1.TransferResponse
 }
 var file_raftkv_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: raftkv.v1.Entry.type:type_name -> raftkv.v1.EntryType
@@ -1790,15 +1644,14 @@ var file_raftkv_v1_raft_proto_depIdxs = []int32{
 	6,  // 5: raftkv.v1.Message.snapshot:type_name -> raftkv.v1.Snapshot
 	7,  // 6: raftkv.v1.RaftEnvelope.msg:type_name -> raftkv.v1.Message
 	2,  // 7: raftkv.v1.ProposeResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	2,  // 8: raftkv.v1.ReadIndexResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	2,  // 9: raftkv.v1.GetResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	2,  // 10: raftkv.v1.StatusResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	2,  // 11: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 8: raftkv.v1.GetResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	2,  // 9: raftkv.v1.StatusResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	2,  // 10: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_raftkv_v1_raft_proto_init() }
@@ -1812,7 +1665,7 @@ func file_raftkv_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_v1_raft_proto_rawDesc), len(file_raftkv_v1_raft_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
