@@ -9,10 +9,12 @@
 //   - apply: applies committed entries in order, answers the clients waiting
 //     for them, and serves reads at their read index.
 //
-// The node handles raftlogic's Ready in one place (handleReady): persist
-// with one write and one fsync for everything queued (group commit), send,
-// then hand committed entries to apply. A leader sends its appends before
-// its own fsync, as the Raft thesis (10.2.1) allows.
+// The node handles raftlogic's Ready in one place (handleReady), once per
+// burst of input (group commit): a leader first sends its appends (its own
+// fsync may follow, Raft thesis 10.2.1); committed entries, already durable
+// locally, go to apply; then one write and one fsync persist the Ready; then
+// the remaining messages (votes, acknowledgements) leave. A change of the
+// commit index alone is not written.
 //
 // Nodes find each other only by PID (address + NodeName(id)), so a node
 // cannot tell whether a peer lives in its process or on another host.
