@@ -2,6 +2,7 @@ package raftkv
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -123,4 +124,35 @@ func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
 
 func getReq(db *DB, key string) *raftpb.GetRequest {
 	return &raftpb.GetRequest{RequestId: db.reqID.Add(1), ClusterId: db.cfg.ClusterID, Key: key}
+}
+
+// With every node down, a call fails with ErrUnavailable once its context
+// ends, wrapping the context's error, and does not hang.
+func TestNoQuorumFailsWithinContext(t *testing.T) {
+	db := openTest(t, testConfig(t, 3))
+	defer db.Close()
+	if err := db.Put(ctxT(t), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	l := waitLeader(t, db)
+	for _, id := range []uint64{1, 2, 3} {
+		if id != l {
+			if err := db.stopNode(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := db.Put(ctx, "k", []byte("w"))
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Put without quorum: %v, want ErrUnavailable wrapping DeadlineExceeded", err)
+	}
+	if _, err := db.Get(ctx, "k"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get without quorum: %v, want ErrUnavailable", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("calls took %v after a 300ms context", waited)
+	}
 }

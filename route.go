@@ -37,7 +37,7 @@ func (db *DB) call(ctx context.Context, build func(requestID uint64) proto.Messa
 		ctx, cancel = context.WithTimeout(ctx, db.timeout)
 		defer cancel()
 	}
-	for {
+	for failed := 0; ; {
 		if db.closed.Load() {
 			return nil, ErrClosed
 		}
@@ -47,8 +47,13 @@ func (db *DB) call(ctx context.Context, build func(requestID uint64) proto.Messa
 		target := db.target()
 		res, err := db.request(ctx, db.pids[target], build(db.reqID.Add(1)))
 		if err != nil {
-			// Unreachable or too slow: forget it as leader and move on.
+			// Unreachable or too slow: forget it as leader and move on. A
+			// stopped local node fails at once, so pause after every round
+			// of failures rather than spin.
 			db.leader.CompareAndSwap(target, 0)
+			if failed++; failed%len(db.ids) == 0 {
+				pause(ctx, noLeaderBackoff)
+			}
 			continue
 		}
 		switch res.GetErrorCode() {
