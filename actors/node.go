@@ -319,7 +319,7 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 	}
 	// A leader sends its appends while it writes its own log (Raft thesis
 	// 10.2.1): it counts itself toward commit only after Advance.
-	early, late := splitMessages(n.role, rd.Messages)
+	early, late := rd.SplitMessages()
 	n.send(ctx, early)
 	// Committed entries are already durable here; applying them does not
 	// wait for this Ready's write.
@@ -350,24 +350,6 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 	}
 	n.raft.Advance(rd)
 	n.scheduleFlush(ctx)
-}
-
-// splitMessages picks the messages a leader may send before its own log is
-// durable: its replication traffic. Everything else (votes, answers to the
-// leader) depends on what this Ready persists.
-func splitMessages(role raftlogic.Role, msgs []raftlogic.Message) (early, late []raftlogic.Message) {
-	if role != raftlogic.Leader {
-		return nil, msgs
-	}
-	for _, m := range msgs {
-		switch m.Type {
-		case raftlogic.MsgApp, raftlogic.MsgHeartbeat, raftlogic.MsgSnap, raftlogic.MsgTimeoutNow:
-			early = append(early, m)
-		default:
-			late = append(late, m)
-		}
-	}
-	return early, late
 }
 
 func (n *nodeActor) send(ctx actor.Context, msgs []raftlogic.Message) {

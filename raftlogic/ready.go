@@ -8,10 +8,10 @@ package raftlogic
 //     and after it.
 //  2. Send Messages. They may depend on step 1 (a vote, an acknowledgement of
 //     entries), so they leave only after it is durable. One exception makes
-//     the leader fast (Raft thesis 10.2.1): a leader may send its MsgApp
-//     messages before or while it persists its own Entries, because the
-//     leader counts its own log toward commit only when Advance reports it
-//     durable.
+//     the leader fast (Raft thesis 10.2.1): a leader may send its replication
+//     messages before or while it persists its own Entries, because it counts
+//     its own log toward commit only when Advance reports it durable;
+//     SplitMessages says which messages may go early.
 //  3. Install Snapshot into the state machine (if not empty), then apply
 //     CommittedEntries in order. Every committed entry handed out is already
 //     durable in the local log, so a driver may apply them before or while it
@@ -46,4 +46,24 @@ func (rd Ready) MustSync(prev HardState) bool {
 		return true
 	}
 	return len(rd.Entries) > 0 || !rd.Snapshot.IsEmpty()
+}
+
+// SplitMessages separates the messages a driver may send before it has
+// persisted this Ready from those that must wait. Only a leader sends
+// MsgApp, MsgHeartbeat, MsgSnap and MsgTimeoutNow, and they depend on
+// nothing this Ready persists: the leader's term and vote were made durable
+// before it could win, and it counts its own entries toward commit only
+// after Advance (Raft thesis 10.2.1). Every other message — votes and their
+// answers, acknowledgements of appended entries — may promise something
+// only the write makes true.
+func (rd Ready) SplitMessages() (beforePersist, afterPersist []Message) {
+	for _, m := range rd.Messages {
+		switch m.Type {
+		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+			beforePersist = append(beforePersist, m)
+		default:
+			afterPersist = append(afterPersist, m)
+		}
+	}
+	return beforePersist, afterPersist
 }

@@ -76,15 +76,18 @@ type simDisk struct {
 // written atomically with its applied index, as kvstate does.
 type simSM struct {
 	applied uint64
+	term    uint64 // term of the entry at applied
 	chain   uint64
 }
 
 func (s simSM) image() []byte {
-	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, s.applied), s.chain)
+	b := binary.BigEndian.AppendUint64(nil, s.applied)
+	b = binary.BigEndian.AppendUint64(b, s.term)
+	return binary.BigEndian.AppendUint64(b, s.chain)
 }
 
 func smFromImage(b []byte) simSM {
-	return simSM{applied: binary.BigEndian.Uint64(b), chain: binary.BigEndian.Uint64(b[8:])}
+	return simSM{applied: binary.BigEndian.Uint64(b), term: binary.BigEndian.Uint64(b[8:]), chain: binary.BigEndian.Uint64(b[16:])}
 }
 
 func chainNext(chain uint64, e Entry) uint64 {
@@ -226,6 +229,18 @@ func (s *sim) start(sn *simNode) {
 	if sn.sm.applied < sn.disk.snap.Meta.Index {
 		s.setApplied(sn, smFromImage(sn.disk.snap.Data))
 	}
+	// A crash after installing a received snapshot but before persisting it
+	// leaves the state machine ahead of the log (or on a different suffix):
+	// the state machine becomes the snapshot, as actors.nodeActor.open does.
+	if d := &sn.disk; sn.sm.applied > d.snap.Meta.Index {
+		i := sn.sm.applied - d.snap.Meta.Index - 1
+		if i >= uint64(len(d.ents)) || d.ents[i].Term != sn.sm.term {
+			d.snap = Snapshot{Meta: SnapshotMeta{Index: sn.sm.applied, Term: sn.sm.term, ConfState: d.snap.Meta.ConfState}, Data: sn.sm.image()}
+			d.ents = nil
+			d.hs.Term = max(d.hs.Term, sn.sm.term)
+			d.hs.Commit = max(d.hs.Commit, sn.sm.applied)
+		}
+	}
 	st := InitialState{HardState: sn.disk.hs, Snapshot: sn.disk.snap.Meta, Entries: sn.disk.ents, Applied: sn.sm.applied}
 	n, err := NewNode(s.config(sn.id), st)
 	if err != nil {
@@ -302,7 +317,45 @@ func (s *sim) handleReady(sn *simNode, faults bool) {
 		return
 	}
 	rd := n.Ready()
-	// 1. Persist.
+	// The order is the actor driver's (actors.nodeActor.handleReady), so the
+	// simulation checks the order that runs: the leader's replication
+	// messages leave first, committed entries (durable already) are applied,
+	// a received snapshot is installed, then the Ready is persisted, then
+	// the other messages leave. A crash may fall between any two steps.
+	early, late := rd.SplitMessages()
+	s.sendAll(sn, early, faults)
+	for _, e := range rd.CommittedEntries {
+		s.checkDurable(sn, e)
+		s.apply(sn, e)
+	}
+	if !rd.Snapshot.IsEmpty() {
+		sm := smFromImage(rd.Snapshot.Data)
+		if want, ok := s.chains[sm.applied]; ok && want != sm.chain {
+			s.failf("node %d installed a snapshot at %d that differs from what others applied", sn.id, sm.applied)
+		}
+		s.setApplied(sn, sm)
+		s.stats.snapInstalls++
+	}
+	if faults && s.r.IntN(1000) < s.p.crashPct {
+		s.crash(sn) // sent and applied, not persisted
+		return
+	}
+	s.persist(sn, rd)
+	if faults && s.r.IntN(1000) < s.p.crashPct {
+		s.crash(sn) // persisted, not all sent
+		return
+	}
+	s.sendAll(sn, late, faults)
+	for _, rs := range rd.ReadStates {
+		s.checkRead(sn, rs)
+	}
+	n.Advance(rd)
+	if st := n.Status(); st.Applied != sn.sm.applied {
+		s.failf("node %d: raftlogic applied %d, state machine applied %d", sn.id, st.Applied, sn.sm.applied)
+	}
+}
+
+func (s *sim) persist(sn *simNode, rd Ready) {
 	if !rd.Snapshot.IsEmpty() {
 		sn.disk.snap = rd.Snapshot
 		sn.disk.ents = nil
@@ -320,13 +373,10 @@ func (s *sim) handleReady(sn *simNode, faults bool) {
 		s.checkVote(sn, rd.HardState)
 		sn.disk.hs = rd.HardState
 	}
-	// A crash between persisting and sending.
-	if faults && s.r.IntN(1000) < s.p.crashPct {
-		s.crash(sn)
-		return
-	}
-	// 2. Send.
-	for _, m := range rd.Messages {
+}
+
+func (s *sim) sendAll(sn *simNode, msgs []Message, faults bool) {
+	for _, m := range msgs {
 		if m.Type == MsgVoteResp && !m.Reject && s.votes[sn.id][m.Term] != m.To {
 			s.failf("node %d granted its vote in term %d to %d, but its durable vote is %d", sn.id, m.Term, m.To, s.votes[sn.id][m.Term])
 		}
@@ -338,25 +388,16 @@ func (s *sim) handleReady(sn *simNode, faults bool) {
 		}
 		s.send(m, faults)
 	}
-	// 3. Apply.
-	if !rd.Snapshot.IsEmpty() {
-		sm := smFromImage(rd.Snapshot.Data)
-		if want, ok := s.chains[sm.applied]; ok && want != sm.chain {
-			s.failf("node %d installed a snapshot at %d that differs from what others applied", sn.id, sm.applied)
-		}
-		s.setApplied(sn, sm)
-		s.stats.snapInstalls++
-	}
-	for _, e := range rd.CommittedEntries {
-		s.apply(sn, e)
-	}
-	// 4. Reads.
-	for _, rs := range rd.ReadStates {
-		s.checkRead(sn, rs)
-	}
-	n.Advance(rd)
-	if st := n.Status(); st.Applied != sn.sm.applied {
-		s.failf("node %d: raftlogic applied %d, state machine applied %d", sn.id, st.Applied, sn.sm.applied)
+}
+
+// checkDurable: a committed entry handed out for applying must already be
+// on the node's disk, or a crash could leave the state machine ahead of a
+// log that never held the entry.
+func (s *sim) checkDurable(sn *simNode, e Entry) {
+	d := sn.disk
+	i := e.Index - d.snap.Meta.Index - 1
+	if e.Index <= d.snap.Meta.Index || i >= uint64(len(d.ents)) || d.ents[i].Term != e.Term {
+		s.failf("node %d is handed entry %d (term %d) to apply, but its disk does not hold it", sn.id, e.Index, e.Term)
 	}
 }
 
@@ -411,7 +452,7 @@ func (s *sim) apply(sn *simNode, e Entry) {
 		s.failf("State Machine Safety: node %d applies (index %d, term %d), another node applied term %d there", sn.id, e.Index, e.Term, old[0])
 	}
 	s.applied[e.Index] = id
-	next := simSM{applied: e.Index, chain: chainNext(sn.sm.chain, e)}
+	next := simSM{applied: e.Index, term: e.Term, chain: chainNext(sn.sm.chain, e)}
 	if old, ok := s.chains[e.Index]; ok && old != next.chain {
 		s.failf("State Machine Safety: node %d's state after %d differs from another node's", sn.id, e.Index)
 	}
