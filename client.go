@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -54,11 +55,32 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 		c.conns = append(c.conns, conn)
 		c.kv = append(c.kv, raftpb.NewKVClient(conn))
 	}
-	if _, err := c.Status(ctx); err != nil {
+	nodes, err := c.Status(ctx)
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("raftkv: no endpoint of %v answered: %w", endpoints, err)
 	}
+	c.preferLeader(nodes)
 	return c, nil
+}
+
+// preferLeader points the client at the leader's endpoint when it is one of
+// the client's, sparing every call the follower's forwarding hop.
+func (c *Client) preferLeader(nodes []*raftpb.NodeStatus) {
+	var leader uint64
+	for _, n := range nodes {
+		if l := n.GetStatus().GetLeader(); l != 0 {
+			leader = l
+		}
+	}
+	for _, n := range nodes {
+		if n.GetId() != leader {
+			continue
+		}
+		if i := slices.Index(c.endpoints, n.GetClientAddress()); i >= 0 {
+			c.preferred.Store(int64(i))
+		}
+	}
 }
 
 // Close releases the connections.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
 )
 
@@ -89,3 +90,26 @@ func TestDialFailsWithoutEndpoints(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// The client starts at the leader's endpoint when it knows one, so calls
+// skip a follower's forwarding hop; unknown leaders or endpoints leave the
+// choice alone.
+func TestClientPrefersLeaderEndpoint(t *testing.T) {
+	node := func(id, leader uint64, addr string) *raftpb.NodeStatus {
+		return &raftpb.NodeStatus{Id: id, ClientAddress: addr, Status: &raftpb.StatusResponse{Leader: leader}}
+	}
+	c := &Client{endpoints: []string{"h:1", "h:2", "h:3"}}
+	c.preferLeader([]*raftpb.NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
+	if got := c.preferred.Load(); got != 1 {
+		t.Fatalf("preferred endpoint %d, want 1 (the leader's)", got)
+	}
+	c = &Client{endpoints: []string{"h:1", "h:3"}}
+	c.preferLeader([]*raftpb.NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
+	if got := c.preferred.Load(); got != 0 {
+		t.Fatalf("preferred endpoint %d, want 0: the leader's endpoint is not among the client's", got)
+	}
+	c.preferLeader([]*raftpb.NodeStatus{node(1, 0, "h:1"), node(3, 0, "h:3")})
+	if got := c.preferred.Load(); got != 0 {
+		t.Fatalf("preferred endpoint %d with no leader known, want 0", got)
+	}
+}
