@@ -17,4 +17,10 @@
 //
 // Close stops the nodes and flushes their storage; the next Open finds every
 // acknowledged write.
+//
+// The package owns the public API (Open, DB, Dial, Client, options, errors),
+// the routing of calls to the leader, client sessions, and the client gRPC
+// service (RegisterClientAPI). It must never read or write a node's storage
+// itself, nor decide anything Raft decides: every operation goes through a
+// node actor.
 package raftkv

@@ -11,4 +11,8 @@
 //	go test ./test/cluster/ -cluster.seed=N      # replay a seed
 //
 // See faults_test.go for the scenarios and what each run checks.
+//
+// It must never send traffic anywhere but 127.0.0.1, leave a process or an
+// iptables rule behind, or run unbounded: every loop is bounded in count
+// and time, and cleanup heals the network and kills every node.
 package cluster
