@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/raftkv/raftkv/internal/kvmodel"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/actors"
+	"github.com/raftkv/raftkv/internal/kvmodel"
 )
 
 // A linearizability check of the whole database under faults. Concurrent
@@ -48,25 +48,6 @@ var (
 	linCheck    = flag.Duration("lin.check", 2*time.Minute, "TestLinearizability: porcupine time limit")
 )
 
-// The model and its types live in internal/kvmodel, shared with the
-// process-level suite in test/cluster.
-type (
-	linOpKind = kvmodel.Op
-	linResult = kvmodel.Outcome
-	linInput  = kvmodel.Input
-	linOutput = kvmodel.Output
-)
-
-const (
-	linGet      = kvmodel.Get
-	linPut      = kvmodel.Put
-	linUpdate   = kvmodel.Update
-	linRemove   = kvmodel.Remove
-	linOK       = kvmodel.OK
-	linNotFound = kvmodel.NotFound
-	linUnknown  = kvmodel.Unknown
-)
-
 // linHistory collects operations from concurrent clients.
 type linHistory struct {
 	start time.Time
@@ -86,11 +67,11 @@ type linHistory struct {
 
 func (h *linHistory) now() int64 { return time.Since(h.start).Nanoseconds() }
 
-func (h *linHistory) add(client int, in linInput, call int64, out linOutput, ret int64) {
+func (h *linHistory) add(client int, in kvmodel.Input, call int64, out kvmodel.Output, ret int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
-	h.pending = append(h.pending, out.Outcome == linUnknown)
+	h.pending = append(h.pending, out.Outcome == kvmodel.Unknown)
 }
 
 // operations returns the history with unknown outcomes returning after
@@ -113,18 +94,18 @@ func (h *linHistory) operations() []porcupine.Operation {
 
 // record classifies a call's error and adds the operation; it reports
 // whether the outcome was unknown.
-func (h *linHistory) record(client int, in linInput, call int64, value []byte, err error) bool {
+func (h *linHistory) record(client int, in kvmodel.Input, call int64, value []byte, err error) bool {
 	ret := h.now()
-	var out linOutput
+	var out kvmodel.Output
 	switch {
 	case err == nil:
-		out.Outcome = linOK
-		if in.Op == linGet {
+		out.Outcome = kvmodel.OK
+		if in.Op == kvmodel.Get {
 			out.Value = string(value)
 		}
 		h.ok.Add(1)
 	case errors.Is(err, ErrNotFound):
-		out.Outcome = linNotFound
+		out.Outcome = kvmodel.NotFound
 		h.notFound.Add(1)
 	default:
 		if !errors.Is(err, ErrUnavailable) {
@@ -134,18 +115,18 @@ func (h *linHistory) record(client int, in linInput, call int64, value []byte, e
 			c, _ := h.otherErrs.LoadOrStore(msg, new(atomic.Int64))
 			c.(*atomic.Int64).Add(1)
 		}
-		if in.Op == linGet {
+		if in.Op == kvmodel.Get {
 			h.failedReads.Add(1)
 			return false
 		}
-		out.Outcome = linUnknown
+		out.Outcome = kvmodel.Unknown
 		h.unknown.Add(1)
 	}
-	if healed := h.healedAt.Load(); healed > 0 && call >= healed && out.Outcome != linUnknown {
+	if healed := h.healedAt.Load(); healed > 0 && call >= healed && out.Outcome != kvmodel.Unknown {
 		h.afterHeal.Add(1)
 	}
 	h.add(client, in, call, out, ret)
-	return out.Outcome == linUnknown
+	return out.Outcome == kvmodel.Unknown
 }
 
 func linSeedValue(t *testing.T) uint64 {
@@ -210,18 +191,18 @@ func TestLinearizability(t *testing.T) {
 			crng := rand.New(rand.NewPCG(seed, uint64(c)+100))
 			client := c
 			for n := 0; running(); n++ {
-				in := linInput{Key: keys[crng.IntN(len(keys))]}
+				in := kvmodel.Input{Key: keys[crng.IntN(len(keys))]}
 				switch p := crng.IntN(100); {
 				case p < 40:
-					in.Op = linGet
+					in.Op = kvmodel.Get
 				case p < 70:
-					in.Op = linPut
+					in.Op = kvmodel.Put
 				case p < 85:
-					in.Op = linUpdate
+					in.Op = kvmodel.Update
 				default:
-					in.Op = linRemove
+					in.Op = kvmodel.Remove
 				}
-				if in.Op == linPut || in.Op == linUpdate {
+				if in.Op == kvmodel.Put || in.Op == kvmodel.Update {
 					// Unique values make every read pin down which write
 					// it saw.
 					in.Value = fmt.Sprintf("c%d-%d", c, n)
@@ -231,13 +212,13 @@ func TestLinearizability(t *testing.T) {
 				var v []byte
 				var err error
 				switch in.Op {
-				case linGet:
+				case kvmodel.Get:
 					v, err = db.Get(ctx, in.Key)
-				case linPut:
+				case kvmodel.Put:
 					err = db.Put(ctx, in.Key, []byte(in.Value))
-				case linUpdate:
+				case kvmodel.Update:
 					err = db.Update(ctx, in.Key, []byte(in.Value))
-				case linRemove:
+				case kvmodel.Remove:
 					err = db.Remove(ctx, in.Key)
 				}
 				cancel()
@@ -268,7 +249,7 @@ func TestLinearizability(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			t.Fatalf("final read of %s after healing: %v", k, err)
 		}
-		h.record(final, linInput{Op: linGet, Key: k}, call, v, err)
+		h.record(final, kvmodel.Input{Op: kvmodel.Get, Key: k}, call, v, err)
 	}
 
 	ops := h.operations()

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/kvmodel"
 )
 
 // The fault scenarios. Each starts a cluster of real `raftkv serve`
@@ -130,10 +132,10 @@ func runScenario(t *testing.T, sc scenario) {
 func (r *run) expectProgress(after string) {
 	r.t.Helper()
 	const need, within = 10, 15 * time.Second
-	from := r.w.counts[outOK].Load() + r.w.counts[outNotFound].Load()
+	from := r.w.counts[kvmodel.OK].Load() + r.w.counts[kvmodel.NotFound].Load()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		if r.w.counts[outOK].Load()+r.w.counts[outNotFound].Load() >= from+need {
+		if r.w.counts[kvmodel.OK].Load()+r.w.counts[kvmodel.NotFound].Load() >= from+need {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -556,7 +557,7 @@ func (c *cluster) waitLeader(exclude ...uint64) uint64 {
 	var last []nodeView
 	for ctx.Err() == nil {
 		last = c.views(ctx)
-		if l := leaderOf(last); l != 0 && !contains(exclude, l) {
+		if l := leaderOf(last); l != 0 && !slices.Contains(exclude, l) {
 			return l
 		}
 		sleepCtx(ctx, 30*time.Millisecond)
@@ -657,15 +658,6 @@ func (c *cluster) healProcesses() {
 		c.logf("restarting %v", dead)
 		c.startNodes(dead...)
 	}
-}
-
-func contains(ids []uint64, id uint64) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 // sleepCtx sleeps for d or until ctx ends.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/raftkv/raftkv/internal/kvmodel"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/raftkv/raftkv"
+	"github.com/raftkv/raftkv/internal/kvmodel"
 )
 
 // The workload runs two kinds of clients against the cluster, each through
@@ -30,25 +30,6 @@ import (
 //     checked with porcupine per key;
 //   - durability workers: Puts of unique keys, each acknowledged one checked
 //     at the end on every node's disk.
-
-// The model and its types live in internal/kvmodel, shared with the
-// in-process linearizability test.
-type (
-	opKind   = kvmodel.Op
-	outcome  = kvmodel.Outcome
-	kvInput  = kvmodel.Input
-	kvOutput = kvmodel.Output
-)
-
-const (
-	opGet       = kvmodel.Get
-	opPut       = kvmodel.Put
-	opUpdate    = kvmodel.Update
-	opRemove    = kvmodel.Remove
-	outOK       = kvmodel.OK
-	outNotFound = kvmodel.NotFound
-	outUnknown  = kvmodel.Unknown
-)
 
 // regState is what the final reads found for one key.
 type regState struct {
@@ -156,18 +137,18 @@ func linKey(i int) string { return fmt.Sprintf("lin/%d", i) }
 func (w *workload) linWorker(ctx context.Context, id int, cl *raftkv.Client, r *rand.Rand) {
 	defer w.wg.Done()
 	for seq := 0; ctx.Err() == nil; seq++ {
-		in := kvInput{Key: linKey(r.IntN(w.o.keys))}
+		in := kvmodel.Input{Key: linKey(r.IntN(w.o.keys))}
 		switch p := r.IntN(100); {
 		case p < 40:
-			in.Op = opGet
+			in.Op = kvmodel.Get
 		case p < 70:
-			in.Op = opPut
+			in.Op = kvmodel.Put
 		case p < 85:
-			in.Op = opUpdate
+			in.Op = kvmodel.Update
 		default:
-			in.Op = opRemove
+			in.Op = kvmodel.Remove
 		}
-		if in.Op == opPut || in.Op == opUpdate {
+		if in.Op == kvmodel.Put || in.Op == kvmodel.Update {
 			in.Value = fmt.Sprintf("w%d-%d", id, seq)
 		}
 		w.do(ctx, id, cl, in)
@@ -180,7 +161,7 @@ func (w *workload) linWorker(ctx context.Context, id int, cl *raftkv.Client, r *
 func (w *workload) pinnedReader(ctx context.Context, id int, cl *raftkv.Client, r *rand.Rand) {
 	defer w.wg.Done()
 	for ctx.Err() == nil {
-		w.doWithin(ctx, id, cl, kvInput{Op: opGet, Key: linKey(r.IntN(w.o.keys))}, w.o.pinnedTimeout)
+		w.doWithin(ctx, id, cl, kvmodel.Input{Op: kvmodel.Get, Key: linKey(r.IntN(w.o.keys))}, w.o.pinnedTimeout)
 		if w.o.pause > 0 {
 			sleepCtx(ctx, time.Duration(r.Int64N(int64(w.o.pause)+1)))
 		}
@@ -188,40 +169,40 @@ func (w *workload) pinnedReader(ctx context.Context, id int, cl *raftkv.Client, 
 }
 
 // do runs one operation and records it.
-func (w *workload) do(ctx context.Context, client int, cl *raftkv.Client, in kvInput) {
+func (w *workload) do(ctx context.Context, client int, cl *raftkv.Client, in kvmodel.Input) {
 	w.doWithin(ctx, client, cl, in, w.o.opTimeout)
 }
 
-func (w *workload) doWithin(ctx context.Context, client int, cl *raftkv.Client, in kvInput, timeout time.Duration) {
+func (w *workload) doWithin(ctx context.Context, client int, cl *raftkv.Client, in kvmodel.Input, timeout time.Duration) {
 	opCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	call := w.now()
 	var err error
 	var v []byte
 	switch in.Op {
-	case opGet:
+	case kvmodel.Get:
 		v, err = cl.Get(opCtx, in.Key)
-	case opPut:
+	case kvmodel.Put:
 		err = cl.Put(opCtx, in.Key, []byte(in.Value))
-	case opUpdate:
+	case kvmodel.Update:
 		err = cl.Update(opCtx, in.Key, []byte(in.Value))
-	case opRemove:
+	case kvmodel.Remove:
 		err = cl.Remove(opCtx, in.Key)
 	}
 	ret := w.now()
-	var out kvOutput
+	var out kvmodel.Output
 	switch {
 	case err == nil:
-		out = kvOutput{Outcome: outOK, Value: string(v)}
+		out = kvmodel.Output{Outcome: kvmodel.OK, Value: string(v)}
 	case errors.Is(err, raftkv.ErrNotFound):
-		out = kvOutput{Outcome: outNotFound}
+		out = kvmodel.Output{Outcome: kvmodel.NotFound}
 	default:
-		if in.Op == opGet {
+		if in.Op == kvmodel.Get {
 			// A failed read changed nothing: leave it out.
 			w.failed.Add(1)
 			return
 		}
-		out = kvOutput{Outcome: outUnknown, Err: err.Error()}
+		out = kvmodel.Output{Outcome: kvmodel.Unknown, Err: err.Error()}
 		ret = -1 // fixed up to the end of the history by history()
 	}
 	w.counts[out.Outcome].Add(1)
@@ -269,7 +250,7 @@ func (w *workload) summary() string {
 		}
 	}
 	return fmt.Sprintf("%d recorded ops (%d ok, %d not-found, %d unknown writes; %d failed gets left out); durability: %d/%d puts acknowledged",
-		len(w.ops), w.counts[outOK].Load(), w.counts[outNotFound].Load(), w.counts[outUnknown].Load(), w.failed.Load(), acked, len(w.durs))
+		len(w.ops), w.counts[kvmodel.OK].Load(), w.counts[kvmodel.NotFound].Load(), w.counts[kvmodel.Unknown].Load(), w.failed.Load(), acked, len(w.durs))
 }
 
 // finalReads reads every key of the workload once more through cl, after
@@ -283,24 +264,24 @@ func (w *workload) finalReads(t testing.TB, cl *raftkv.Client) {
 		v, err := cl.Get(ctx, linKey(i))
 		ret := w.now()
 		cancel()
-		var out kvOutput
+		var out kvmodel.Output
 		switch {
 		case err == nil:
-			out = kvOutput{Outcome: outOK, Value: string(v)}
+			out = kvmodel.Output{Outcome: kvmodel.OK, Value: string(v)}
 		case errors.Is(err, raftkv.ErrNotFound):
-			out = kvOutput{Outcome: outNotFound}
+			out = kvmodel.Output{Outcome: kvmodel.NotFound}
 		default:
 			t.Errorf("final read of %s after healing: %v", linKey(i), err)
 			continue
 		}
 		w.mu.Lock()
-		w.ops = append(w.ops, porcupine.Operation{ClientId: w.o.linWorkers, Input: kvInput{Op: opGet, Key: linKey(i)}, Call: call, Output: out, Return: ret})
+		w.ops = append(w.ops, porcupine.Operation{ClientId: w.o.linWorkers, Input: kvmodel.Input{Op: kvmodel.Get, Key: linKey(i)}, Call: call, Output: out, Return: ret})
 		// (client ids: workers 0..linWorkers-1, final reads linWorkers,
 		// pinned readers after.)
 		if w.final == nil {
 			w.final = map[string]regState{}
 		}
-		w.final[linKey(i)] = regState{out.Outcome == outOK, out.Value}
+		w.final[linKey(i)] = regState{out.Outcome == kvmodel.OK, out.Value}
 		w.mu.Unlock()
 	}
 }
