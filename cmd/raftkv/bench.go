@@ -55,9 +55,8 @@ const (
 
 func (k opKind) String() string { return [...]string{"get", "put"}[k] }
 
-// opStats summarizes one kind of operation, or all of them.
-type opStats struct {
-	Op        string  `json:"op"`
+// measured is what a run achieved: throughput and latency percentiles.
+type measured struct {
 	Ops       int64   `json:"ops"`
 	Errors    int64   `json:"errors"`
 	OpsPerSec float64 `json:"ops_per_sec"`
@@ -67,21 +66,21 @@ type opStats struct {
 	P999Ms    float64 `json:"p999_ms"`
 }
 
+// opStats summarizes one kind of operation, or all of them.
+type opStats struct {
+	Op string `json:"op"`
+	measured
+}
+
 // benchResult is the --json output.
 type benchResult struct {
-	Workload     string    `json:"workload"`
-	Target       string    `json:"target"`
-	Clients      int       `json:"clients"`
-	Keys         int       `json:"keys"`
-	ValueSize    int       `json:"value_size"`
-	DurationS    float64   `json:"duration_s"`
-	Ops          int64     `json:"ops"`
-	Errors       int64     `json:"errors"`
-	OpsPerSec    float64   `json:"ops_per_sec"`
-	P50Ms        float64   `json:"p50_ms"`
-	P95Ms        float64   `json:"p95_ms"`
-	P99Ms        float64   `json:"p99_ms"`
-	P999Ms       float64   `json:"p999_ms"`
+	Workload  string  `json:"workload"`
+	Target    string  `json:"target"`
+	Clients   int     `json:"clients"`
+	Keys      int     `json:"keys"`
+	ValueSize int     `json:"value_size"`
+	DurationS float64 `json:"duration_s"`
+	measured
 	ByOp         []opStats `json:"by_op,omitempty"`
 	ErrorSamples []string  `json:"error_samples,omitempty"`
 	Interrupted  bool      `json:"interrupted,omitempty"`
@@ -335,8 +334,7 @@ func runBench(ctx context.Context, kv raftkv.KV, p benchParams, stderr io.Writer
 		}
 	}
 	total := summarize(p.workload, all, allErrs, elapsed)
-	res.Ops, res.Errors, res.OpsPerSec = total.Ops, total.Errors, total.OpsPerSec
-	res.P50Ms, res.P95Ms, res.P99Ms, res.P999Ms = total.P50Ms, total.P95Ms, total.P99Ms, total.P999Ms
+	res.measured = total.measured
 	return res, nil
 }
 
@@ -375,7 +373,7 @@ func preload(ctx context.Context, kv raftkv.KV, keys []string, value []byte, p b
 // place).
 func summarize(op string, lat []time.Duration, errs int64, elapsed time.Duration) opStats {
 	slices.Sort(lat)
-	s := opStats{Op: op, Ops: int64(len(lat)), Errors: errs}
+	s := opStats{Op: op, measured: measured{Ops: int64(len(lat)), Errors: errs}}
 	if elapsed > 0 {
 		s.OpsPerSec = round3(float64(len(lat)) / elapsed.Seconds())
 	}
@@ -405,7 +403,7 @@ func printBenchTable(w io.Writer, r benchResult) error {
 		fmt.Fprintf(tw, "%s\t%d\t%.1fs\t%d\t%d\t%.0f\t%.3fms\t%.3fms\t%.3fms\t%.3fms\t\n",
 			name, r.Clients, r.DurationS, s.Ops, s.Errors, s.OpsPerSec, s.P50Ms, s.P95Ms, s.P99Ms, s.P999Ms)
 	}
-	row(r.Workload, opStats{Ops: r.Ops, Errors: r.Errors, OpsPerSec: r.OpsPerSec, P50Ms: r.P50Ms, P95Ms: r.P95Ms, P99Ms: r.P99Ms, P999Ms: r.P999Ms})
+	row(r.Workload, opStats{measured: r.measured})
 	for _, s := range r.ByOp {
 		row(r.Workload+"/"+s.Op, s)
 	}

@@ -93,7 +93,7 @@ func TestPercentiles(t *testing.T) {
 		lat = append(lat, time.Duration(i)*time.Millisecond)
 	}
 	s := summarize("put", lat, 2, 2*time.Second)
-	want := opStats{Op: "put", Ops: 1000, Errors: 2, OpsPerSec: 500, P50Ms: 500, P95Ms: 950, P99Ms: 990, P999Ms: 999}
+	want := opStats{Op: "put", measured: measured{Ops: 1000, Errors: 2, OpsPerSec: 500, P50Ms: 500, P95Ms: 950, P99Ms: 990, P999Ms: 999}}
 	if s != want {
 		t.Fatalf("summarize = %+v, want %+v", s, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 )
 
 // endpointsEnv names the environment variable that supplies --endpoints to
@@ -68,6 +69,22 @@ func endpointsFlag(fs *flag.FlagSet, fromEnv bool) *string {
 		help += "; defaults to $" + endpointsEnv
 	}
 	return fs.String("endpoints", def, help)
+}
+
+// clientTarget checks the flags every client command shares and returns
+// the endpoints, or the exit code of a usage error.
+func clientTarget(fs *flag.FlagSet, stderr io.Writer, endpoints string, timeout time.Duration) ([]string, int) {
+	eps, err := splitEndpoints(endpoints)
+	if err != nil {
+		return nil, usageError(fs, stderr, "--endpoints: %v", err)
+	}
+	if len(eps) == 0 {
+		return nil, usageError(fs, stderr, "no endpoints: give --endpoints host:port,... or set $%s", endpointsEnv)
+	}
+	if timeout <= 0 {
+		return nil, usageError(fs, stderr, "--timeout must be positive, got %v", timeout)
+	}
+	return eps, exitOK
 }
 
 // splitEndpoints parses a comma-separated list of host:port addresses,

@@ -73,15 +73,9 @@ func kvMain(cmd kvCommand, args []string, stdin io.Reader, stdout, stderr io.Wri
 	if len(key) > kvstate.MaxKeySize {
 		return usageError(fs, stderr, "the key is %d bytes; keys are at most %d bytes", len(key), kvstate.MaxKeySize)
 	}
-	eps, err := splitEndpoints(*endpoints)
-	if err != nil {
-		return usageError(fs, stderr, "--endpoints: %v", err)
-	}
-	if len(eps) == 0 {
-		return usageError(fs, stderr, "no endpoints: give --endpoints host:port,... or set $%s", endpointsEnv)
-	}
-	if *timeout <= 0 {
-		return usageError(fs, stderr, "--timeout must be positive, got %v", *timeout)
+	eps, code := clientTarget(fs, stderr, *endpoints, *timeout)
+	if eps == nil {
+		return code
 	}
 
 	var value []byte
@@ -92,6 +86,7 @@ func kvMain(cmd kvCommand, args []string, stdin io.Reader, stdout, stderr io.Wri
 			if isTerminal(stdin) {
 				fmt.Fprintf(stderr, "raftkv %s: reading the value from stdin; end it with Ctrl-D\n", cmd.name)
 			}
+			var err error
 			value, err = readValue(stdin)
 			if err != nil {
 				fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd.name, err)

@@ -62,15 +62,9 @@ func statusMain(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return usageError(fs, stderr, "unexpected arguments: %q", pos)
 	}
-	eps, err := splitEndpoints(*endpoints)
-	if err != nil {
-		return usageError(fs, stderr, "--endpoints: %v", err)
-	}
-	if len(eps) == 0 {
-		return usageError(fs, stderr, "no endpoints: give --endpoints host:port,... or set $%s", endpointsEnv)
-	}
-	if *timeout <= 0 {
-		return usageError(fs, stderr, "--timeout must be positive, got %v", *timeout)
+	eps, code := clientTarget(fs, stderr, *endpoints, *timeout)
+	if eps == nil {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
