@@ -336,19 +336,5 @@ func reopenReadOnly(t *testing.T, s *store) *store {
 	if err := s.db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := persist.OpenDB(s.dir, persist.WithLogger(quietLogger()),
-		persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) }))
-	if err != nil {
-		t.Fatalf("reopen read-only: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	sm, err := kvstate.Open(db)
-	if err != nil {
-		t.Fatalf("kvstate.Open: %v", err)
-	}
-	ls := persist.NewLogStore(db, persist.WithLogger(quietLogger()))
-	if _, err := ls.Load(); err != nil {
-		t.Fatalf("LogStore.Load: %v", err)
-	}
-	return &store{dir: s.dir, db: db, sm: sm, logStore: ls}
+	return openStoreAt(t, s.dir, persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) }))
 }

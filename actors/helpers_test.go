@@ -43,8 +43,13 @@ type store struct {
 // stopped (cleanups run last-in first-out) before it is closed.
 func openStore(t *testing.T) *store {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := persist.OpenDB(dir, persist.WithLogger(quietLogger()))
+	return openStoreAt(t, t.TempDir())
+}
+
+// openStoreAt opens the store kept in dir, with extra persist options.
+func openStoreAt(t *testing.T, dir string, opts ...persist.Option) *store {
+	t.Helper()
+	db, err := persist.OpenDB(dir, append([]persist.Option{persist.WithLogger(quietLogger())}, opts...)...)
 	if err != nil {
 		t.Fatalf("OpenDB: %v", err)
 	}
