@@ -103,11 +103,10 @@ func (l *raftLog) maybeAppend(prevIndex, prevTerm uint64, ents []Entry) (lastNew
 	if !l.matchTerm(prevIndex, prevTerm) {
 		return 0, false, nil
 	}
+	// ents follow prevIndex without a gap: Step's checkMessage refuses any
+	// MsgApp whose entries do not.
 	lastNew = prevIndex + uint64(len(ents))
 	for i, e := range ents {
-		if e.Index != prevIndex+1+uint64(i) {
-			return 0, false, fmt.Errorf("%w: entry index %d, want %d", ErrInvalidMessage, e.Index, prevIndex+1+uint64(i))
-		}
 		if l.matchTerm(e.Index, e.Term) {
 			continue
 		}
