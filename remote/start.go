@@ -194,8 +194,9 @@ type Remote struct {
 // the port taken between Start's check and protoactor's listen), sys is left
 // with a half-registered remote and must be discarded.
 //
-// Run ONE Remote per process (see the package doc); a second one is logged
-// as a warning.
+// Run ONE Remote per process (see the package doc): a second one races
+// inside gRPC under -race. Nothing here detects it; raftkv.Open never
+// starts more than one.
 func Start(sys *actor.ActorSystem, host string, port int, opts ...Option) (*Remote, error) {
 	if sys == nil {
 		return nil, fmt.Errorf("%w: nil actor system", ErrInvalidOptions)
