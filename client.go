@@ -139,24 +139,17 @@ func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []by
 	if err := kvstate.ValidateKV(key, nil, 0); err != nil {
 		return err
 	}
-	for {
-		sess, err := c.sessions.get()
-		if err != nil {
-			return err
-		}
-		req := &raftpb.WriteRequest{ClientId: sess.id, Seq: sess.next(), Op: op, Key: key, Value: value}
-		err = c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) error {
+	return c.sessions.write(func(clientID, seq uint64) (bool, error) {
+		req := &raftpb.WriteRequest{ClientId: clientID, Seq: seq, Op: op, Key: key, Value: value}
+		err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) error {
 			_, err := kv.Write(ctx, req)
 			return err
 		})
-		switch {
-		case errors.Is(err, ErrSessionExpired) && req.Seq > 1:
-			continue // not executed; retry under a fresh session
-		case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrSessionExpired), errors.Is(err, ErrStaleRequest), errors.Is(err, ErrValueTooLarge):
-			c.sessions.put(sess) // a final answer: the session may go on
-		}
-		return err
-	}
+		// The cluster's own answers are final; transport failures are not.
+		final := err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrSessionExpired) ||
+			errors.Is(err, ErrStaleRequest) || errors.Is(err, ErrValueTooLarge)
+		return final, err
+	})
 }
 
 // do runs one call against the preferred endpoint, moving on to the next on

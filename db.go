@@ -337,26 +337,10 @@ func (db *DB) write(ctx context.Context, cmd kvstate.Command) error {
 	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, db.cfg.MaxValueSize); err != nil {
 		return err
 	}
-	for {
-		sess, err := db.sessions.get()
-		if err != nil {
-			return err
-		}
-		cmd.ClientID, cmd.Seq = sess.id, sess.next()
-		final, err := db.propose(ctx, cmd)
-		if !final {
-			// The command may still be applied later: never reuse this
-			// session, or a later command could be refused as stale.
-			return err
-		}
-		if errors.Is(err, ErrSessionExpired) && cmd.Seq > 1 {
-			// The session sat idle until the cluster forgot it; the
-			// command was not executed. Retry under a fresh session.
-			continue
-		}
-		db.sessions.put(sess)
-		return err
-	}
+	return db.sessions.write(func(clientID, seq uint64) (bool, error) {
+		cmd.ClientID, cmd.Seq = clientID, seq
+		return db.propose(ctx, cmd)
+	})
 }
 
 // propose sends a command with the session it carries and waits for its

@@ -3,6 +3,7 @@ package raftkv
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -50,4 +51,31 @@ func (p *sessionPool) put(s *session) {
 	p.mu.Lock()
 	p.free = append(p.free, s)
 	p.mu.Unlock()
+}
+
+// write runs one write under a session of the pool: send is given the
+// session's id and the write's sequence number, and reports whether the
+// cluster gave a final answer. A retry inside send must reuse them, so the
+// state machine applies the write at most once. A session goes back to the
+// pool only after a final answer: without one the write may still be
+// applied, and a later write on the session could be refused as stale. A
+// write refused because its idle session expired was not executed, so it is
+// sent again under a fresh session.
+func (p *sessionPool) write(send func(clientID, seq uint64) (final bool, err error)) error {
+	for {
+		sess, err := p.get()
+		if err != nil {
+			return err
+		}
+		seq := sess.next()
+		final, err := send(sess.id, seq)
+		if !final {
+			return err
+		}
+		if errors.Is(err, ErrSessionExpired) && seq > 1 {
+			continue
+		}
+		p.put(sess)
+		return err
+	}
 }
