@@ -56,13 +56,18 @@ func (a *applyActor) applyEntries(ctx actor.Context, ents []raftlogic.Entry) {
 		ents = append(missing, ents...)
 	}
 	// Entries already applied (before a restart) are skipped by kvstate.
-	results, err := a.sm.Apply(ents)
+	// Clients are answered as soon as the results are decided, while the
+	// state machine's commit syncs: the answers follow from the committed
+	// log alone, so a crash before the commit changes none of them. Reads
+	// wait for the commit (serveReads below).
+	_, err := a.sm.ApplyDecided(ents, func(results []kvstate.Result) {
+		for _, r := range results {
+			a.answer(ctx, r)
+		}
+	})
 	if err != nil {
 		ctx.Send(ctx.Parent(), &failStop{err: fmt.Errorf("apply entries: %w", err)})
 		return
-	}
-	for _, r := range results {
-		a.answer(ctx, r)
 	}
 	if len(ents) > 0 {
 		a.applied = max(a.applied, ents[len(ents)-1].Index)

@@ -333,8 +333,10 @@ func TestApplyActorStorageErrorFailStops(t *testing.T) {
 // write then fails with an error.
 func reopenReadOnly(t *testing.T, s *store) *store {
 	t.Helper()
-	if err := s.db.Close(); err != nil {
-		t.Fatal(err)
+	for _, db := range []*badger.DB{s.logDB, s.stateDB} {
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return openStoreAt(t, s.dir, persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) }))
 }

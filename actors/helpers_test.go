@@ -29,11 +29,12 @@ func newSystem(t *testing.T) *actor.ActorSystem {
 	return sys
 }
 
-// store is a real Badger database with the state machine and the log store
-// on it, as a node opens them.
+// store is a node's real Badger databases with the state machine and the
+// log store on them, as a node opens them.
 type store struct {
 	dir      string
-	db       *badger.DB
+	logDB    *badger.DB
+	stateDB  *badger.DB
 	sm       *kvstate.State
 	logStore *persist.LogStore
 }
@@ -49,20 +50,24 @@ func openStore(t *testing.T) *store {
 // openStoreAt opens the store kept in dir, with extra persist options.
 func openStoreAt(t *testing.T, dir string, opts ...persist.Option) *store {
 	t.Helper()
-	db, err := persist.OpenDB(dir, append([]persist.Option{persist.WithLogger(quietLogger())}, opts...)...)
-	if err != nil {
-		t.Fatalf("OpenDB: %v", err)
+	open := func(dir string) *badger.DB {
+		db, err := persist.OpenDB(dir, append([]persist.Option{persist.WithLogger(quietLogger())}, opts...)...)
+		if err != nil {
+			t.Fatalf("OpenDB: %v", err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
 	}
-	t.Cleanup(func() { db.Close() })
-	sm, err := kvstate.Open(db)
+	logDB, stateDB := open(persist.LogDir(dir)), open(persist.StateDir(dir))
+	sm, err := kvstate.Open(stateDB)
 	if err != nil {
 		t.Fatalf("kvstate.Open: %v", err)
 	}
-	ls := persist.NewLogStore(db, persist.WithLogger(quietLogger()))
+	ls := persist.NewLogStore(logDB, persist.WithLogger(quietLogger()))
 	if _, err := ls.Load(); err != nil {
 		t.Fatalf("LogStore.Load: %v", err)
 	}
-	return &store{dir: dir, db: db, sm: sm, logStore: ls}
+	return &store{dir: dir, logDB: logDB, stateDB: stateDB, sm: sm, logStore: ls}
 }
 
 // recorder keeps the messages a probe received, for the test goroutine to

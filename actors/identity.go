@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/raftkv/raftkv/persist"
 )
 
 // identityFile names the file that records which node of which cluster a
@@ -27,28 +29,27 @@ func checkIdentity(dir, clusterID string, id uint64) error {
 			return fmt.Errorf("%w: %s belongs to %s, not to node %d of cluster %q",
 				ErrWrongCluster, dir, strings.ReplaceAll(strings.TrimSpace(string(got)), "\n", " "), id, clusterID)
 		}
-		return nil
+		return persist.CheckLayout(dir)
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("actors: read %s: %w", path, err)
 	}
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		return fmt.Errorf("%w: %s holds data but no %s file; refusing to adopt it", ErrWrongCluster, dir, identityFile)
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			// A crash while the identity was being written leaves only its
+			// temporary file (see persist.WriteFileAtomic): no data yet.
+			if !strings.HasPrefix(e.Name(), "."+identityFile+".tmp-") {
+				return fmt.Errorf("%w: %s holds data but no %s file; refusing to adopt it", ErrWrongCluster, dir, identityFile)
+			}
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("actors: remove a torn identity file: %w", err)
+			}
+		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := persist.MkdirDurable(dir); err != nil {
 		return fmt.Errorf("actors: create data directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("actors: create %s: %w", path, err)
-	}
-	if _, err := f.WriteString(want); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("actors: write %s: %w", path, err)
+	if err := persist.WriteFileAtomic(path, []byte(want)); err != nil {
+		return fmt.Errorf("actors: record node identity: %w", err)
 	}
 	return nil
 }

@@ -24,7 +24,6 @@ type nodeActor struct {
 
 	raft     *raftlogic.Node
 	storage  *nodeStorage
-	db       *badger.DB
 	logStore *persist.LogStore
 	sm       *kvstate.State
 
@@ -201,13 +200,18 @@ func (n *nodeActor) open() error {
 	if err := checkIdentity(n.cfg.DataDir, n.cfg.ClusterID, n.cfg.ID); err != nil {
 		return err
 	}
-	db, err := persist.OpenDB(n.cfg.DataDir, persist.WithLogger(n.log))
+	logDB, err := persist.OpenDB(persist.LogDir(n.cfg.DataDir), persist.WithLogger(n.log))
 	if err != nil {
 		return err
 	}
-	n.db, n.storage.db = db, db
-	n.logStore = persist.NewLogStore(db)
-	if n.sm, err = kvstate.Open(db); err != nil {
+	n.storage.dbs = append(n.storage.dbs, logDB)
+	stateDB, err := persist.OpenDB(persist.StateDir(n.cfg.DataDir), persist.WithLogger(n.log))
+	if err != nil {
+		return err
+	}
+	n.storage.dbs = append(n.storage.dbs, stateDB)
+	n.logStore = persist.NewLogStore(logDB, persist.WithLogger(n.log))
+	if n.sm, err = kvstate.Open(stateDB); err != nil {
 		return err
 	}
 	st, err := n.logStore.Load()
@@ -257,19 +261,29 @@ func containsEntry(st raftlogic.InitialState, index, term uint64) bool {
 	return i < uint64(len(st.Entries)) && st.Entries[i].Term == term
 }
 
-// nodeStorage holds a node's open database across restarts of its actor.
+// nodeStorage holds a node's open databases (log and state machine) across
+// restarts of its actor.
 type nodeStorage struct {
-	db *badger.DB
+	dbs []*badger.DB
 }
 
 func (s *nodeStorage) close(l *slog.Logger) {
-	if s.db == nil {
-		return
+	for _, db := range s.dbs {
+		if err := db.Close(); err != nil {
+			l.Error("close storage", "dir", db.Opts().Dir, "err", err)
+		}
 	}
-	if err := s.db.Close(); err != nil {
-		l.Error("close storage", "err", err)
+	s.dbs = nil
+}
+
+// size returns the bytes of the node's databases: LSM tables and value logs.
+func (s *nodeStorage) size() (lsm, vlog uint64) {
+	for _, db := range s.dbs {
+		l, v := db.Size()
+		lsm += uint64(max(l, 0))
+		vlog += uint64(max(v, 0))
 	}
-	s.db = nil
+	return lsm, vlog
 }
 
 // fail stops the node: a storage error means the node can no longer promise
@@ -406,11 +420,8 @@ func (n *nodeActor) maybeCompact() {
 		return
 	}
 	// The log entries may be deleted only once the state they produced is
-	// durable.
-	if err := n.db.Sync(); err != nil {
-		n.log.Error("sync before compaction", "err", err)
-		return
-	}
+	// durable: n.applied comes from the apply actor after kvstate's commit,
+	// which is synced when it returns.
 	meta, err := n.raft.Compact(n.applied)
 	if err != nil {
 		n.log.Warn("compaction refused", "index", n.applied, "err", err)

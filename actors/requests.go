@@ -95,11 +95,11 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 		return
 	}
 	st := n.raft.Status()
-	lsm, vlog := n.db.Size()
+	lsm, vlog := n.storage.size()
 	ctx.Respond(&raftpb.StatusResponse{
 		Id: n.cfg.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Lead,
 		Commit: st.Commit, Applied: n.applied, FirstIndex: st.FirstIdx, LastIndex: st.LastIndex,
-		SnapshotIndex: st.Snapshot.Index, LsmBytes: uint64(max(lsm, 0)), VlogBytes: uint64(max(vlog, 0)),
+		SnapshotIndex: st.Snapshot.Index, LsmBytes: lsm, VlogBytes: vlog,
 		LeaderChanges: n.leaderChanges, Proposals: n.proposals,
 	})
 }

@@ -1,9 +1,9 @@
 // Package kvstate is the key-value state machine of one RaftKV node.
 //
 // It turns committed Raft entries into key-value data stored in a Badger
-// database that someone else opened (the persist package, which keeps the
-// Raft log in the same database). kvstate owns exactly two key prefixes and
-// never reads or writes any other:
+// database that someone else opened (with persist.OpenDB; the Raft log has
+// a database of its own). kvstate owns exactly two key prefixes and never
+// reads or writes any other:
 //
 //	k/<user key>               user value
 //	m/version                  layout version of this package's records ("1")
@@ -35,8 +35,10 @@
 //
 //   - decide commit order, or read or trim the Raft log: the caller hands it
 //     committed entries in log order and owns everything else;
-//   - fsync: the Raft log is the durable record, and a state machine that
-//     lost its tail after a crash re-applies it from the log;
+//   - sync on its own: the database it is given syncs every commit (see
+//     persist.OpenDB). The node relies on that twice: it compacts the Raft
+//     log only up to an index Apply has returned from, and records a
+//     received snapshot in the log only after Restore has returned;
 //   - touch key prefixes other than "k/" and "m/";
 //   - panic on bytes from the network or the disk: malformed commands and
 //     snapshots become errors.

@@ -220,12 +220,24 @@ func (s *State) Get(key string) ([]byte, error) {
 //
 // All entries go into one Badger transaction together with the new applied
 // index and term; only if Badger refuses the transaction as too big is the
-// batch split, each part again carrying its own applied index. Commits are
-// not synced (the Raft log is the durable record).
+// batch split, each part again carrying its own applied index. Each commit
+// is durable when it returns (the database syncs it), so the entries it
+// covers may then be compacted out of the Raft log.
 //
 // A non-nil error means the database failed; the Results returned cover the
 // entries committed before the failure, and Applied tells where to resume.
 func (s *State) Apply(entries []raftlogic.Entry) ([]Result, error) {
+	return s.ApplyDecided(entries, nil)
+}
+
+// ApplyDecided is Apply, and also calls decided (if not nil) with each
+// transaction's Results as soon as they are known, just before that
+// transaction is committed and synced. The Results are final at that point:
+// they depend only on the committed entries and the state before them, so
+// a crash before the commit ends in the same Results when the entries are
+// applied again. That lets the caller answer clients while the sync runs;
+// it must not serve reads from the state before ApplyDecided returns.
+func (s *State) ApplyDecided(entries []raftlogic.Entry, decided func([]Result)) ([]Result, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	applied, term, err := s.appliedForWrite()
@@ -245,7 +257,7 @@ func (s *State) Apply(entries []raftlogic.Entry) ([]Result, error) {
 	for len(todo) > 0 {
 		n := min(len(todo), limit)
 		for {
-			res, fitted, err := s.applyTxn(todo[:n])
+			res, fitted, err := s.applyTxn(todo[:n], decided)
 			if errors.Is(err, badger.ErrTxnTooBig) {
 				// The first `fitted` entries fit with room to spare only if the
 				// applied record fits too; retry with fewer until it does.
@@ -293,7 +305,7 @@ func checkOrder(entries []raftlogic.Entry, applied, term uint64) error {
 // applyTxn applies entries in one transaction and commits it. On
 // badger.ErrTxnTooBig nothing is committed and fitted says how many whole
 // entries were written before Badger refused.
-func (s *State) applyTxn(entries []raftlogic.Entry) (res []Result, fitted int, err error) {
+func (s *State) applyTxn(entries []raftlogic.Entry, decided func([]Result)) (res []Result, fitted int, err error) {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	sv := &sessionView{txn: txn, cache: s.sessions, dirty: map[uint64]*session{}}
@@ -317,6 +329,9 @@ func (s *State) applyTxn(entries []raftlogic.Entry) (res []Result, fitted int, e
 		} else if err != nil {
 			return nil, 0, err
 		}
+	}
+	if decided != nil {
+		decided(res)
 	}
 	if err := txn.Commit(); err != nil {
 		return nil, 0, fmt.Errorf("kvstate: committing entries %d-%d: %w", entries[0].Index, last.Index, err)

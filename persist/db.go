@@ -35,9 +35,10 @@ func WithInMemory(on bool) Option {
 }
 
 // WithBadgerOptions lets the caller change any Badger option after OpenDB
-// has applied its own. It is an escape hatch: the defaults are chosen so
-// that several nodes fit in one small process, and SyncWrites must stay
-// false for LogStore's group commit to mean anything.
+// has applied its own. It is an escape hatch for tests and tools (read-only
+// inspection, smaller tables): the defaults are chosen so that several nodes
+// fit in one small process, and turning SyncWrites off breaks every
+// durability promise this package and kvstate make.
 func WithBadgerOptions(f func(badger.Options) badger.Options) Option {
 	return func(c *dbConfig) { c.tune = append(c.tune, f) }
 }
@@ -57,14 +58,20 @@ const (
 	numCompactors    = 2
 )
 
-// OpenDB opens (creating if needed) the Badger database of one node in dir.
-// The persist package (key prefix "r/") and the state machine (kvstate,
-// prefixes "k/" and "m/") share it; the caller owns it and closes it after
-// both are done.
+// OpenDB opens (creating if needed) a Badger database in dir, tuned for a
+// RaftKV node: a node opens two, one for its Raft log (LogDir, used by
+// LogStore) and one for its state machine (StateDir, used by kvstate). The
+// caller owns the database and closes it after its users are done.
 //
-// Writes are not synced by Badger (SyncWrites=false): LogStore.Save calls
-// Sync once per batch, which also makes every earlier write durable,
-// including the state machine's.
+// Every transaction commit is durable when it returns (SyncWrites): Badger
+// then syncs the write-ahead log of the memtable the commit went to, and the
+// value log, before answering. Syncing once per batch with DB.Sync instead
+// is not enough: DB.Sync reaches only the active memtable, and one that
+// filled up and was rotated out during the batch stays in the page cache
+// until its background flush ends, so a power cut could punch a hole in an
+// acknowledged log. Group commit comes from the callers: LogStore.Save
+// writes a whole Raft Ready in one transaction, kvstate.Apply a whole batch
+// of committed entries.
 func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 	cfg := dbConfig{}
 	for _, o := range opts {
@@ -79,9 +86,14 @@ func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 	case !cfg.inMemory && dir == "":
 		return nil, errors.New("persist: database directory is empty")
 	}
+	if !cfg.inMemory {
+		if err := MkdirDurable(dir); err != nil {
+			return nil, err
+		}
+	}
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(cfg.inMemory).
-		WithSyncWrites(false).
+		WithSyncWrites(true).
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(numMemtables).
 		WithBlockCacheSize(blockCacheSize).

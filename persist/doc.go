@@ -1,7 +1,10 @@
 // Package persist keeps the durable Raft state of one RaftKV node: its hard
 // state (term, vote, commit), the metadata of its newest snapshot, and its
-// log after that snapshot. It also opens the node's Badger database (OpenDB),
-// which the state machine (kvstate) shares.
+// log after that snapshot. It also opens the node's Badger databases
+// (OpenDB): one for the log, in LogDir, and one for the state machine
+// (kvstate), in StateDir. Two databases rather than one, so that the state
+// machine's commits never queue behind the log's syncs in Badger's single
+// write goroutine, nor the log's behind the state machine's.
 //
 // # Keys
 //
@@ -12,7 +15,7 @@
 //	r/last                 index of the last log entry
 //	r/e/<index, 8 bytes>   log entry; big-endian, so keys sort by index
 //
-// kvstate owns "k/" and "m/". Every value is a versioned record with a
+// (kvstate's "k/" and "m/" keys live in the state database.) Every value is a versioned record with a
 // CRC-32C (see codec.go), so damage is reported as ErrCorrupt, naming the
 // key, instead of being read as data.
 //
@@ -27,17 +30,28 @@
 //
 // # Durability
 //
-// The database is opened with SyncWrites=false. Save writes a whole Ready in
-// one transaction and then calls DB.Sync once (the group commit), and only
-// when Raft needs it (raftlogic.Ready.MustSync). Badger logs every write in
-// order, so a sync also makes every earlier write durable, the state
-// machine's included, and after a crash what survives is a prefix of the
-// writes. That is why Compact and SaveSnapshotMeta need no sync of their own.
+// The databases are opened with SyncWrites, so every Badger commit is
+// durable (on power loss, not only on a process crash) when it returns.
+// Save writes a whole Ready in one transaction (the group commit: one sync
+// for every entry and vote the Ready carries). A batch too big for one
+// transaction is written in several, each durable before the next starts,
+// in an order that leaves a valid log after a crash between any two (see
+// Save). Compact and SaveSnapshotMeta are durable when they return too;
+// Compact may only be called once the state machine's own database holds
+// everything up to the compacted index, which kvstate's synced commits
+// guarantee.
+//
+// Why not SyncWrites=false and one DB.Sync per batch, which is cheaper? In
+// Badger v4, DB.Sync syncs only the active memtable's write-ahead log. A
+// memtable that filled up during the batch was rotated out and is synced by
+// nobody until its background flush to a table ends, so the batch could be
+// acknowledged with part of it only in the page cache. The power-loss test
+// (test/powerloss) caught exactly that.
 //
 // # What persist must never do
 //
-//   - touch keys outside "r/", or close the shared database (its opener
-//     does, after every user of it is done);
+//   - touch keys outside "r/", or close the database (its opener does,
+//     after every user of it is done);
 //   - decide anything about Raft: what to persist and when comes from
 //     raftlogic's Ready, and persist only refuses requests that would break
 //     the log (a gap, a snapshot older than the stored one);

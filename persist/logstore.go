@@ -294,9 +294,9 @@ func readEntries(txn *badger.Txn, lo, hi uint64) ([]raftlogic.Entry, error) {
 // Save persists what a Ready asks for, in this order of meaning: the
 // snapshot metadata snap (if snap.Index > 0), then entries, then hs (unless
 // empty, which means unchanged). It writes everything in one Badger
-// transaction and then syncs the database once (the group commit), but only
-// if raftlogic.Ready.MustSync says so: a commit-index-only change is written
-// and left for the next sync.
+// transaction, durable when Save returns (the group commit: one sync for the
+// whole Ready). Callers skip Save when raftlogic.Ready.MustSync says nothing
+// needs to be durable (a change of the commit index alone).
 //
 // The rules:
 //
@@ -334,11 +334,6 @@ func (s *LogStore) Save(hs raftlogic.HardState, entries []raftlogic.Entry, snap 
 		err = p.writeSplit(b, s.hs, s.splitStepDone)
 	}
 	b.discard()
-	if err == nil && p.sync {
-		if err = s.db.Sync(); err != nil {
-			err = fmt.Errorf("sync: %w", err)
-		}
-	}
 	s.buf = b.buf[:0]
 	if cap(s.buf) > maxKeptBuf {
 		s.buf = nil
@@ -371,8 +366,7 @@ type plan struct {
 	keep uint64
 	// del are the stored entries to delete: below the new snapshot, and
 	// above the new last index.
-	del  [2]span
-	sync bool
+	del [2]span
 }
 
 func (p *plan) empty() bool {
@@ -382,7 +376,6 @@ func (p *plan) empty() bool {
 
 func (s *LogStore) plan(hs raftlogic.HardState, entries []raftlogic.Entry, snap raftlogic.SnapshotMeta) (*plan, error) {
 	p := &plan{hs: s.hs, snap: s.snap, last: s.last, keep: s.last}
-	p.sync = raftlogic.Ready{HardState: hs, Entries: entries, Snapshot: raftlogic.Snapshot{Meta: snap}}.MustSync(s.hs)
 	if !hs.IsEmpty() && hs != s.hs {
 		p.hs, p.writeHS = hs, true
 	}
@@ -647,10 +640,9 @@ func (b *batch) discard() {
 // If deleting the entries fails, the compaction still stands (Load no longer
 // returns them) and the next Compact deletes them.
 //
-// Compact does not sync. It need not: the new snapshot record reaches the
-// disk no later than any later write that is synced, and the state
-// machine's writes up to index, committed to the same database before
-// Compact was called, no later than it.
+// The caller must make sure the state machine's writes up to index are
+// durable first (kvstate's commits are, when they return): once Compact
+// returns, those entries are gone for good.
 func (s *LogStore) Compact(index uint64) error {
 	s.mu.Lock()
 	if err := s.usable(); err != nil || index <= s.snap.Index {
@@ -678,7 +670,7 @@ func (s *LogStore) Compact(index uint64) error {
 // bootstrapped, with SnapshotMeta{ConfState: members} at index 0. A meta
 // older than the stored one lost a race with a newer snapshot and is a
 // no-op. Its term must match the stored entry at its index (ErrInvalid).
-// It does not sync, for the reason Compact gives.
+// Like Compact, it is durable when it returns.
 func (s *LogStore) SaveSnapshotMeta(meta raftlogic.SnapshotMeta) error {
 	s.mu.Lock()
 	if err := s.usable(); err != nil || meta.Index < s.snap.Index {

@@ -39,23 +39,28 @@ func (s nodeState) entry(i uint64) (raftlogic.Entry, bool) {
 	return s.entries[i-s.snap-1], true
 }
 
-// readNodeState opens a stopped node's Badger directory read-only and reads
+// readNodeState opens a stopped node's Badger databases read-only and reads
 // its Raft log (persist) and its state machine's records (the documented
 // kvstate layout: k/<key> user values, m/applied 16 bytes big-endian index
 // and term, m/restore only during a snapshot restore).
 func readNodeState(id uint64, dir string) (nodeState, error) {
 	st := nodeState{id: id, data: map[string]string{}}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := persist.OpenDB(dir, persist.WithLogger(quiet),
-		persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) }))
+	readOnly := persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) })
+	logDB, err := persist.OpenDB(persist.LogDir(dir), persist.WithLogger(quiet), readOnly)
+	if err != nil {
+		return st, err
+	}
+	defer logDB.Close()
+	init, err := persist.NewLogStore(logDB, persist.WithLogger(quiet)).Load()
+	if err != nil {
+		return st, err
+	}
+	db, err := persist.OpenDB(persist.StateDir(dir), persist.WithLogger(quiet), readOnly)
 	if err != nil {
 		return st, err
 	}
 	defer db.Close()
-	init, err := persist.NewLogStore(db, persist.WithLogger(quiet)).Load()
-	if err != nil {
-		return st, err
-	}
 	st.hs, st.snap, st.entries = init.HardState, init.Snapshot.Index, init.Entries
 	err = db.View(func(txn *badger.Txn) error {
 		if _, err := txn.Get([]byte("m/restore")); err == nil {
