@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,4 +167,76 @@ func transferLeadership(t *testing.T, db *DB, id uint64) {
 		}
 	}
 	t.Fatalf("leadership did not move to node %d", id)
+}
+
+// logCounter is a slog handler that counts records whose message is msg.
+type logCounter struct {
+	msg string
+	n   *atomic.Int64
+}
+
+func (h logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h logCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h logCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logCounter) WithGroup(string) slog.Handler      { return h }
+
+// A follower only briefly behind (fewer missed entries than the catch-up
+// entries a compaction keeps) catches up from the log, even when the leader
+// compacted while it was away: no snapshot is sent. Without the trailing
+// entries every compaction would force a full snapshot on it.
+func TestBrieflyLaggingFollowerCatchesUpFromLog(t *testing.T) {
+	cfg := testConfig(t, 3)
+	cfg.SnapshotEntries = 100 // compaction keeps min(catchUpEntries, 50) entries
+	var snapshotsSent atomic.Int64
+	db := openTest(t, cfg, WithLogger(slog.New(logCounter{msg: "sending snapshot", n: &snapshotsSent})))
+	defer db.Close()
+	ctx := ctxT(t)
+
+	// Fill the log until the leader is 15 entries short of its next
+	// compaction, so that one comes while the follower is away.
+	leader := waitLeader(t, db)
+	i := 0
+	for {
+		ldr := nodeStatus(t, db, leader)
+		if d := ldr.Applied - ldr.SnapshotIndex; ldr.SnapshotIndex > 0 && d >= 85 && d < 90 {
+			break
+		}
+		if err := db.Put(ctx, key(i), []byte("v")); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+		i++
+		if i > 1000 {
+			t.Fatalf("leader never reached the window before a compaction: %+v", ldr)
+		}
+	}
+	waitApplied(t, db)
+	leader = waitLeader(t, db)
+	before := nodeStatus(t, db, leader)
+	follower := leader%3 + 1
+	if err := db.stopNode(follower); err != nil {
+		t.Fatalf("stop follower %d: %v", follower, err)
+	}
+	for j := 0; j < 30; j++ {
+		if err := db.Put(ctx, key(i), []byte("w")); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+		i++
+	}
+	after := nodeStatus(t, db, waitLeader(t, db))
+	if after.SnapshotIndex <= before.SnapshotIndex {
+		t.Fatalf("the leader did not compact while the follower was away (snapshot index %d, then %d): the test proves nothing",
+			before.SnapshotIndex, after.SnapshotIndex)
+	}
+	if err := db.startNode(follower); err != nil {
+		t.Fatalf("restart follower: %v", err)
+	}
+	waitApplied(t, db)
+	if n := snapshotsSent.Load(); n != 0 {
+		t.Fatalf("%d snapshots sent to a follower that missed 30 entries (leader compacted to %d)", n, after.SnapshotIndex)
+	}
 }

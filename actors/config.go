@@ -26,6 +26,10 @@ type NodeConfig struct {
 	// SnapshotEntries is how many applied entries the log keeps behind a
 	// snapshot before it is compacted.
 	SnapshotEntries uint64
+	// CatchUpEntries is how many of the newest applied entries a compaction
+	// keeps, so a follower briefly behind catches up from the log instead
+	// of a snapshot. It must be below SnapshotEntries.
+	CatchUpEntries uint64
 	// SnapshotChunkSize bounds one snapshot message (default 256 KiB); it
 	// must stay well under the transport's message limit.
 	SnapshotChunkSize int
@@ -70,6 +74,9 @@ func (c *NodeConfig) validate() error {
 	}
 	if c.SnapshotEntries == 0 {
 		c.SnapshotEntries = 10000
+	}
+	if c.CatchUpEntries >= c.SnapshotEntries {
+		return fmt.Errorf("actors: catch-up entries (%d) must be below snapshot entries (%d)", c.CatchUpEntries, c.SnapshotEntries)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

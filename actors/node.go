@@ -413,8 +413,10 @@ func (n *nodeActor) installSnapshot(ctx actor.Context, s raftlogic.Snapshot) err
 }
 
 // maybeCompact discards the log behind the state machine once it has grown
-// by SnapshotEntries. The state machine's own storage is the snapshot: a
-// lagging follower is sent a fresh image of it.
+// by SnapshotEntries, keeping the newest CatchUpEntries applied entries so
+// that a follower only briefly behind catches up from the log. The state
+// machine's own storage is the snapshot: a follower further behind is sent
+// a fresh image of it.
 func (n *nodeActor) maybeCompact() {
 	if n.raft == nil || n.applied < n.snapIndex+n.cfg.SnapshotEntries {
 		return
@@ -422,9 +424,10 @@ func (n *nodeActor) maybeCompact() {
 	// The log entries may be deleted only once the state they produced is
 	// durable: n.applied comes from the apply actor after kvstate's commit,
 	// which is synced when it returns.
-	meta, err := n.raft.Compact(n.applied)
+	upto := n.applied - n.cfg.CatchUpEntries
+	meta, err := n.raft.Compact(upto)
 	if err != nil {
-		n.log.Warn("compaction refused", "index", n.applied, "err", err)
+		n.log.Warn("compaction refused", "index", upto, "err", err)
 		return
 	}
 	if err := n.logStore.Compact(meta.Index); err != nil {

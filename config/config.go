@@ -61,6 +61,8 @@ const (
 	defaultElectionTicks   = 10
 	defaultHeartbeatTicks  = 1
 	defaultSnapshotEntries = 10000
+	defaultCatchUpEntries  = 5000
+	defaultDiskReserve     = 256 << 20
 	defaultMaxValueSize    = 1 << 20
 	defaultLogLevel        = "warn"
 )
@@ -113,6 +115,22 @@ type Config struct {
 	// SnapshotEntries (snapshotEntries, default 10000) is how many applied
 	// entries a node accumulates before it snapshots and compacts its log.
 	SnapshotEntries int
+	// CatchUpEntries (catchUpEntries, default 5000) is how many of the
+	// newest applied entries a compaction keeps, so that a follower only
+	// briefly behind (a restart, a lost message) catches up from the log
+	// rather than by a full snapshot. At most half of SnapshotEntries is
+	// kept (see CatchUp), so the log never holds more than SnapshotEntries
+	// entries, in memory as on disk.
+	CatchUpEntries int
+	// DiskReserve (diskReserve, default 268435456: 256 MiB) is the free
+	// space, in bytes, a node keeps on the filesystem of its data directory.
+	// A node that would go below it stops writing and fail-stops with an
+	// error naming the path and the free space, rather than let Badger hit
+	// a full disk (which kills the whole process: Badger writes through
+	// memory-mapped files, and a full disk then raises SIGBUS). It must
+	// cover what Badger writes on its own: memtable flushes and
+	// compactions. 0 turns the check off.
+	DiskReserve int64
 	// MaxValueSize (maxValueSize, default 1048576) is the largest value in
 	// bytes a client may store, 1..MaxValueSizeLimit.
 	MaxValueSize int
@@ -151,6 +169,8 @@ func Default() Config {
 		ElectionTicks:   defaultElectionTicks,
 		HeartbeatTicks:  defaultHeartbeatTicks,
 		SnapshotEntries: defaultSnapshotEntries,
+		CatchUpEntries:  defaultCatchUpEntries,
+		DiskReserve:     defaultDiskReserve,
 		MaxValueSize:    defaultMaxValueSize,
 		LogLevel:        defaultLogLevel,
 	}
@@ -222,6 +242,8 @@ type rawConfig struct {
 	ElectionTicks   *int         `yaml:"electionTicks"`
 	HeartbeatTicks  *int         `yaml:"heartbeatTicks"`
 	SnapshotEntries *int         `yaml:"snapshotEntries"`
+	CatchUpEntries  *int         `yaml:"catchUpEntries"`
+	DiskReserve     *int64       `yaml:"diskReserve"`
 	MaxValueSize    *int         `yaml:"maxValueSize"`
 	LogLevel        *string      `yaml:"logLevel"`
 }
@@ -530,6 +552,10 @@ func fromRaw(raw rawConfig) (Config, error) {
 	setInt(&c.ElectionTicks, raw.ElectionTicks)
 	setInt(&c.HeartbeatTicks, raw.HeartbeatTicks)
 	setInt(&c.SnapshotEntries, raw.SnapshotEntries)
+	setInt(&c.CatchUpEntries, raw.CatchUpEntries)
+	if raw.DiskReserve != nil {
+		c.DiskReserve = *raw.DiskReserve
+	}
 	setInt(&c.MaxValueSize, raw.MaxValueSize)
 	setString(&c.LogLevel, raw.LogLevel)
 	if raw.TickInterval != nil {
@@ -654,3 +680,8 @@ func (c Config) SlogLevel() slog.Level {
 	}
 	return slog.LevelWarn
 }
+
+// CatchUp is how many applied entries a compaction keeps: CatchUpEntries,
+// but at most half of SnapshotEntries, so that compaction still happens
+// every SnapshotEntries/2 entries or more often.
+func (c Config) CatchUp() int { return min(c.CatchUpEntries, c.SnapshotEntries/2) }

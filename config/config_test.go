@@ -37,6 +37,8 @@ func TestDefault(t *testing.T) {
 		ElectionTicks:   10,
 		HeartbeatTicks:  1,
 		SnapshotEntries: 10000,
+		CatchUpEntries:  5000,
+		DiskReserve:     256 << 20,
 		MaxValueSize:    1048576,
 		LogLevel:        "warn",
 	}
@@ -93,6 +95,8 @@ tickInterval: 50ms
 electionTicks: 20
 heartbeatTicks: 2
 snapshotEntries: 500
+catchUpEntries: 100
+diskReserve: 1048576
 maxValueSize: 4096
 logLevel: debug
 `)
@@ -108,6 +112,8 @@ logLevel: debug
 		ElectionTicks:   20,
 		HeartbeatTicks:  2,
 		SnapshotEntries: 500,
+		CatchUpEntries:  100,
+		DiskReserve:     1 << 20,
 		MaxValueSize:    4096,
 		LogLevel:        "debug",
 	}

@@ -43,6 +43,12 @@ func (c Config) Validate() error {
 	if c.SnapshotEntries < 1 {
 		add("snapshotEntries", "%d; want at least 1", c.SnapshotEntries)
 	}
+	if c.CatchUpEntries < 0 {
+		add("catchUpEntries", "%d; want 0 or more", c.CatchUpEntries)
+	}
+	if c.DiskReserve < 0 {
+		add("diskReserve", "%d; want 0 (off) or a number of bytes", c.DiskReserve)
+	}
 	if c.MaxValueSize < 1 || c.MaxValueSize > MaxValueSizeLimit {
 		add("maxValueSize", "%d is outside 1..%d (64 MiB)", c.MaxValueSize, MaxValueSizeLimit)
 	}

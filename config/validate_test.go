@@ -92,6 +92,8 @@ func TestValidationRules(t *testing.T) {
 		{"heartbeatTicks equal to electionTicks", "electionTicks: 5\nheartbeatTicks: 5", []string{"heartbeatTicks", "electionTicks", "5"}},
 		{"heartbeatTicks above electionTicks", "electionTicks: 3\nheartbeatTicks: 4", []string{"heartbeatTicks", "4", "electionTicks", "3"}},
 		{"snapshotEntries zero", "snapshotEntries: 0", []string{"snapshotEntries", "0"}},
+		{"catchUpEntries negative", "catchUpEntries: -1", []string{"catchUpEntries", "-1"}},
+		{"diskReserve negative", "diskReserve: -5", []string{"diskReserve", "-5"}},
 		{"maxValueSize zero", "maxValueSize: 0", []string{"maxValueSize", "0"}},
 		{"maxValueSize above 64 MiB", "maxValueSize: 67108865", []string{"maxValueSize", "67108865"}},
 		{"logLevel unknown", "logLevel: verbose", []string{"logLevel", `"verbose"`}},
