@@ -16,6 +16,7 @@ import (
 	"github.com/raftkv/raftkv/config"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/metrics"
+	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/remote"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -66,6 +67,12 @@ type DB struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 	closeErr  error
+	// lifeMu orders node restarts (after a full disk was freed) with
+	// shutdown, so no node starts once shutdown has begun (down).
+	lifeMu sync.Mutex
+	down   bool
+	// done is closed when shutdown begins; background restarters watch it.
+	done chan struct{}
 }
 
 var _ KV = (*DB)(nil)
@@ -95,7 +102,7 @@ func Open(opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
-	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}}
+	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}, done: make(chan struct{})}
 	if db.timeout == 0 {
 		db.timeout = DefaultRequestTimeout
 	}
@@ -188,7 +195,8 @@ func (db *DB) start(o options) error {
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), CatchUpEntries: uint64(db.cfg.CatchUp()), Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			ReadIndexLatency: o.readIndexLatency,
-			OnStopped:        func() { db.nodeStopped(id) },
+			DiskReserve:      db.cfg.DiskReserve,
+			OnStopped:        func(err error) { db.nodeStopped(id, err) },
 		})
 		if err != nil {
 			return fmt.Errorf("raftkv: node %d: %w", id, err)
@@ -225,12 +233,51 @@ func (db *DB) stopNode(id uint64) error {
 	return err
 }
 
-func (db *DB) nodeStopped(id uint64) {
+func (db *DB) nodeStopped(id uint64, err error) {
 	db.stoppedMu.Lock()
-	defer db.stoppedMu.Unlock()
 	if ch := db.stopped[id]; ch != nil {
 		close(ch)
 		db.stopped[id] = nil
+	}
+	db.stoppedMu.Unlock()
+	if errors.Is(err, persist.ErrDiskFull) {
+		go db.restartWhenSpace(id)
+	}
+}
+
+// diskPoll is how often a node stopped by a full disk checks for space.
+const diskPoll = time.Second
+
+// restartWhenSpace starts node id again once its data directory's
+// filesystem has a quarter more than the reserve free (so that a node does
+// not flap at the limit). The node then catches up from its peers like any
+// restarted node. Only a full disk is retried this way: other storage
+// errors need a person to look.
+func (db *DB) restartWhenSpace(id uint64) {
+	dir := db.cfg.DataDir(id)
+	want := db.cfg.DiskReserve + db.cfg.DiskReserve/4
+	t := time.NewTicker(diskPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.done:
+			return
+		case <-t.C:
+		}
+		if persist.CheckSpace(dir, want, 0) != nil {
+			continue
+		}
+		db.lifeMu.Lock()
+		defer db.lifeMu.Unlock()
+		if db.down {
+			return
+		}
+		if err := db.startNode(id); err != nil {
+			db.log.Error("restart node after disk space was freed", "node", id, "err", err)
+			return
+		}
+		db.log.Warn("node restarted: disk space was freed", "node", id, "dir", dir)
+		return
 	}
 }
 
@@ -263,6 +310,13 @@ func (db *DB) Close() error {
 }
 
 func (db *DB) shutdown() error {
+	db.lifeMu.Lock()
+	defer db.lifeMu.Unlock()
+	if db.down {
+		return nil
+	}
+	db.down = true
+	close(db.done)
 	if db.sys == nil {
 		return nil
 	}

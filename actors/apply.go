@@ -21,6 +21,10 @@ type applyActor struct {
 	sm       *kvstate.State
 	logStore *persist.LogStore
 	log      *slog.Logger
+	// stateDir and diskReserve: the state machine's writes are refused
+	// like the log's when they would leave less than the reserve free.
+	stateDir    string
+	diskReserve int64
 
 	applied uint64
 	waiters map[uint64]awaitProposal
@@ -55,6 +59,10 @@ func (a *applyActor) applyEntries(ctx actor.Context, ents []raftlogic.Entry) {
 		}
 		ents = append(missing, ents...)
 	}
+	if err := persist.CheckSpace(a.stateDir, a.diskReserve, entriesSize(ents)); err != nil {
+		ctx.Send(ctx.Parent(), &failStop{err: fmt.Errorf("apply entries: %w", err)})
+		return
+	}
 	// Entries already applied (before a restart) are skipped by kvstate.
 	// Clients are answered as soon as the results are decided, while the
 	// state machine's commit syncs: the answers follow from the committed
@@ -74,6 +82,15 @@ func (a *applyActor) applyEntries(ctx actor.Context, ents []raftlogic.Entry) {
 	}
 	a.serveReads(ctx)
 	ctx.Send(ctx.Parent(), &appliedUpTo{index: a.applied})
+}
+
+// entriesSize estimates the bytes applying ents writes.
+func entriesSize(ents []raftlogic.Entry) int64 {
+	var n int64
+	for _, e := range ents {
+		n += int64(len(e.Data)) + 64
+	}
+	return n
 }
 
 // answer tells the client waiting at r.Index what became of its command.

@@ -30,6 +30,11 @@ type NodeConfig struct {
 	// keeps, so a follower briefly behind catches up from the log instead
 	// of a snapshot. It must be below SnapshotEntries.
 	CatchUpEntries uint64
+	// DiskReserve is the free space, in bytes, the node keeps on the
+	// filesystems of its data: a write that would go below it is refused
+	// and the node stops with an error wrapping persist.ErrDiskFull. 0
+	// turns the check off.
+	DiskReserve int64
 	// SnapshotChunkSize bounds one snapshot message (default 256 KiB); it
 	// must stay well under the transport's message limit.
 	SnapshotChunkSize int
@@ -40,8 +45,10 @@ type NodeConfig struct {
 	// stops). Open uses it to report a node that cannot start.
 	OnStart func(err error)
 	// OnStopped, when set, is called once the node has stopped and closed
-	// its storage, so its data directory may be opened again.
-	OnStopped func()
+	// its storage, so its data directory may be opened again. err is why it
+	// stopped on its own (a failed start, a storage error: fail-stop), nil
+	// when it was asked to stop.
+	OnStopped func(err error)
 	// ReadIndexLatency, when set, is told how long each ReadIndex took to
 	// confirm (called from the node's goroutine; keep it cheap).
 	ReadIndexLatency func(time.Duration)

@@ -48,6 +48,8 @@ type nodeActor struct {
 	// actor); snapIndex is where the log now starts.
 	applied, snapIndex uint64
 	stopped            bool
+	// failure is why the node stopped itself (fail), for OnStopped.
+	failure error
 }
 
 type pendingGet struct {
@@ -98,7 +100,7 @@ func (n *nodeActor) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		n.storage.close(n.log)
 		if n.cfg.OnStopped != nil {
-			n.cfg.OnStopped()
+			n.cfg.OnStopped(n.failure)
 		}
 	case *actor.Terminated:
 		n.childTerminated(ctx, msg)
@@ -165,7 +167,7 @@ func (n *nodeActor) start(ctx actor.Context) {
 	n.replicators = map[uint64]*actor.PID{}
 	n.election = n.spawn(ctx, "election", func() actor.Actor { return &electionActor{interval: n.cfg.TickInterval} })
 	n.apply = n.spawn(ctx, "apply", func() actor.Actor {
-		return &applyActor{sm: n.sm, logStore: n.logStore, log: n.log}
+		return &applyActor{sm: n.sm, logStore: n.logStore, log: n.log, stateDir: persist.StateDir(n.cfg.DataDir), diskReserve: n.cfg.DiskReserve}
 	})
 	for id, pid := range n.cfg.Peers {
 		if id == n.cfg.ID {
@@ -200,6 +202,11 @@ func (n *nodeActor) open() error {
 	if err := checkIdentity(n.cfg.DataDir, n.cfg.ClusterID, n.cfg.ID); err != nil {
 		return err
 	}
+	// Opening Badger writes (it replays and creates memtable files), so a
+	// full disk is refused before it, not discovered by a SIGBUS.
+	if err := persist.CheckSpace(n.cfg.DataDir, n.cfg.DiskReserve, 0); err != nil {
+		return err
+	}
 	logDB, err := persist.OpenDB(persist.LogDir(n.cfg.DataDir), persist.WithLogger(n.log))
 	if err != nil {
 		return err
@@ -210,7 +217,7 @@ func (n *nodeActor) open() error {
 		return err
 	}
 	n.storage.dbs = append(n.storage.dbs, stateDB)
-	n.logStore = persist.NewLogStore(logDB, persist.WithLogger(n.log))
+	n.logStore = persist.NewLogStore(logDB, persist.WithLogger(n.log), persist.WithDiskReserve(n.cfg.DiskReserve))
 	if n.sm, err = kvstate.Open(stateDB); err != nil {
 		return err
 	}
@@ -294,6 +301,7 @@ func (n *nodeActor) fail(ctx actor.Context, err error) {
 		return
 	}
 	n.stopped = true
+	n.failure = err
 	n.log.Error("node stopping after a fatal error", "err", err)
 	ctx.Stop(ctx.Self())
 }

@@ -15,9 +15,10 @@ import (
 type Option func(*dbConfig)
 
 type dbConfig struct {
-	logger   *slog.Logger
-	inMemory bool
-	tune     []func(badger.Options) badger.Options
+	logger      *slog.Logger
+	inMemory    bool
+	tune        []func(badger.Options) badger.Options
+	diskReserve int64
 }
 
 // WithLogger sets where warnings go (default slog.Default()). For OpenDB,
@@ -25,6 +26,14 @@ type dbConfig struct {
 // at debug level.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *dbConfig) { c.logger = l }
+}
+
+// WithDiskReserve makes LogStore.Save refuse, with ErrDiskFull and before
+// writing anything, a batch that would leave less than reserve bytes free on
+// the database's filesystem (see CheckSpace). 0, the default, turns the
+// check off.
+func WithDiskReserve(reserve int64) Option {
+	return func(c *dbConfig) { c.diskReserve = reserve }
 }
 
 // WithInMemory keeps the whole database in memory, for tests that do not

@@ -1,9 +1,12 @@
 package persist
 
 import (
+	"errors"
+	"github.com/raftkv/raftkv/raftlogic"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -67,5 +70,51 @@ func TestCheckLayout(t *testing.T) {
 	db.Close()
 	if err := CheckLayout(dir); err == nil {
 		t.Fatal("a Badger database at the top of a data directory was accepted")
+	}
+}
+
+func TestCheckSpace(t *testing.T) {
+	dir := t.TempDir()
+	if err := CheckSpace(dir, 0, 1<<62); err != nil {
+		t.Fatalf("reserve 0 must turn the check off: %v", err)
+	}
+	if err := CheckSpace(dir, 1, 0); err != nil {
+		t.Fatalf("a 1-byte reserve on a working filesystem: %v", err)
+	}
+	// No filesystem here has an exabyte free.
+	err := CheckSpace(dir, 1<<60, 0)
+	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("CheckSpace = %v, want ErrDiskFull naming %s", err, dir)
+	}
+}
+
+// A Save that would leave less than the reserve free writes nothing and
+// leaves the store usable, so the node can start again once space is freed.
+func TestSaveRefusesBelowDiskReserve(t *testing.T) {
+	dir := t.TempDir()
+	quiet := WithLogger(slog.New(slog.DiscardHandler))
+	db, err := OpenDB(dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	full := NewLogStore(db, quiet, WithDiskReserve(1<<60))
+	if _, err := full.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ents := []raftlogic.Entry{{Index: 1, Term: 1, Data: []byte("x")}}
+	if err := full.Save(raftlogic.HardState{Term: 1, Commit: 1}, ents, raftlogic.SnapshotMeta{}); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Save = %v, want ErrDiskFull", err)
+	}
+	if full.LastIndex() != 0 {
+		t.Fatalf("last index %d after a refused Save", full.LastIndex())
+	}
+	ok := NewLogStore(db, quiet)
+	st, err := ok.Load()
+	if err != nil || len(st.Entries) != 0 || st.HardState.Term != 0 {
+		t.Fatalf("stored after a refused Save: %+v, %v", st, err)
+	}
+	if err := ok.Save(raftlogic.HardState{Term: 1, Commit: 1}, ents, raftlogic.SnapshotMeta{}); err != nil {
+		t.Fatalf("Save with room: %v", err)
 	}
 }

@@ -77,8 +77,9 @@ const sweepChunk = 4096
 // because what reached the disk is then unknown. A Raft node cannot go on
 // after failing to persist anyway.
 type LogStore struct {
-	db  *badger.DB
-	log *slog.Logger
+	db      *badger.DB
+	log     *slog.Logger
+	reserve int64
 
 	mu     sync.Mutex
 	loaded bool
@@ -103,8 +104,8 @@ type LogStore struct {
 }
 
 // NewLogStore returns a LogStore keeping its records in db under the "r/"
-// prefix. It reads nothing: call Load. Of the options, only WithLogger
-// applies.
+// prefix. It reads nothing: call Load. Of the options, WithLogger and
+// WithDiskReserve apply.
 func NewLogStore(db *badger.DB, opts ...Option) *LogStore {
 	cfg := dbConfig{}
 	for _, o := range opts {
@@ -113,7 +114,7 @@ func NewLogStore(db *badger.DB, opts ...Option) *LogStore {
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
 	}
-	return &LogStore{db: db, log: cfg.logger.With("component", "persist")}
+	return &LogStore{db: db, log: cfg.logger.With("component", "persist"), reserve: cfg.diskReserve}
 }
 
 func (s *LogStore) usable() error {
@@ -325,6 +326,11 @@ func (s *LogStore) Save(hs raftlogic.HardState, entries []raftlogic.Entry, snap 
 	if err != nil || p.empty() {
 		return err
 	}
+	// Refused before anything is written, so the store stays usable: the
+	// caller stops, and may start again once space is freed.
+	if err := CheckSpace(s.db.Opts().Dir, s.reserve, p.size()); err != nil {
+		return err
+	}
 	b := s.newBatch(p)
 	err = p.write(b)
 	if errors.Is(err, badger.ErrTxnTooBig) {
@@ -367,6 +373,15 @@ type plan struct {
 	// del are the stored entries to delete: below the new snapshot, and
 	// above the new last index.
 	del [2]span
+}
+
+// size estimates the bytes the plan writes.
+func (p *plan) size() int64 {
+	n := int64(64 + 2*entryHeaderMax + snapshotMetaMax(p.snap))
+	for _, e := range p.ents {
+		n += int64(entryKeyLen + entryHeaderMax + len(e.Data))
+	}
+	return n
 }
 
 func (p *plan) empty() bool {
@@ -529,10 +544,7 @@ type batch struct {
 }
 
 func (s *LogStore) newBatch(p *plan) *batch {
-	need := 64 + 2*entryHeaderMax + snapshotMetaMax(p.snap)
-	for _, e := range p.ents {
-		need += entryKeyLen + entryHeaderMax + len(e.Data)
-	}
+	need := int(p.size())
 	for _, d := range p.del {
 		if d.lo <= d.hi {
 			need += int(min(d.hi-d.lo+1, 1<<20)) * entryKeyLen

@@ -1,0 +1,15 @@
+//go:build unix
+
+package persist
+
+import "syscall"
+
+// freeBytes returns the bytes available to an unprivileged writer on the
+// filesystem holding dir.
+func freeBytes(dir string) (free int64, ok bool, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true, nil
+}
