@@ -73,6 +73,7 @@ func (k *kvService) Status(ctx context.Context, _ *raftpb.ClusterStatusRequest) 
 			Status: &raftpb.StatusResponse{
 				Id: n.ID, Role: n.Role, Term: n.Term, Leader: n.Leader, Commit: n.Commit, Applied: n.Applied,
 				FirstIndex: n.FirstIndex, LastIndex: n.LastIndex, SnapshotIndex: n.SnapshotIndex,
+				DiskBytes: n.DiskBytes, DiskFreeBytes: n.DiskFreeBytes,
 			},
 		})
 	}

@@ -62,6 +62,7 @@ func (db *DB) samples(ctx context.Context) []metrics.NodeSample {
 			ID: n.ID, Reachable: n.Reachable, Role: n.Role, Term: n.Term, Leader: n.Leader,
 			Commit: n.Commit, Applied: n.Applied, FirstIndex: n.FirstIndex, LastIndex: n.LastIndex,
 			SnapshotIndex: n.SnapshotIndex, LSMBytes: n.LSMBytes, VlogBytes: n.VlogBytes,
+			DiskBytes: n.DiskBytes, DiskFreeBytes: n.DiskFreeBytes,
 			LeaderChanges: n.LeaderChanges, Proposals: n.Proposals,
 		})
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/config"
+	"github.com/raftkv/raftkv/persist"
 )
 
 // Option configures Open.
@@ -24,6 +25,8 @@ type options struct {
 	readIndexLatency func(time.Duration)
 	// senderMiddleware injects network faults in tests.
 	senderMiddleware []actor.SenderMiddleware
+	// storage tunes the nodes' Badger databases in tests.
+	storage []persist.Option
 }
 
 // DefaultRequestTimeout bounds a call whose context has no deadline.
@@ -99,4 +102,10 @@ func WithMetrics() Option {
 // delay or duplicate messages between nodes.
 func withSenderMiddleware(mw ...actor.SenderMiddleware) Option {
 	return func(o *options) error { o.senderMiddleware = mw; return nil }
+}
+
+// withStorageOptions passes options to every node's persist.OpenDB; tests
+// use it to shrink Badger's files so that little data shows what much does.
+func withStorageOptions(opts ...persist.Option) Option {
+	return func(o *options) error { o.storage = opts; return nil }
 }

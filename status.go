@@ -21,8 +21,13 @@ type NodeStatus struct {
 	FirstIndex    uint64
 	LastIndex     uint64
 	SnapshotIndex uint64
-	// LSMBytes and VlogBytes are the node's Badger sizes on disk.
+	// LSMBytes and VlogBytes are the node's Badger sizes as Badger last
+	// estimated them (it refreshes them about once a minute).
 	LSMBytes, VlogBytes uint64
+	// DiskBytes is the space the node's data directory takes on disk now;
+	// DiskFreeBytes is the free space left on its filesystem (a node stops
+	// writing below the configured diskReserve).
+	DiskBytes, DiskFreeBytes uint64
 	// LeaderChanges and Proposals count since the node last started.
 	LeaderChanges, Proposals uint64
 }
@@ -60,6 +65,7 @@ func (db *DB) statusOf(ctx context.Context, ids []uint64) ([]NodeStatus, error) 
 				Commit: r.GetCommit(), Applied: r.GetApplied(), FirstIndex: r.GetFirstIndex(),
 				LastIndex: r.GetLastIndex(), SnapshotIndex: r.GetSnapshotIndex(),
 				LSMBytes: r.GetLsmBytes(), VlogBytes: r.GetVlogBytes(),
+				DiskBytes: r.GetDiskBytes(), DiskFreeBytes: r.GetDiskFreeBytes(),
 				LeaderChanges: r.GetLeaderChanges(), Proposals: r.GetProposals(),
 			}
 		}()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/persist"
 )
 
 // NodeConfig is everything a node actor needs to run.
@@ -52,6 +53,10 @@ type NodeConfig struct {
 	// ReadIndexLatency, when set, is told how long each ReadIndex took to
 	// confirm (called from the node's goroutine; keep it cheap).
 	ReadIndexLatency func(time.Duration)
+	// StorageOptions are passed to persist.OpenDB for both of the node's
+	// databases, after the node's own; tests use them to shrink Badger's
+	// files.
+	StorageOptions []persist.Option
 	// SenderMiddleware, when set, wraps every send of the node and its
 	// children; tests use it to inject network faults.
 	SenderMiddleware []actor.SenderMiddleware

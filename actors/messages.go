@@ -73,3 +73,7 @@ type appliedUpTo struct {
 type failStop struct {
 	err error
 }
+
+// collectGarbage asks the gc actor to reclaim disk space; the node sends it
+// after each log compaction.
+type collectGarbage struct{}

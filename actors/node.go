@@ -29,6 +29,7 @@ type nodeActor struct {
 
 	election    *actor.PID
 	apply       *actor.PID
+	gc          *actor.PID
 	replicators map[uint64]*actor.PID
 
 	role         raftlogic.Role
@@ -125,7 +126,7 @@ func (n *nodeActor) Receive(ctx actor.Context) {
 		n.transfer(ctx, msg)
 	case *appliedUpTo:
 		n.applied = max(n.applied, msg.index)
-		n.maybeCompact()
+		n.maybeCompact(ctx)
 	case *failStop:
 		n.fail(ctx, msg.err)
 	case *actor.DeadLetterResponse:
@@ -169,6 +170,12 @@ func (n *nodeActor) start(ctx actor.Context) {
 	n.apply = n.spawn(ctx, "apply", func() actor.Actor {
 		return &applyActor{sm: n.sm, logStore: n.logStore, log: n.log, stateDir: persist.StateDir(n.cfg.DataDir), diskReserve: n.cfg.DiskReserve}
 	})
+	n.gc = n.spawn(ctx, "gc", func() actor.Actor {
+		return &gcActor{log: n.log, collectors: map[string]*persist.Collector{
+			"log":   persist.NewCollector(n.storage.logDB, n.logStore.PauseWrites),
+			"state": persist.NewCollector(n.storage.stateDB, n.sm.PauseWrites),
+		}}
+	})
 	for id, pid := range n.cfg.Peers {
 		if id == n.cfg.ID {
 			continue
@@ -207,16 +214,17 @@ func (n *nodeActor) open() error {
 	if err := persist.CheckSpace(n.cfg.DataDir, n.cfg.DiskReserve, 0); err != nil {
 		return err
 	}
-	logDB, err := persist.OpenDB(persist.LogDir(n.cfg.DataDir), persist.WithLogger(n.log))
+	dbOpts := append([]persist.Option{persist.WithLogger(n.log)}, n.cfg.StorageOptions...)
+	logDB, err := persist.OpenDB(persist.LogDir(n.cfg.DataDir), dbOpts...)
 	if err != nil {
 		return err
 	}
-	n.storage.dbs = append(n.storage.dbs, logDB)
-	stateDB, err := persist.OpenDB(persist.StateDir(n.cfg.DataDir), persist.WithLogger(n.log))
+	n.storage.logDB = logDB
+	stateDB, err := persist.OpenDB(persist.StateDir(n.cfg.DataDir), dbOpts...)
 	if err != nil {
 		return err
 	}
-	n.storage.dbs = append(n.storage.dbs, stateDB)
+	n.storage.stateDB = stateDB
 	n.logStore = persist.NewLogStore(logDB, persist.WithLogger(n.log), persist.WithDiskReserve(n.cfg.DiskReserve))
 	if n.sm, err = kvstate.Open(stateDB); err != nil {
 		return err
@@ -271,21 +279,27 @@ func containsEntry(st raftlogic.InitialState, index, term uint64) bool {
 // nodeStorage holds a node's open databases (log and state machine) across
 // restarts of its actor.
 type nodeStorage struct {
-	dbs []*badger.DB
+	logDB, stateDB *badger.DB
 }
 
 func (s *nodeStorage) close(l *slog.Logger) {
-	for _, db := range s.dbs {
+	for _, db := range []*badger.DB{s.logDB, s.stateDB} {
+		if db == nil {
+			continue
+		}
 		if err := db.Close(); err != nil {
 			l.Error("close storage", "dir", db.Opts().Dir, "err", err)
 		}
 	}
-	s.dbs = nil
+	s.logDB, s.stateDB = nil, nil
 }
 
 // size returns the bytes of the node's databases: LSM tables and value logs.
 func (s *nodeStorage) size() (lsm, vlog uint64) {
-	for _, db := range s.dbs {
+	for _, db := range []*badger.DB{s.logDB, s.stateDB} {
+		if db == nil {
+			continue
+		}
 		l, v := db.Size()
 		lsm += uint64(max(l, 0))
 		vlog += uint64(max(v, 0))
@@ -425,7 +439,7 @@ func (n *nodeActor) installSnapshot(ctx actor.Context, s raftlogic.Snapshot) err
 // that a follower only briefly behind catches up from the log. The state
 // machine's own storage is the snapshot: a follower further behind is sent
 // a fresh image of it.
-func (n *nodeActor) maybeCompact() {
+func (n *nodeActor) maybeCompact(ctx actor.Context) {
 	if n.raft == nil || n.applied < n.snapIndex+n.cfg.SnapshotEntries {
 		return
 	}
@@ -444,4 +458,7 @@ func (n *nodeActor) maybeCompact() {
 	}
 	n.snapIndex = meta.Index
 	n.log.Debug("log compacted", "index", meta.Index)
+	// Compaction deleted entries, and the applied entries overwrote and
+	// removed values: now is when there is space to reclaim.
+	ctx.Send(n.gc, &collectGarbage{})
 }

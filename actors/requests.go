@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
@@ -96,11 +97,22 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 	}
 	st := n.raft.Status()
 	lsm, vlog := n.storage.size()
+	// Read at each request (a walk of a few dozen files), so that status
+	// and metrics show space as it is, not as Badger last estimated it.
+	disk, err := persist.DiskUsage(n.cfg.DataDir)
+	if err != nil {
+		n.log.Warn("disk usage", "err", err)
+	}
+	free, _, err := persist.DiskFree(n.cfg.DataDir)
+	if err != nil {
+		n.log.Warn("free disk space", "err", err)
+	}
 	ctx.Respond(&raftpb.StatusResponse{
 		Id: n.cfg.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Lead,
 		Commit: st.Commit, Applied: n.applied, FirstIndex: st.FirstIdx, LastIndex: st.LastIndex,
 		SnapshotIndex: st.Snapshot.Index, LsmBytes: lsm, VlogBytes: vlog,
 		LeaderChanges: n.leaderChanges, Proposals: n.proposals,
+		DiskBytes: uint64(max(disk, 0)), DiskFreeBytes: uint64(max(free, 0)),
 	})
 }
 

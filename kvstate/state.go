@@ -175,6 +175,15 @@ func readApplied(txn *badger.Txn) (index, term uint64, err error) {
 	return index, term, err
 }
 
+// PauseWrites runs f while no Apply or Restore writes to the database, and
+// returns f's error. The database's value-log collector uses it
+// (persist.NewCollector).
+func (s *State) PauseWrites(f func() error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return f()
+}
+
 // Applied returns the index and term of the last entry applied. Data
 // returned by Get afterwards reflects at least that entry.
 func (s *State) Applied() (index, term uint64) {

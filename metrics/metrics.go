@@ -25,6 +25,8 @@ type NodeSample struct {
 	SnapshotIndex uint64
 	LSMBytes      uint64
 	VlogBytes     uint64
+	DiskBytes     uint64
+	DiskFreeBytes uint64
 	LeaderChanges uint64
 	Proposals     uint64
 }
@@ -126,7 +128,9 @@ var (
 	descLag       = prometheus.NewDesc("raftkv_node_apply_lag", "Committed entries not yet applied.", []string{"node"}, nil)
 	descLog       = prometheus.NewDesc("raftkv_node_log_entries", "Entries in the log (since the last snapshot).", []string{"node"}, nil)
 	descSnap      = prometheus.NewDesc("raftkv_node_snapshot_index", "Index of the last snapshot the log starts after.", []string{"node"}, nil)
-	descBytes     = prometheus.NewDesc("raftkv_storage_bytes", "Badger on-disk size.", []string{"node", "kind"}, nil)
+	descBytes     = prometheus.NewDesc("raftkv_storage_bytes", "Badger on-disk size as Badger last estimated it (refreshed about once a minute).", []string{"node", "kind"}, nil)
+	descDisk      = prometheus.NewDesc("raftkv_disk_bytes", "Disk space the node's data directory takes (allocated bytes, read at scrape time).", []string{"node"}, nil)
+	descDiskFree  = prometheus.NewDesc("raftkv_disk_free_bytes", "Free space on the filesystem of the node's data directory; below diskReserve the node stops writing.", []string{"node"}, nil)
 	descChanges   = prometheus.NewDesc("raftkv_leader_changes_total", "Leader changes this node observed since it started.", []string{"node"}, nil)
 	descProposals = prometheus.NewDesc("raftkv_proposals_total", "Proposals this node accepted as leader since it started.", []string{"node"}, nil)
 	descUp        = prometheus.NewDesc("raftkv_node_up", "1 if the node answered its status request.", []string{"node"}, nil)
@@ -160,6 +164,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSnap, float64(n.SnapshotIndex))
 		gauge(descBytes, float64(n.LSMBytes), "lsm")
 		gauge(descBytes, float64(n.VlogBytes), "vlog")
+		gauge(descDisk, float64(n.DiskBytes))
+		gauge(descDiskFree, float64(n.DiskFreeBytes))
 		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(n.LeaderChanges), id)
 		ch <- prometheus.MustNewConstMetric(descProposals, prometheus.CounterValue, float64(n.Proposals), id)
 	}

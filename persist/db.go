@@ -59,11 +59,13 @@ func WithBadgerOptions(f func(badger.Options) badger.Options) Option {
 const (
 	// memTableSize also fixes the largest transaction Badger accepts (15%
 	// of it, about 2.4 MiB); LogStore splits bigger batches itself.
-	memTableSize     = 16 << 20
-	numMemtables     = 2
-	blockCacheSize   = 8 << 20
-	indexCacheSize   = 4 << 20
-	valueLogFileSize = 64 << 20
+	memTableSize   = 16 << 20
+	numMemtables   = 2
+	blockCacheSize = 8 << 20
+	indexCacheSize = 4 << 20
+	// valueLogFileSize is small so that value-log GC (which never touches
+	// the file being written) can reclaim space in fine steps.
+	valueLogFileSize = 16 << 20
 	numCompactors    = 2
 )
 

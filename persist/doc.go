@@ -15,7 +15,9 @@
 //	r/last                 index of the last log entry
 //	r/e/<index, 8 bytes>   log entry; big-endian, so keys sort by index
 //
-// (kvstate's "k/" and "m/" keys live in the state database.) Every value is a versioned record with a
+// (kvstate's "k/" and "m/" keys live in the state database.) In both
+// databases, persist also owns "g/": the marker key its value-log collector
+// writes and drops at once (see Collector). Every value is a versioned record with a
 // CRC-32C (see codec.go), so damage is reported as ErrCorrupt, naming the
 // key, instead of being read as data.
 //

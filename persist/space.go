@@ -33,6 +33,10 @@ func CheckSpace(dir string, reserve, need int64) error {
 		ErrDiskFull, dir, mib(free), mib(need), mib(reserve))
 }
 
+// DiskFree returns the bytes free on the filesystem holding dir; ok is
+// false where the platform does not tell.
+func DiskFree(dir string) (free int64, ok bool, err error) { return freeBytes(dir) }
+
 // mib formats a byte count for people.
 func mib(n int64) string {
 	if n < 1<<20 {

@@ -2,7 +2,10 @@
 
 package persist
 
-import "syscall"
+import (
+	"io/fs"
+	"syscall"
+)
 
 // freeBytes returns the bytes available to an unprivileged writer on the
 // filesystem holding dir.
@@ -12,4 +15,13 @@ func freeBytes(dir string) (free int64, ok bool, err error) {
 		return 0, false, err
 	}
 	return int64(st.Bavail) * int64(st.Bsize), true, nil
+}
+
+// allocated is the disk space a file takes, which for a sparse file is less
+// than its size.
+func allocated(info fs.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return info.Size()
 }

@@ -27,6 +27,8 @@ type nodeRow struct {
 	LastIndex     uint64 `json:"last_index"`
 	LogSize       uint64 `json:"log_size"`
 	SnapshotIndex uint64 `json:"snapshot_index"`
+	DiskBytes     uint64 `json:"disk_bytes"`
+	DiskFreeBytes uint64 `json:"disk_free_bytes"`
 }
 
 func toRow(n *raftpb.NodeStatus) nodeRow {
@@ -35,6 +37,7 @@ func toRow(n *raftpb.NodeStatus) nodeRow {
 		ID: n.GetId(), PeerAddress: n.GetAddress(), ClientAddress: n.GetClientAddress(), Reachable: n.GetReachable(),
 		Role: s.GetRole(), Term: s.GetTerm(), Leader: s.GetLeader(), Commit: s.GetCommit(), Applied: s.GetApplied(),
 		FirstIndex: s.GetFirstIndex(), LastIndex: s.GetLastIndex(), SnapshotIndex: s.GetSnapshotIndex(),
+		DiskBytes: s.GetDiskBytes(), DiskFreeBytes: s.GetDiskFreeBytes(),
 	}
 	if r.LastIndex >= r.FirstIndex && r.Reachable {
 		r.LogSize = r.LastIndex - r.FirstIndex + 1
@@ -48,10 +51,12 @@ func statusMain(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status", "raftkv status [flags]",
 		"Print every node of the cluster: id, peer and client addresses, role, term,\n"+
 			"the leader it follows, commit and applied indexes, log size (entries\n"+
-			"last-first+1), snapshot index and whether it answered. Unreachable nodes\n"+
-			"show '-'. --json prints an array of objects instead, one per node, with\n"+
-			"the fields id, peer_address, client_address, reachable, role, term, leader,\n"+
-			"commit, applied, first_index, last_index, log_size and snapshot_index.\n", stderr)
+			"last-first+1), snapshot index, disk space used by its data directory and\n"+
+			"free on its filesystem, and whether it answered. Unreachable nodes show\n"+
+			"'-'. --json prints an array of objects instead, one per node, with the\n"+
+			"fields id, peer_address, client_address, reachable, role, term, leader,\n"+
+			"commit, applied, first_index, last_index, log_size, snapshot_index,\n"+
+			"disk_bytes and disk_free_bytes.\n", stderr)
 	endpoints := endpointsFlag(fs, true)
 	timeout := fs.Duration("timeout", defaultTimeout, "give up after this long (connecting included)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
@@ -101,22 +106,38 @@ func statusMain(args []string, stdout, stderr io.Writer) int {
 
 func printStatusTable(w io.Writer, rows []nodeRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPEER ADDRESS\tCLIENT ADDRESS\tROLE\tTERM\tLEADER\tCOMMIT\tAPPLIED\tLOG SIZE\tSNAPSHOT\tREACHABLE")
+	fmt.Fprintln(tw, "ID\tPEER ADDRESS\tCLIENT ADDRESS\tROLE\tTERM\tLEADER\tCOMMIT\tAPPLIED\tLOG SIZE\tSNAPSHOT\tDISK\tFREE\tREACHABLE")
 	for _, r := range rows {
 		client := r.ClientAddress
 		if client == "" {
 			client = "-"
 		}
 		if !r.Reachable {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\tno\n", r.ID, r.PeerAddress, client)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\tno\n", r.ID, r.PeerAddress, client)
 			continue
 		}
 		leader := "-"
 		if r.Leader != 0 {
 			leader = strconv.FormatUint(r.Leader, 10)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\tyes\n",
-			r.ID, r.PeerAddress, client, r.Role, r.Term, leader, r.Commit, r.Applied, r.LogSize, r.SnapshotIndex)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\tyes\n",
+			r.ID, r.PeerAddress, client, r.Role, r.Term, leader, r.Commit, r.Applied, r.LogSize, r.SnapshotIndex,
+			humanBytes(r.DiskBytes), humanBytes(r.DiskFreeBytes))
 	}
 	return tw.Flush()
+}
+
+// humanBytes prints a byte count in the largest binary unit that keeps it
+// at or above 1.
+func humanBytes(n uint64) string {
+	const units = "KMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%dB", n)
+	}
+	v, i := float64(n)/1024, 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f%ciB", v, units[i])
 }

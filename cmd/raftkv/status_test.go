@@ -25,7 +25,7 @@ func TestStatus(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("status printed %d lines, want a header and 3 nodes:\n%s", len(lines), out)
 	}
-	for _, col := range []string{"ID", "PEER ADDRESS", "CLIENT ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG SIZE", "SNAPSHOT", "REACHABLE"} {
+	for _, col := range []string{"ID", "PEER ADDRESS", "CLIENT ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG SIZE", "SNAPSHOT", "DISK", "FREE", "REACHABLE"} {
 		if !strings.Contains(lines[0], col) {
 			t.Errorf("header %q lacks %s", lines[0], col)
 		}
@@ -33,10 +33,10 @@ func TestStatus(t *testing.T) {
 	leaders := 0
 	for i, line := range lines[1:] {
 		f := strings.Fields(line)
-		if len(f) != 11 {
-			t.Fatalf("row %q has %d fields, want 11", line, len(f))
+		if len(f) != 13 {
+			t.Fatalf("row %q has %d fields, want 13", line, len(f))
 		}
-		if f[0] != string(rune('1'+i)) || f[10] != "yes" {
+		if f[0] != string(rune('1'+i)) || f[12] != "yes" || !strings.HasSuffix(f[10], "B") {
 			t.Errorf("row %q: want node %d, reachable", line, i+1)
 		}
 		if f[3] == "leader" {
@@ -57,7 +57,7 @@ func TestStatus(t *testing.T) {
 	}
 	leaders = 0
 	for _, n := range nodes {
-		for _, k := range []string{"id", "peer_address", "client_address", "reachable", "role", "term", "leader", "commit", "applied", "first_index", "last_index", "log_size", "snapshot_index"} {
+		for _, k := range []string{"id", "peer_address", "client_address", "reachable", "role", "term", "leader", "commit", "applied", "first_index", "last_index", "log_size", "snapshot_index", "disk_bytes", "disk_free_bytes"} {
 			if _, ok := n[k]; !ok {
 				t.Errorf("node %v lacks %q", n, k)
 			}
@@ -65,8 +65,8 @@ func TestStatus(t *testing.T) {
 		if n["role"] == "leader" {
 			leaders++
 		}
-		if n["reachable"] != true || n["log_size"].(float64) < 1 {
-			t.Errorf("node %v: want reachable with a non-empty log", n)
+		if n["reachable"] != true || n["log_size"].(float64) < 1 || n["disk_bytes"].(float64) < 1 || n["disk_free_bytes"].(float64) < 1 {
+			t.Errorf("node %v: want reachable with a non-empty log, disk use and free space", n)
 		}
 	}
 	if leaders != 1 {

@@ -1207,10 +1207,12 @@ type StatusResponse struct {
 	LastIndex     uint64                 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	SnapshotIndex uint64                 `protobuf:"varint,9,opt,name=snapshot_index,json=snapshotIndex,proto3" json:"snapshot_index,omitempty"`
 	ErrorCode     ErrorCode              `protobuf:"varint,10,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
-	LsmBytes      uint64                 `protobuf:"varint,11,opt,name=lsm_bytes,json=lsmBytes,proto3" json:"lsm_bytes,omitempty"`                // Badger LSM tree size
-	VlogBytes     uint64                 `protobuf:"varint,12,opt,name=vlog_bytes,json=vlogBytes,proto3" json:"vlog_bytes,omitempty"`             // Badger value log size
-	LeaderChanges uint64                 `protobuf:"varint,13,opt,name=leader_changes,json=leaderChanges,proto3" json:"leader_changes,omitempty"` // times this node saw the leader change since it started
-	Proposals     uint64                 `protobuf:"varint,14,opt,name=proposals,proto3" json:"proposals,omitempty"`                              // proposals this node accepted as leader since it started
+	LsmBytes      uint64                 `protobuf:"varint,11,opt,name=lsm_bytes,json=lsmBytes,proto3" json:"lsm_bytes,omitempty"`                  // Badger LSM tree size
+	VlogBytes     uint64                 `protobuf:"varint,12,opt,name=vlog_bytes,json=vlogBytes,proto3" json:"vlog_bytes,omitempty"`               // Badger value log size
+	LeaderChanges uint64                 `protobuf:"varint,13,opt,name=leader_changes,json=leaderChanges,proto3" json:"leader_changes,omitempty"`   // times this node saw the leader change since it started
+	Proposals     uint64                 `protobuf:"varint,14,opt,name=proposals,proto3" json:"proposals,omitempty"`                                // proposals this node accepted as leader since it started
+	DiskBytes     uint64                 `protobuf:"varint,15,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`               // disk space the node's data directory takes (allocated bytes)
+	DiskFreeBytes uint64                 `protobuf:"varint,16,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"` // free space on the filesystem of the node's data directory
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1339,6 +1341,20 @@ func (x *StatusResponse) GetLeaderChanges() uint64 {
 func (x *StatusResponse) GetProposals() uint64 {
 	if x != nil {
 		return x.Proposals
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetDiskBytes() uint64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetDiskFreeBytes() uint64 {
+	if x != nil {
+		return x.DiskFreeBytes
 	}
 	return 0
 }
@@ -1541,7 +1557,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"error_code\x18\x03 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
 	"\tleader_id\x18\x04 \x01(\x04R\bleaderId\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\"\x0f\n" +
-	"\rStatusRequest\"\xaf\x03\n" +
+	"\rStatusRequest\"\xf6\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
@@ -1561,7 +1577,10 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\n" +
 	"vlog_bytes\x18\f \x01(\x04R\tvlogBytes\x12%\n" +
 	"\x0eleader_changes\x18\r \x01(\x04R\rleaderChanges\x12\x1c\n" +
-	"\tproposals\x18\x0e \x01(\x04R\tproposals\"!\n" +
+	"\tproposals\x18\x0e \x01(\x04R\tproposals\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\x0f \x01(\x04R\tdiskBytes\x12&\n" +
+	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\"!\n" +
 	"\x0fTransferRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\x04R\x02to\"~\n" +
 	"\x10TransferResponse\x123\n" +
