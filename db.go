@@ -195,6 +195,7 @@ func (db *DB) start(o options) error {
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), CatchUpEntries: uint64(db.cfg.CatchUp()), Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			StorageOptions:   o.storage,
+			MaxValueSize:     db.cfg.MaxValueSize,
 			ReadIndexLatency: o.readIndexLatency,
 			DiskReserve:      db.cfg.DiskReserve,
 			OnStopped:        func(err error) { db.nodeStopped(id, err) },

@@ -1,6 +1,7 @@
 package raftkv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -245,4 +246,26 @@ func TestFailedOpenReleasesStorage(t *testing.T) {
 	cfg.ServersNum = 3
 	db = openTest(t, cfg)
 	db.Close()
+}
+
+// A value as large as the configuration allows is stored, replicated and
+// read back. Badger refuses values larger than its value-log file, so the
+// nodes' databases must be sized from maxValueSize.
+func TestLargestConfiguredValue(t *testing.T) {
+	cfg := testConfig(t, 3)
+	cfg.MaxValueSize = 24 << 20
+	db := openTest(t, cfg)
+	defer db.Close()
+	ctx := ctxT(t)
+	v := bytes.Repeat([]byte("0123456789abcdef"), cfg.MaxValueSize/16)
+	if err := db.Put(ctx, "big", v); err != nil {
+		t.Fatalf("Put of %d bytes: %v", len(v), err)
+	}
+	got, err := db.Get(ctx, "big")
+	if err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("Get: %d bytes, %v", len(got), err)
+	}
+	if err := db.Put(ctx, "too-big", append(v, 'x')); !errors.Is(err, ErrValueTooLarge) {
+		t.Fatalf("Put of %d bytes: %v, want ErrValueTooLarge", len(v)+1, err)
+	}
 }

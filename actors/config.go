@@ -53,6 +53,9 @@ type NodeConfig struct {
 	// ReadIndexLatency, when set, is told how long each ReadIndex took to
 	// confirm (called from the node's goroutine; keep it cheap).
 	ReadIndexLatency func(time.Duration)
+	// MaxValueSize is the largest user value the cluster accepts; the
+	// node's databases are sized for a log entry carrying one.
+	MaxValueSize int
 	// StorageOptions are passed to persist.OpenDB for both of the node's
 	// databases, after the node's own; tests use them to shrink Badger's
 	// files.

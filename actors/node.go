@@ -214,7 +214,9 @@ func (n *nodeActor) open() error {
 	if err := persist.CheckSpace(n.cfg.DataDir, n.cfg.DiskReserve, 0); err != nil {
 		return err
 	}
-	dbOpts := append([]persist.Option{persist.WithLogger(n.log)}, n.cfg.StorageOptions...)
+	dbOpts := append([]persist.Option{persist.WithLogger(n.log),
+		persist.WithLargestValue(max(n.cfg.MaxValueSize, kvstate.DefaultMaxValueSize) + kvstate.MaxKeySize)},
+		n.cfg.StorageOptions...)
 	logDB, err := persist.OpenDB(persist.LogDir(n.cfg.DataDir), dbOpts...)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 type Option func(*dbConfig)
 
 type dbConfig struct {
+	largest     int
 	logger      *slog.Logger
 	inMemory    bool
 	tune        []func(badger.Options) badger.Options
@@ -34,6 +35,14 @@ func WithLogger(l *slog.Logger) Option {
 // check off.
 func WithDiskReserve(reserve int64) Option {
 	return func(c *dbConfig) { c.diskReserve = reserve }
+}
+
+// WithLargestValue tells OpenDB the largest value it will be asked to store
+// in one key (a log entry, a user value with its record header). Badger
+// refuses a value larger than its value-log file size, so OpenDB makes the
+// files at least that large (plus room for the record's framing).
+func WithLargestValue(n int) Option {
+	return func(c *dbConfig) { c.largest = n }
 }
 
 // WithInMemory keeps the whole database in memory, for tests that do not
@@ -66,7 +75,10 @@ const (
 	// valueLogFileSize is small so that value-log GC (which never touches
 	// the file being written) can reclaim space in fine steps.
 	valueLogFileSize = 16 << 20
-	numCompactors    = 2
+	// valueLogSlack is room in a value-log file beyond its largest value,
+	// for the entry's key and framing.
+	valueLogSlack = 1 << 20
+	numCompactors = 2
 )
 
 // OpenDB opens (creating if needed) a Badger database in dir, tuned for a
@@ -109,7 +121,7 @@ func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 		WithNumMemtables(numMemtables).
 		WithBlockCacheSize(blockCacheSize).
 		WithIndexCacheSize(indexCacheSize).
-		WithValueLogFileSize(valueLogFileSize).
+		WithValueLogFileSize(max(valueLogFileSize, int64(cfg.largest)+valueLogSlack)).
 		WithNumCompactors(numCompactors).
 		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{cfg.logger.With("component", "badger")})
