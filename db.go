@@ -196,6 +196,7 @@ func (db *DB) start(o options) error {
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), CatchUpEntries: uint64(db.cfg.CatchUp()), Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			StorageOptions:   o.storage,
 			MaxValueSize:     db.cfg.MaxValueSize,
+			SnapshotBytes:    db.cfg.SnapshotBytes,
 			ReadIndexLatency: o.readIndexLatency,
 			DiskReserve:      db.cfg.DiskReserve,
 			OnStopped:        func(err error) { db.nodeStopped(id, err) },

@@ -253,7 +253,7 @@ func TestFailedOpenReleasesStorage(t *testing.T) {
 // nodes' databases must be sized from maxValueSize.
 func TestLargestConfiguredValue(t *testing.T) {
 	cfg := testConfig(t, 3)
-	cfg.MaxValueSize = 24 << 20
+	cfg.MaxValueSize = 17 << 20 // just above the default value-log file size
 	db := openTest(t, cfg)
 	defer db.Close()
 	ctx := ctxT(t)

@@ -51,3 +51,35 @@ func TestOverwritingLargeValuesKeepsDiskBounded(t *testing.T) {
 		}
 	}
 }
+
+// The log is held in memory, so its bytes are bounded too, not only its
+// length: with 1 MiB values and the default snapshotEntries (10,000), a log
+// compacted by count alone would hold gigabytes.
+func TestLogBytesAreBounded(t *testing.T) {
+	cfg := testConfig(t, 3)
+	cfg.SnapshotBytes = 4 << 20
+	db := openTest(t, cfg)
+	defer db.Close()
+	ctx := ctxT(t)
+	v := make([]byte, cfg.MaxValueSize)
+	for i := 0; i < 30; i++ {
+		v[0] = byte(i)
+		if err := db.Put(ctx, key(i%3), v); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+	}
+	waitApplied(t, db)
+	st, err := db.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st {
+		entries := n.LastIndex + 1 - n.FirstIndex
+		t.Logf("node %d: log (%d, %d], %d entries", n.ID, n.FirstIndex-1, n.LastIndex, entries)
+		// Up to 4 MiB of 1 MiB entries before a compaction, then at most
+		// half of it kept; one more may arrive while the apply reports.
+		if entries > 5 {
+			t.Errorf("node %d holds %d entries of 1 MiB; snapshotBytes is 4 MiB", n.ID, entries)
+		}
+	}
+}

@@ -27,6 +27,10 @@ type NodeConfig struct {
 	// SnapshotEntries is how many applied entries the log keeps behind a
 	// snapshot before it is compacted.
 	SnapshotEntries uint64
+	// SnapshotBytes bounds the log's entry data (it is held in memory):
+	// past it the log is compacted even before SnapshotEntries, and the
+	// entries kept for catching up weigh at most half of it.
+	SnapshotBytes int64
 	// CatchUpEntries is how many of the newest applied entries a compaction
 	// keeps, so a follower briefly behind catches up from the log instead
 	// of a snapshot. It must be below SnapshotEntries.
@@ -89,6 +93,9 @@ func (c *NodeConfig) validate() error {
 	}
 	if c.SnapshotEntries == 0 {
 		c.SnapshotEntries = 10000
+	}
+	if c.SnapshotBytes <= 0 {
+		c.SnapshotBytes = 64 << 20
 	}
 	if c.CatchUpEntries >= c.SnapshotEntries {
 		return fmt.Errorf("actors: catch-up entries (%d) must be below snapshot entries (%d)", c.CatchUpEntries, c.SnapshotEntries)

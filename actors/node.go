@@ -46,9 +46,10 @@ type nodeActor struct {
 	// incoming snapshot being received in chunks, per sender.
 	incoming map[uint64]*incomingSnapshot
 	// applied is how far the state machine has applied (from the apply
-	// actor); snapIndex is where the log now starts.
-	applied, snapIndex uint64
-	stopped            bool
+	// actor); sizes follows where the log now starts and what it weighs.
+	applied uint64
+	sizes   logSizes
+	stopped bool
 	// failure is why the node stopped itself (fail), for OnStopped.
 	failure error
 }
@@ -263,7 +264,8 @@ func (n *nodeActor) open() error {
 		st.HardState.Term = max(st.HardState.Term, appliedTerm)
 	}
 	st.Applied = applied
-	n.applied, n.snapIndex = applied, st.Snapshot.Index
+	n.applied = applied
+	n.sizes.reset(st.Snapshot.Index, st.Entries)
 	n.persisted = st.HardState
 	n.raft, err = raftlogic.NewNode(raftlogic.Config{
 		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
@@ -380,8 +382,9 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 		}
 	}
 	if !rd.Snapshot.IsEmpty() {
-		n.snapIndex = rd.Snapshot.Meta.Index
+		n.sizes.reset(rd.Snapshot.Meta.Index, nil)
 	}
+	n.sizes.append(rd.Entries)
 	n.send(ctx, late)
 	for _, rs := range rd.ReadStates {
 		n.readReady(ctx, rs)
@@ -434,33 +437,4 @@ func (n *nodeActor) installSnapshot(ctx actor.Context, s raftlogic.Snapshot) err
 	}
 	n.applied = done.index
 	return nil
-}
-
-// maybeCompact discards the log behind the state machine once it has grown
-// by SnapshotEntries, keeping the newest CatchUpEntries applied entries so
-// that a follower only briefly behind catches up from the log. The state
-// machine's own storage is the snapshot: a follower further behind is sent
-// a fresh image of it.
-func (n *nodeActor) maybeCompact(ctx actor.Context) {
-	if n.raft == nil || n.applied < n.snapIndex+n.cfg.SnapshotEntries {
-		return
-	}
-	// The log entries may be deleted only once the state they produced is
-	// durable: n.applied comes from the apply actor after kvstate's commit,
-	// which is synced when it returns.
-	upto := n.applied - n.cfg.CatchUpEntries
-	meta, err := n.raft.Compact(upto)
-	if err != nil {
-		n.log.Warn("compaction refused", "index", upto, "err", err)
-		return
-	}
-	if err := n.logStore.Compact(meta.Index); err != nil {
-		n.log.Error("compact log", "err", err)
-		return
-	}
-	n.snapIndex = meta.Index
-	n.log.Debug("log compacted", "index", meta.Index)
-	// Compaction deleted entries, and the applied entries overwrote and
-	// removed values: now is when there is space to reclaim.
-	ctx.Send(n.gc, &collectGarbage{})
 }

@@ -62,6 +62,7 @@ const (
 	defaultHeartbeatTicks  = 1
 	defaultSnapshotEntries = 10000
 	defaultCatchUpEntries  = 5000
+	defaultSnapshotBytes   = 64 << 20
 	defaultDiskReserve     = 256 << 20
 	defaultMaxValueSize    = 1 << 20
 	defaultLogLevel        = "warn"
@@ -115,6 +116,11 @@ type Config struct {
 	// SnapshotEntries (snapshotEntries, default 10000) is how many applied
 	// entries a node accumulates before it snapshots and compacts its log.
 	SnapshotEntries int
+	// SnapshotBytes (snapshotBytes, default 67108864: 64 MiB) bounds the
+	// bytes of the log's entries, which a node also holds in memory: past
+	// it the log is compacted before SnapshotEntries is reached, and the
+	// entries a compaction keeps weigh at most half of it. At least 1 MiB.
+	SnapshotBytes int64
 	// CatchUpEntries (catchUpEntries, default 5000) is how many of the
 	// newest applied entries a compaction keeps, so that a follower only
 	// briefly behind (a restart, a lost message) catches up from the log
@@ -169,6 +175,7 @@ func Default() Config {
 		ElectionTicks:   defaultElectionTicks,
 		HeartbeatTicks:  defaultHeartbeatTicks,
 		SnapshotEntries: defaultSnapshotEntries,
+		SnapshotBytes:   defaultSnapshotBytes,
 		CatchUpEntries:  defaultCatchUpEntries,
 		DiskReserve:     defaultDiskReserve,
 		MaxValueSize:    defaultMaxValueSize,
@@ -242,6 +249,7 @@ type rawConfig struct {
 	ElectionTicks   *int         `yaml:"electionTicks"`
 	HeartbeatTicks  *int         `yaml:"heartbeatTicks"`
 	SnapshotEntries *int         `yaml:"snapshotEntries"`
+	SnapshotBytes   *int64       `yaml:"snapshotBytes"`
 	CatchUpEntries  *int         `yaml:"catchUpEntries"`
 	DiskReserve     *int64       `yaml:"diskReserve"`
 	MaxValueSize    *int         `yaml:"maxValueSize"`
@@ -553,6 +561,9 @@ func fromRaw(raw rawConfig) (Config, error) {
 	setInt(&c.HeartbeatTicks, raw.HeartbeatTicks)
 	setInt(&c.SnapshotEntries, raw.SnapshotEntries)
 	setInt(&c.CatchUpEntries, raw.CatchUpEntries)
+	if raw.SnapshotBytes != nil {
+		c.SnapshotBytes = *raw.SnapshotBytes
+	}
 	if raw.DiskReserve != nil {
 		c.DiskReserve = *raw.DiskReserve
 	}

@@ -37,6 +37,7 @@ func TestDefault(t *testing.T) {
 		ElectionTicks:   10,
 		HeartbeatTicks:  1,
 		SnapshotEntries: 10000,
+		SnapshotBytes:   64 << 20,
 		CatchUpEntries:  5000,
 		DiskReserve:     256 << 20,
 		MaxValueSize:    1048576,
@@ -95,6 +96,7 @@ tickInterval: 50ms
 electionTicks: 20
 heartbeatTicks: 2
 snapshotEntries: 500
+snapshotBytes: 2097152
 catchUpEntries: 100
 diskReserve: 1048576
 maxValueSize: 4096
@@ -112,6 +114,7 @@ logLevel: debug
 		ElectionTicks:   20,
 		HeartbeatTicks:  2,
 		SnapshotEntries: 500,
+		SnapshotBytes:   2 << 20,
 		CatchUpEntries:  100,
 		DiskReserve:     1 << 20,
 		MaxValueSize:    4096,

@@ -43,6 +43,9 @@ func (c Config) Validate() error {
 	if c.SnapshotEntries < 1 {
 		add("snapshotEntries", "%d; want at least 1", c.SnapshotEntries)
 	}
+	if c.SnapshotBytes < 1<<20 {
+		add("snapshotBytes", "%d; want at least 1048576 (1 MiB)", c.SnapshotBytes)
+	}
 	if c.CatchUpEntries < 0 {
 		add("catchUpEntries", "%d; want 0 or more", c.CatchUpEntries)
 	}

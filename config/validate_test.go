@@ -92,6 +92,7 @@ func TestValidationRules(t *testing.T) {
 		{"heartbeatTicks equal to electionTicks", "electionTicks: 5\nheartbeatTicks: 5", []string{"heartbeatTicks", "electionTicks", "5"}},
 		{"heartbeatTicks above electionTicks", "electionTicks: 3\nheartbeatTicks: 4", []string{"heartbeatTicks", "4", "electionTicks", "3"}},
 		{"snapshotEntries zero", "snapshotEntries: 0", []string{"snapshotEntries", "0"}},
+		{"snapshotBytes too small", "snapshotBytes: 1000", []string{"snapshotBytes", "1000"}},
 		{"catchUpEntries negative", "catchUpEntries: -1", []string{"catchUpEntries", "-1"}},
 		{"diskReserve negative", "diskReserve: -5", []string{"diskReserve", "-5"}},
 		{"maxValueSize zero", "maxValueSize: 0", []string{"maxValueSize", "0"}},

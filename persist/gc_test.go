@@ -106,3 +106,23 @@ func TestCollectorBoundsCompactedLog(t *testing.T) {
 		t.Fatalf("log after collection: %d entries, %v", len(st.Entries), err)
 	}
 }
+
+// Badger refuses a value larger than its value-log file; OpenDB sizes the
+// files from WithLargestValue.
+func TestOpenDBFitsTheLargestValue(t *testing.T) {
+	big := make([]byte, valueLogFileSize+1)
+	for _, tc := range []struct {
+		largest int
+		ok      bool
+	}{{0, false}, {len(big), true}} {
+		db, err := OpenDB(t.TempDir(), WithLogger(slog.New(slog.DiscardHandler)), WithLargestValue(tc.largest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("k"), big) })
+		db.Close()
+		if (err == nil) != tc.ok {
+			t.Errorf("WithLargestValue(%d): storing %d bytes: %v", tc.largest, len(big), err)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/raftlogic"
+)
+
+// logSizes follows the data size of every entry in the node's log, from
+// the snapshot on, so that compaction can bound the log's bytes as well as
+// its length: raftlogic keeps the whole log in memory, and 10,000 entries
+// of 1 MiB values would be 10 GiB.
+type logSizes struct {
+	snap  uint64  // the log starts after this index
+	sizes []int64 // sizes[i] is the size of entry snap+1+i
+	total int64
+}
+
+// reset starts over from a snapshot at index snap followed by ents.
+func (l *logSizes) reset(snap uint64, ents []raftlogic.Entry) {
+	l.snap, l.sizes, l.total = snap, l.sizes[:0], 0
+	l.append(ents)
+}
+
+// append records entries written to the log; they replace any stored from
+// their first index on (a follower's log cut by a new leader).
+func (l *logSizes) append(ents []raftlogic.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	first := ents[0].Index
+	if first <= l.snap {
+		return // raftlogic never writes below the snapshot
+	}
+	if keep := first - l.snap - 1; keep < uint64(len(l.sizes)) {
+		for _, s := range l.sizes[keep:] {
+			l.total -= s
+		}
+		l.sizes = l.sizes[:keep]
+	}
+	for _, e := range ents {
+		s := entrySize(e)
+		l.sizes = append(l.sizes, s)
+		l.total += s
+	}
+}
+
+// compact forgets the entries up to and including index.
+func (l *logSizes) compact(index uint64) {
+	if index <= l.snap {
+		return
+	}
+	n := min(index-l.snap, uint64(len(l.sizes)))
+	for _, s := range l.sizes[:n] {
+		l.total -= s
+	}
+	l.sizes = append(l.sizes[:0], l.sizes[n:]...)
+	l.snap = index
+}
+
+// entrySize is what an entry costs in memory, roughly: its data and a
+// fixed overhead.
+func entrySize(e raftlogic.Entry) int64 { return int64(len(e.Data)) + 48 }
+
+// compactionPoint decides whether to compact the log, given the applied
+// index, and up to which index. It compacts once the log holds
+// SnapshotEntries applied entries or SnapshotBytes of entries, and keeps the
+// newest applied entries for followers briefly behind: at most
+// CatchUpEntries of them and at most half of SnapshotBytes.
+func (n *nodeActor) compactionPoint() (uint64, bool) {
+	l := &n.sizes
+	if n.applied <= l.snap {
+		return 0, false
+	}
+	if n.applied < l.snap+n.cfg.SnapshotEntries && l.total < n.cfg.SnapshotBytes {
+		return 0, false
+	}
+	upto := n.applied - min(n.cfg.CatchUpEntries, n.applied-l.snap)
+	// Entries (upto, applied] are kept; drop the oldest of them while they
+	// weigh more than half the budget.
+	var kept int64
+	hi := min(n.applied-l.snap, uint64(len(l.sizes)))
+	for i := upto - l.snap; i < hi; i++ {
+		kept += l.sizes[i]
+	}
+	for upto < n.applied && kept > n.cfg.SnapshotBytes/2 {
+		upto++
+		if i := upto - l.snap - 1; i < uint64(len(l.sizes)) {
+			kept -= l.sizes[i]
+		}
+	}
+	return upto, upto > l.snap
+}
+
+// maybeCompact discards the log behind the state machine once it has grown
+// past its limits (see compactionPoint). The state machine's own storage is
+// the snapshot: a follower further behind than the kept entries is sent a
+// fresh image of it.
+func (n *nodeActor) maybeCompact(ctx actor.Context) {
+	if n.raft == nil {
+		return
+	}
+	upto, ok := n.compactionPoint()
+	if !ok {
+		return
+	}
+	// The log entries may be deleted only once the state they produced is
+	// durable: n.applied comes from the apply actor after kvstate's commit,
+	// which is synced when it returns.
+	meta, err := n.raft.Compact(upto)
+	if err != nil {
+		n.log.Warn("compaction refused", "index", upto, "err", err)
+		return
+	}
+	if err := n.logStore.Compact(meta.Index); err != nil {
+		n.log.Error("compact log", "err", err)
+		return
+	}
+	n.sizes.compact(meta.Index)
+	n.log.Debug("log compacted", "index", meta.Index, "kept_bytes", n.sizes.total)
+	// Compaction deleted entries, and the applied entries overwrote and
+	// removed values: now is when there is space to reclaim.
+	ctx.Send(n.gc, &collectGarbage{})
+}

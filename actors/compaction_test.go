@@ -1,0 +1,62 @@
+package actors
+
+import (
+	"testing"
+
+	"github.com/raftkv/raftkv/raftlogic"
+)
+
+func sized(from, to uint64, size int) []raftlogic.Entry {
+	var ents []raftlogic.Entry
+	for i := from; i <= to; i++ {
+		ents = append(ents, raftlogic.Entry{Index: i, Term: 1, Data: make([]byte, size)})
+	}
+	return ents
+}
+
+func TestLogSizesFollowsTheLog(t *testing.T) {
+	var l logSizes
+	l.reset(10, sized(11, 14, 100))
+	if want := 4 * entrySize(raftlogic.Entry{Data: make([]byte, 100)}); l.total != want {
+		t.Fatalf("total %d, want %d", l.total, want)
+	}
+	// A new leader's entries replace 13 and 14.
+	l.append(sized(13, 13, 1000))
+	if len(l.sizes) != 3 || l.total != 2*entrySize(sized(1, 1, 100)[0])+entrySize(sized(1, 1, 1000)[0]) {
+		t.Fatalf("after a cut: %d entries, %d bytes", len(l.sizes), l.total)
+	}
+	l.compact(12)
+	if l.snap != 12 || len(l.sizes) != 1 || l.total != entrySize(sized(1, 1, 1000)[0]) {
+		t.Fatalf("after compacting to 12: snap %d, %d entries, %d bytes", l.snap, len(l.sizes), l.total)
+	}
+	l.compact(5) // already compacted
+	l.append(sized(3, 4, 10))
+	if l.snap != 12 || len(l.sizes) != 1 {
+		t.Fatalf("entries below the snapshot changed the sizes: snap %d, %d entries", l.snap, len(l.sizes))
+	}
+}
+
+func TestCompactionPoint(t *testing.T) {
+	n := &nodeActor{cfg: NodeConfig{SnapshotEntries: 100, CatchUpEntries: 50, SnapshotBytes: 1 << 20}}
+	mib := 1 << 20
+	cases := []struct {
+		name       string
+		applied    uint64
+		ents       []raftlogic.Entry
+		want       uint64
+		wantCompct bool
+	}{
+		{"few small entries", 90, sized(1, 90, 10), 0, false},
+		{"entry count reached: keep catch-up entries", 100, sized(1, 100, 10), 50, true},
+		{"bytes reached by big entries: keep at most half the budget", 8, sized(1, 8, mib/4), 7, true},
+		{"bytes reached by unapplied entries only", 0, sized(1, 8, mib/4), 0, false},
+	}
+	for _, c := range cases {
+		n.sizes.reset(0, c.ents)
+		n.applied = c.applied
+		got, ok := n.compactionPoint()
+		if ok != c.wantCompct || (ok && got != c.want) {
+			t.Errorf("%s: compactionPoint = %d, %v; want %d, %v", c.name, got, ok, c.want, c.wantCompct)
+		}
+	}
+}
