@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -113,6 +115,9 @@ func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 		if err := MkdirDurable(dir); err != nil {
 			return nil, err
 		}
+		if err := removeEmptyLogFiles(dir, cfg.logger); err != nil {
+			return nil, err
+		}
 	}
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(cfg.inMemory).
@@ -136,6 +141,39 @@ func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 		return nil, fmt.Errorf("persist: open database in %q: %w", dir, err)
 	}
 	return db, nil
+}
+
+// removeEmptyLogFiles deletes zero-length memtable logs (.mem) and value
+// logs (.vlog) from dir. Badger creates such a file and sizes it in two
+// steps; a crash between them leaves an empty file, which Badger v4.9.6
+// then refuses to open ("while opening fid: 1 err: Create a new file"), so
+// the node could never start again. An empty file holds nothing, so
+// removing it loses nothing.
+func removeEmptyLogFiles(dir string, log *slog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("persist: read %s: %w", dir, err)
+	}
+	removed := false
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(name, ".mem") || strings.HasSuffix(name, ".vlog")) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || info.Size() != 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("persist: remove the empty file %s left by a crash: %w", name, err)
+		}
+		log.Warn("removed an empty Badger file left by a crash", "dir", dir, "file", name)
+		removed = true
+	}
+	if removed {
+		return SyncDir(dir)
+	}
+	return nil
 }
 
 // openBadger turns the one panic Badger raises on bad options (compression

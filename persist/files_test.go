@@ -2,6 +2,8 @@ package persist
 
 import (
 	"errors"
+	"fmt"
+	"github.com/dgraph-io/badger/v4"
 	"github.com/raftkv/raftkv/raftlogic"
 	"log/slog"
 	"os"
@@ -116,5 +118,53 @@ func TestSaveRefusesBelowDiskReserve(t *testing.T) {
 	}
 	if err := ok.Save(raftlogic.HardState{Term: 1, Commit: 1}, ents, raftlogic.SnapshotMeta{}); err != nil {
 		t.Fatalf("Save with room: %v", err)
+	}
+}
+
+// Badger creates a log file and sizes it in two steps; a crash in between
+// leaves an empty file that Badger itself refuses to open. OpenDB must
+// start anyway (the file held nothing).
+func TestOpenDBAfterCrashLeftEmptyFiles(t *testing.T) {
+	dir := t.TempDir()
+	quiet := WithLogger(slog.New(slog.DiscardHandler))
+	db, err := OpenDB(dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"00009.mem", "000009.vlog"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The control: Badger alone cannot open it.
+	if raw, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil)); err == nil {
+		raw.Close()
+		t.Fatal("badger.Open accepted the empty files; the test proves nothing")
+	}
+	db, err = OpenDB(dir, quiet)
+	if err != nil {
+		t.Fatalf("OpenDB after a crash left empty files: %v", err)
+	}
+	defer db.Close()
+	err = db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte("k"))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if string(v) != "v" {
+				return fmt.Errorf("value %q", v)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatalf("data after reopening: %v", err)
 	}
 }
