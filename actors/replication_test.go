@@ -64,7 +64,7 @@ func spawnReplicator(t *testing.T, sys *actor.ActorSystem, peerPID *actor.PID, a
 	}
 	_, child, rec := spawnProbe(t, sys, "", probeOpts{
 		child: func() actor.Actor {
-			return &replicationActor{self: 1, peer: 2, peerPID: peerPID, clusterID: testCluster, sm: s.sm, chunkSize: 64, log: quietLogger(), ackTimeout: ackTimeout}
+			return &replicationActor{self: 1, peer: 2, peerPID: peerPID, clusterID: testCluster, sm: s.sm, dir: t.TempDir(), chunkSize: 64, log: quietLogger(), ackTimeout: ackTimeout}
 		},
 		childName: "replicate-2",
 	})
