@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +20,7 @@ type applyActor struct {
 	sm       *kvstate.State
 	logStore *persist.LogStore
 	log      *slog.Logger
+	hooks    *testHooks
 	// stateDir and diskReserve: the state machine's writes are refused
 	// like the log's when they would leave less than the reserve free.
 	stateDir    string
@@ -159,7 +159,7 @@ func (a *applyActor) serveReads(ctx actor.Context) {
 // entries the image covers cannot learn their own outcome from it; they are
 // told to retry, which the client session makes safe.
 func (a *applyActor) install(ctx actor.Context, msg *installSnapshot) {
-	index, term, err := a.sm.Restore(bytes.NewReader(msg.data))
+	index, term, err := a.restoreImage(ctx, msg)
 	if err == nil {
 		a.applied = index
 		for i, w := range a.waiters {
@@ -170,5 +170,5 @@ func (a *applyActor) install(ctx actor.Context, msg *installSnapshot) {
 		}
 		a.serveReads(ctx)
 	}
-	ctx.Respond(&snapshotInstalled{index: index, term: term, err: err})
+	ctx.Respond(&snapshotInstalled{gen: msg.gen, index: index, term: term, err: err})
 }

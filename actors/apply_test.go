@@ -2,6 +2,8 @@ package actors
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -241,12 +243,12 @@ func TestApplyActorInstallsSnapshot(t *testing.T) {
 	root.Send(apply, &readAt{index: 8, key: "s", requestID: 43, replyTo: parent})
 	root.Send(apply, &readAt{index: 11, key: "s", requestID: 44, replyTo: parent})
 
-	res, err := root.RequestFuture(apply, &installSnapshot{data: data}, waitTimeout).Result()
+	res, err := root.RequestFuture(apply, &installSnapshot{gen: 7, path: imageFile(t, data)}, waitTimeout).Result()
 	if err != nil {
 		t.Fatalf("installSnapshot: %v", err)
 	}
-	if done := res.(*snapshotInstalled); done.err != nil || done.index != 10 || done.term != 3 {
-		t.Fatalf("snapshotInstalled = %+v, want index 10 term 3", done)
+	if done := res.(*snapshotInstalled); done.err != nil || done.index != 10 || done.term != 3 || done.gen != 7 {
+		t.Fatalf("snapshotInstalled = %+v, want index 10 term 3 of install 7", done)
 	}
 	if r := expect(t, rec, proposeAnswer(41)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TIMEOUT {
 		t.Fatalf("waiter covered by the snapshot: %v, want TIMEOUT", r)
@@ -289,7 +291,7 @@ func TestApplyActorBadSnapshotReportsError(t *testing.T) {
 	s := openStore(t)
 	_, apply, _ := spawnApply(t, sys, s)
 	sys.Root.Send(apply, &applyEntries{entries: []raftlogic.Entry{cmdEntry(1, 1, putCmd("a", "1"))}})
-	res, err := sys.Root.RequestFuture(apply, &installSnapshot{data: []byte("not a snapshot")}, waitTimeout).Result()
+	res, err := sys.Root.RequestFuture(apply, &installSnapshot{path: imageFile(t, []byte("not a snapshot"))}, waitTimeout).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,6 +299,17 @@ func TestApplyActorBadSnapshotReportsError(t *testing.T) {
 		t.Fatalf("snapshotInstalled.err = %v, want ErrBadSnapshot", done.err)
 	}
 	mustGet(t, s.sm, "a", "1")
+}
+
+// imageFile writes a snapshot image to a file, as the receiver leaves it
+// for an install, and returns its path.
+func imageFile(t *testing.T, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "image")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestApplyActorStorageErrorFailStops(t *testing.T) {

@@ -96,7 +96,8 @@ func (n *nodeActor) compactionPoint() (uint64, bool) {
 // the snapshot: a follower further behind than the kept entries is sent a
 // fresh image of it.
 func (n *nodeActor) maybeCompact(ctx actor.Context) {
-	if n.raft == nil {
+	// While a received snapshot installs, the log is about to be replaced.
+	if n.raft == nil || n.installing != nil {
 		return
 	}
 	upto, ok := n.compactionPoint()

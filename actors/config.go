@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -43,6 +44,12 @@ type NodeConfig struct {
 	// SnapshotChunkSize bounds one snapshot message (default 256 KiB); it
 	// must stay well under the transport's message limit.
 	SnapshotChunkSize int
+	// SnapshotIdleTimeout bounds how long a snapshot may make no progress
+	// (default 30 s): a partly received image that no chunk has extended
+	// for this long is dropped, and an install that has read or written
+	// nothing for this long stops the node. It bounds idleness, not
+	// duration, so an image of any size may take as long as it needs.
+	SnapshotIdleTimeout time.Duration
 	// Logger receives the node's structured logs.
 	Logger *slog.Logger
 	// OnStart, when set, is called from the node's goroutine each time the
@@ -67,6 +74,18 @@ type NodeConfig struct {
 	// SenderMiddleware, when set, wraps every send of the node and its
 	// children; tests use it to inject network faults.
 	SenderMiddleware []actor.SenderMiddleware
+
+	// hooks lets this package's tests reach into the snapshot paths; nil
+	// outside tests.
+	hooks *testHooks
+}
+
+// testHooks are the points where this package's tests observe or slow a
+// node. Production code only checks them for nil.
+type testHooks struct {
+	// restoreReader, when set, wraps the reader an install restores from
+	// (a test makes a restore slow, or stall, with it).
+	restoreReader func(io.Reader) io.Reader
 }
 
 // ErrWrongCluster refuses to start a node on data written by a node of a
@@ -90,6 +109,9 @@ func (c *NodeConfig) validate() error {
 	}
 	if c.SnapshotChunkSize <= 0 {
 		c.SnapshotChunkSize = 256 << 10
+	}
+	if c.SnapshotIdleTimeout <= 0 {
+		c.SnapshotIdleTimeout = 30 * time.Second
 	}
 	if c.SnapshotEntries == 0 {
 		c.SnapshotEntries = 10000

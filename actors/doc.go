@@ -7,7 +7,14 @@
 //   - replicate-<peer>: one per peer; turns Raft messages into proto
 //     envelopes for protoactor remote and streams snapshots in chunks.
 //   - apply: applies committed entries in order, answers the clients waiting
-//     for them, and serves reads at their read index.
+//     for them, serves reads at their read index, and installs received
+//     snapshots.
+//   - snapshot-recv: writes an incoming snapshot to a file and verifies it
+//     before the node hands it to Raft (see snapshot.go).
+//
+// Snapshots travel and install through files in the node's snapshot
+// directory, so memory does not grow with the state, and a snapshot installs
+// while the node actor keeps taking input (see install.go).
 //
 // The node handles raftlogic's Ready in one place (handleReady), once per
 // burst of input (group commit): a leader first sends its appends (its own

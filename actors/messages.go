@@ -51,17 +51,6 @@ type readAt struct {
 	replyTo   *actor.PID
 }
 
-// installSnapshot asks the apply actor to replace the state machine with a
-// received image; it answers with snapshotInstalled.
-type installSnapshot struct {
-	data []byte
-}
-
-type snapshotInstalled struct {
-	index, term uint64
-	err         error
-}
-
 // appliedUpTo tells the node how far the state machine has applied, so it
 // can compact the log behind it.
 type appliedUpTo struct {

@@ -30,6 +30,7 @@ type nodeActor struct {
 	election    *actor.PID
 	apply       *actor.PID
 	gc          *actor.PID
+	receiver    *actor.PID
 	replicators map[uint64]*actor.PID
 
 	role         raftlogic.Role
@@ -43,8 +44,14 @@ type nodeActor struct {
 	// reads waiting for raftlogic's ReadIndex, by request id.
 	reads      map[uint64]pendingGet
 	nextReadID uint64
-	// incoming snapshot being received in chunks, per sender.
-	incoming map[uint64]*incomingSnapshot
+	// snapDir holds snapshot images being sent and received.
+	snapDir string
+	// image is the path of the received image stepped into Raft and not
+	// yet installed or turned down ("" when none); installing is the Ready
+	// whose snapshot the apply actor is installing (see install.go).
+	image      string
+	installing *pendingInstall
+	installGen uint64
 	// applied is how far the state machine has applied (from the apply
 	// actor); sizes follows where the log now starts and what it weighs.
 	applied uint64
@@ -99,6 +106,7 @@ func (n *nodeActor) Receive(ctx actor.Context) {
 		// incarnation's Started), since apply may still be writing.
 		n.raft = nil
 		n.stopped = true
+		n.stopInstall()
 	case *actor.Stopped:
 		n.storage.close(n.log)
 		if n.cfg.OnStopped != nil {
@@ -115,6 +123,14 @@ func (n *nodeActor) Receive(ctx actor.Context) {
 		n.step(ctx, msg)
 	case *raftpb.SnapshotChunk:
 		n.receiveChunk(ctx, msg)
+	case *imageReceived:
+		n.imageReceived(ctx, msg)
+	case *installProgress:
+		n.installProgressed(msg)
+	case *installCheck:
+		n.checkInstall(ctx, msg.gen)
+	case *snapshotInstalled:
+		n.snapshotInstalled(ctx, msg)
 	case *snapshotDone:
 		n.whenRunning(ctx, func() { n.raft.ReportSnapshot(msg.peer, msg.ok) })
 	case *raftpb.ProposeRequest:
@@ -145,7 +161,9 @@ func (n *nodeActor) whenRunning(ctx actor.Context, input func()) {
 }
 
 func (n *nodeActor) scheduleFlush(ctx actor.Context) {
-	if !n.flushPending && n.raft.HasReady() {
+	// While a snapshot installs, its Ready is not advanced: the next Ready
+	// waits (see install.go).
+	if !n.flushPending && n.installing == nil && n.raft.HasReady() {
 		n.flushPending = true
 		ctx.Send(ctx.Self(), &flushReady{})
 	}
@@ -156,6 +174,9 @@ func (n *nodeActor) scheduleFlush(ctx actor.Context) {
 // process.
 func (n *nodeActor) start(ctx actor.Context) {
 	err := n.open()
+	if err == nil {
+		n.snapDir, err = prepareSnapshotDir(n.cfg.DataDir)
+	}
 	if n.cfg.OnStart != nil {
 		n.cfg.OnStart(err)
 	}
@@ -165,11 +186,11 @@ func (n *nodeActor) start(ctx actor.Context) {
 		return
 	}
 	n.reads = map[uint64]pendingGet{}
-	n.incoming = map[uint64]*incomingSnapshot{}
 	n.replicators = map[uint64]*actor.PID{}
 	n.election = n.spawn(ctx, "election", func() actor.Actor { return &electionActor{interval: n.cfg.TickInterval} })
 	n.apply = n.spawn(ctx, "apply", func() actor.Actor {
-		return &applyActor{sm: n.sm, logStore: n.logStore, log: n.log, stateDir: persist.StateDir(n.cfg.DataDir), diskReserve: n.cfg.DiskReserve}
+		return &applyActor{sm: n.sm, logStore: n.logStore, log: n.log, hooks: n.cfg.hooks,
+			stateDir: persist.StateDir(n.cfg.DataDir), diskReserve: n.cfg.DiskReserve}
 	})
 	n.gc = n.spawn(ctx, "gc", func() actor.Actor {
 		return &gcActor{log: n.log, collectors: map[string]*persist.Collector{
@@ -177,12 +198,15 @@ func (n *nodeActor) start(ctx actor.Context) {
 			"state": persist.NewCollector(n.storage.stateDB, n.sm.PauseWrites),
 		}}
 	})
+	n.receiver = n.spawn(ctx, "snapshot-recv", func() actor.Actor {
+		return &snapshotReceiver{dir: n.snapDir, idle: n.cfg.SnapshotIdleTimeout, log: n.log}
+	})
 	for id, pid := range n.cfg.Peers {
 		if id == n.cfg.ID {
 			continue
 		}
 		n.replicators[id] = n.spawn(ctx, fmt.Sprintf("replicate-%d", id), func() actor.Actor {
-			return &replicationActor{self: n.cfg.ID, peer: id, peerPID: pid, clusterID: n.cfg.ClusterID, sm: n.sm, chunkSize: n.cfg.SnapshotChunkSize, log: n.log}
+			return &replicationActor{self: n.cfg.ID, peer: id, peerPID: pid, clusterID: n.cfg.ClusterID, sm: n.sm, dir: n.snapDir, chunkSize: n.cfg.SnapshotChunkSize, log: n.log}
 		})
 	}
 	n.log.Debug("node started", "term", n.raft.Status().Term, "applied", n.applied, "last_index", n.raft.Status().LastIndex)
@@ -350,10 +374,15 @@ func (n *nodeActor) step(ctx actor.Context, env *raftpb.RaftEnvelope) {
 
 // handleReady does what raftlogic asks, in the order its Ready requires.
 func (n *nodeActor) handleReady(ctx actor.Context) {
-	if n.raft == nil || !n.raft.HasReady() {
+	if n.raft == nil || n.installing != nil || !n.raft.HasReady() {
 		return
 	}
 	rd := n.raft.Ready()
+	if n.image != "" && string(rd.Snapshot.Data) != n.image {
+		// Raft turned the received image down (stale, or its log already
+		// held it); a snapshot it takes is in the first Ready after Step.
+		n.releaseImage(ctx, n.image)
+	}
 	if rd.SoftState != nil {
 		n.roleChanged(ctx, *rd.SoftState)
 	}
@@ -367,11 +396,17 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 		ctx.Send(n.apply, &applyEntries{entries: rd.CommittedEntries})
 	}
 	if !rd.Snapshot.IsEmpty() {
-		if err := n.installSnapshot(ctx, rd.Snapshot); err != nil {
-			n.fail(ctx, err)
-			return
-		}
+		// The rest of this Ready waits until the state machine holds the
+		// snapshot; the node keeps taking input meanwhile.
+		n.beginInstall(ctx, rd, late)
+		return
 	}
+	n.finishReady(ctx, rd, late)
+}
+
+// finishReady persists rd, sends the messages that depend on it and
+// advances raftlogic. A snapshot in rd is already installed.
+func (n *nodeActor) finishReady(ctx actor.Context, rd raftlogic.Ready, late []raftlogic.Message) {
 	if rd.MustSync(n.persisted) {
 		if err := n.logStore.Save(rd.HardState, rd.Entries, rd.Snapshot.Meta); err != nil {
 			n.fail(ctx, fmt.Errorf("persist raft log: %w", err))
@@ -418,23 +453,4 @@ func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
 		n.leaderChanges++
 	}
 	n.role, n.lead = s.Role, s.Lead
-}
-
-// installSnapshot replaces the state machine with a received image before
-// the log records the snapshot, so a crash in between leaves the state
-// machine ahead of the log (recoverable, see open) and never behind it.
-func (n *nodeActor) installSnapshot(ctx actor.Context, s raftlogic.Snapshot) error {
-	res, err := ctx.RequestFuture(n.apply, &installSnapshot{data: s.Data}, time.Minute).Result()
-	if err != nil {
-		return fmt.Errorf("install snapshot %d: %w", s.Meta.Index, err)
-	}
-	done := res.(*snapshotInstalled)
-	if done.err != nil {
-		return fmt.Errorf("install snapshot %d: %w", s.Meta.Index, done.err)
-	}
-	if done.index != s.Meta.Index {
-		return fmt.Errorf("install snapshot: image covers index %d, metadata says %d", done.index, s.Meta.Index)
-	}
-	n.applied = done.index
-	return nil
 }

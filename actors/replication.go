@@ -1,8 +1,11 @@
 package actors
 
 import (
-	"bytes"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -22,8 +25,12 @@ type replicationActor struct {
 	peerPID    *actor.PID
 	clusterID  string
 	sm         *kvstate.State
-	chunkSize  int
-	log        *slog.Logger
+	// dir holds the image being sent (the node's snapshot directory); the
+	// image is written there whole, then read a chunk at a time, so memory
+	// does not grow with the state.
+	dir       string
+	chunkSize int
+	log       *slog.Logger
 	// ackTimeout bounds the wait for a chunk's acknowledgement; zero means
 	// snapshotAckTimeout (tests shorten it).
 	ackTimeout time.Duration
@@ -33,17 +40,23 @@ type replicationActor struct {
 }
 
 type outgoingSnapshot struct {
-	data              []byte
-	index, snapTerm   uint64
-	voters            []uint64
-	raftTerm          uint64
-	offset, chunkSize int
-	timer             *time.Timer
+	file            *os.File
+	size, offset    int64
+	index, snapTerm uint64
+	voters          []uint64
+	raftTerm        uint64
+	chunkSize       int
+	timer           *time.Timer
 }
 
 // snapshotAckTimeout bounds the wait for one chunk's acknowledgement; after
 // it the transfer is reported failed and Raft tries again later.
 const snapshotAckTimeout = 10 * time.Second
+
+// snapshotVerifyRate is the slowest rate, in bytes per second, at which a
+// receiver is expected to sync and verify a whole image before it answers
+// the last chunk: the wait for that answer grows with the image.
+const snapshotVerifyRate = 8 << 20
 
 type snapshotTimeout struct{ gen uint64 }
 
@@ -58,9 +71,7 @@ func (r *replicationActor) Receive(ctx actor.Context) {
 			r.finishSnapshot(ctx, false)
 		}
 	case *actor.Stopping, *actor.Restarting:
-		if r.snap != nil && r.snap.timer != nil {
-			r.snap.timer.Stop()
-		}
+		r.dropSnapshot()
 	case *actor.DeadLetterResponse:
 		if r.snap != nil {
 			r.finishSnapshot(ctx, false)
@@ -86,8 +97,7 @@ func (r *replicationActor) startSnapshot(ctx actor.Context, m raftlogic.Message)
 	if r.snap != nil {
 		return // one transfer at a time; raftlogic waits for its outcome
 	}
-	var buf bytes.Buffer
-	index, term, err := r.sm.Snapshot(&buf)
+	f, size, index, term, err := r.writeImage()
 	if err != nil {
 		r.log.Error("snapshot for peer", "peer", r.peer, "err", err)
 		ctx.Send(ctx.Parent(), &snapshotDone{peer: r.peer, ok: false})
@@ -95,20 +105,53 @@ func (r *replicationActor) startSnapshot(ctx actor.Context, m raftlogic.Message)
 	}
 	r.gen++
 	r.snap = &outgoingSnapshot{
-		data: buf.Bytes(), index: index, snapTerm: term, voters: m.Snapshot.Meta.ConfState.Voters,
+		file: f, size: size, index: index, snapTerm: term, voters: m.Snapshot.Meta.ConfState.Voters,
 		raftTerm: m.Term, chunkSize: r.chunkSize,
 	}
-	r.log.Info("sending snapshot", "peer", r.peer, "index", index, "bytes", buf.Len())
+	r.log.Info("sending snapshot", "peer", r.peer, "index", index, "bytes", size)
 	r.sendChunk(ctx)
+}
+
+// writeImage writes an image of the state machine to this peer's file in
+// the snapshot directory and returns it open for reading. The file is not
+// synced: nothing relies on it after a crash, and a node clears the
+// directory when it starts.
+func (r *replicationActor) writeImage() (f *os.File, size int64, index, term uint64, err error) {
+	path := r.imagePath()
+	if f, err = os.Create(path); err != nil {
+		return nil, 0, 0, 0, fmt.Errorf("create snapshot image: %w", err)
+	}
+	index, term, err = r.sm.Snapshot(f)
+	if err == nil {
+		size, err = f.Seek(0, io.SeekCurrent)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, 0, 0, 0, fmt.Errorf("write snapshot image %s: %w", path, err)
+	}
+	return f, size, index, term, nil
+}
+
+func (r *replicationActor) imagePath() string {
+	return filepath.Join(r.dir, fmt.Sprintf("send-%d.img", r.peer))
 }
 
 func (r *replicationActor) sendChunk(ctx actor.Context) {
 	s := r.snap
-	end := min(s.offset+s.chunkSize, len(s.data))
+	// A fresh buffer per chunk: the message may still be on its way (or
+	// duplicated) when the next chunk is read.
+	data := make([]byte, min(int64(s.chunkSize), s.size-s.offset))
+	if _, err := s.file.ReadAt(data, s.offset); err != nil {
+		r.log.Error("read snapshot image", "peer", r.peer, "offset", s.offset, "err", err)
+		r.finishSnapshot(ctx, false)
+		return
+	}
+	last := s.offset+int64(len(data)) == s.size
 	ctx.Request(r.peerPID, &raftpb.SnapshotChunk{
 		ClusterId: r.clusterID, From: r.self, To: r.peer, Term: s.raftTerm,
 		Index: s.index, SnapTerm: s.snapTerm, Voters: s.voters,
-		Offset: uint64(s.offset), Data: s.data[s.offset:end], Last: end == len(s.data),
+		Offset: uint64(s.offset), Data: data, Last: last,
 	})
 	gen, root, self := r.gen, ctx.ActorSystem().Root, ctx.Self()
 	if s.timer != nil {
@@ -117,6 +160,11 @@ func (r *replicationActor) sendChunk(ctx actor.Context) {
 	wait := r.ackTimeout
 	if wait <= 0 {
 		wait = snapshotAckTimeout
+	}
+	if last {
+		// The receiver syncs and verifies the whole image before it
+		// answers the last chunk.
+		wait += time.Duration(s.size/snapshotVerifyRate) * time.Second
 	}
 	s.timer = time.AfterFunc(wait, func() { root.Send(self, &snapshotTimeout{gen: gen}) })
 }
@@ -130,12 +178,12 @@ func (r *replicationActor) chunkAcked(ctx actor.Context, ack *raftpb.SnapshotChu
 		r.finishSnapshot(ctx, false)
 		return
 	}
-	next := int(ack.GetOffset())
-	if next <= s.offset || next > len(s.data) {
+	next := ack.GetOffset()
+	if next <= uint64(s.offset) || next > uint64(s.size) {
 		return // a duplicate or stale acknowledgement
 	}
-	s.offset = next
-	if s.offset == len(s.data) {
+	s.offset = int64(next)
+	if s.offset == s.size {
 		r.finishSnapshot(ctx, true)
 		return
 	}
@@ -143,10 +191,23 @@ func (r *replicationActor) chunkAcked(ctx actor.Context, ack *raftpb.SnapshotChu
 }
 
 func (r *replicationActor) finishSnapshot(ctx actor.Context, ok bool) {
-	if r.snap.timer != nil {
-		r.snap.timer.Stop()
-	}
 	r.log.Info("snapshot transfer ended", "peer", r.peer, "index", r.snap.index, "ok", ok)
-	r.snap = nil
+	r.dropSnapshot()
 	ctx.Send(ctx.Parent(), &snapshotDone{peer: r.peer, ok: ok})
+}
+
+// dropSnapshot ends the transfer in progress, if any, and deletes its image.
+func (r *replicationActor) dropSnapshot() {
+	s := r.snap
+	if s == nil {
+		return
+	}
+	r.snap = nil
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.file.Close()
+	if err := os.Remove(s.file.Name()); err != nil {
+		r.log.Warn("remove sent snapshot image", "err", err)
+	}
 }

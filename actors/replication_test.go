@@ -3,6 +3,8 @@ package actors
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -51,7 +53,8 @@ func spawnPeer(t *testing.T, sys *actor.ActorSystem, mode *atomic.Int32) (*actor
 
 // spawnReplicator runs a replication actor from node 1 to peerPID, under a
 // probe standing in for node 1, over a state machine holding enough data
-// for several 64-byte chunks.
+// for several 64-byte chunks. Its images go to the store's snapshot
+// directory (see noImages).
 func spawnReplicator(t *testing.T, sys *actor.ActorSystem, peerPID *actor.PID, ackTimeout time.Duration) (*store, *actor.PID, *recorder) {
 	t.Helper()
 	s := openStore(t)
@@ -62,13 +65,30 @@ func spawnReplicator(t *testing.T, sys *actor.ActorSystem, peerPID *actor.PID, a
 	if _, err := s.sm.Apply(ents); err != nil {
 		t.Fatal(err)
 	}
+	dir := filepath.Join(s.dir, snapshotDirName)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	_, child, rec := spawnProbe(t, sys, "", probeOpts{
 		child: func() actor.Actor {
-			return &replicationActor{self: 1, peer: 2, peerPID: peerPID, clusterID: testCluster, sm: s.sm, chunkSize: 64, log: quietLogger(), ackTimeout: ackTimeout}
+			return &replicationActor{self: 1, peer: 2, peerPID: peerPID, clusterID: testCluster, sm: s.sm, dir: dir, chunkSize: 64, log: quietLogger(), ackTimeout: ackTimeout}
 		},
 		childName: "replicate-2",
 	})
 	return s, child, rec
+}
+
+// noImages fails the test if an image is left in s's snapshot directory:
+// a transfer deletes its image when it ends, however it ends.
+func noImages(t *testing.T, s *store) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(s.dir, snapshotDirName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Fatalf("images left behind: %v", entries)
+	}
 }
 
 func snapMsg() raftlogic.Message {
@@ -146,6 +166,7 @@ func TestReplicationActorStreamsSnapshotInChunks(t *testing.T) {
 	if !bytes.Equal(got, image) {
 		t.Fatalf("the chunks (%d bytes) are not the state machine's image (%d bytes)", len(got), len(image))
 	}
+	noImages(t, s)
 
 	// A marker behind everything: no second transfer started meanwhile.
 	sys.Root.Send(repl, &outbound{msgs: []raftlogic.Message{{Type: raftlogic.MsgHeartbeat, From: 1, To: 2, Term: 5}}})
@@ -164,7 +185,7 @@ func TestReplicationActorSnapshotFailures(t *testing.T) {
 		var mode atomic.Int32
 		mode.Store(rejectChunks)
 		peer, peerRec := spawnPeer(t, sys, &mode)
-		_, repl, rec := spawnReplicator(t, sys, peer, 0)
+		s, repl, rec := spawnReplicator(t, sys, peer, 0)
 		sys.Root.Send(repl, &outbound{msgs: []raftlogic.Message{snapMsg()}})
 		if d := expect[*snapshotDone](t, rec, nil); d.peer != 2 || d.ok {
 			t.Fatalf("snapshotDone = %+v, want a failure", d)
@@ -172,15 +193,17 @@ func TestReplicationActorSnapshotFailures(t *testing.T) {
 		if n := count[*raftpb.SnapshotChunk](peerRec); n != 1 {
 			t.Fatalf("%d chunks sent after a rejection, want only the first", n)
 		}
+		noImages(t, s)
 	})
 	t.Run("peer dead", func(t *testing.T) {
 		sys := newSystem(t)
 		dead := actor.NewPID(sys.Address(), NodeName(9))
-		_, repl, rec := spawnReplicator(t, sys, dead, 0)
+		s, repl, rec := spawnReplicator(t, sys, dead, 0)
 		sys.Root.Send(repl, &outbound{msgs: []raftlogic.Message{snapMsg()}})
 		if d := expect[*snapshotDone](t, rec, nil); d.peer != 2 || d.ok {
 			t.Fatalf("snapshotDone = %+v, want a failure", d)
 		}
+		noImages(t, s)
 	})
 	t.Run("ack times out, then a retry succeeds", func(t *testing.T) {
 		sys := newSystem(t)
@@ -193,6 +216,7 @@ func TestReplicationActorSnapshotFailures(t *testing.T) {
 			t.Fatalf("snapshotDone = %+v, want a failure after the ack timeout", d)
 		}
 		expect[*raftpb.SnapshotChunk](t, peerRec, nil)
+		noImages(t, s)
 
 		mode.Store(ackChunks)
 		sys.Root.Send(repl, &outbound{msgs: []raftlogic.Message{snapMsg()}})

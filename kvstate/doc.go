@@ -29,7 +29,9 @@
 //     answer back (see Options.SessionTTL for how long).
 //   - Snapshot writes a consistent point-in-time image; Restore replaces the
 //     state with one, and a crash part way through never leaves a half state
-//     that looks complete (see Restore).
+//     that looks complete (see Restore). Both stream, so memory does not
+//     grow with the state; VerifySnapshot checks an image without writing
+//     anything, and Restore can report its progress.
 //
 // What it must never do:
 //

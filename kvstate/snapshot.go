@@ -196,7 +196,14 @@ func iterate(txn *badger.Txn, prefix string, values bool, fn func(*badger.Item) 
 // m/restore, so a crash after the switch point ends with the new state.
 // If a database error stops step 3 in this process, every method returns
 // ErrRestoreUnfinished until the State is reopened.
-func (s *State) Restore(r io.Reader) (index, term uint64, err error) {
+//
+// Memory stays bounded whatever the image's size: records go to Badger in
+// transactions of bounded size as they are read.
+func (s *State) Restore(r io.Reader, opts ...RestoreOption) (index, term uint64, err error) {
+	var o restoreOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	// The image replaces every session; whatever happens below, the cache
@@ -206,12 +213,12 @@ func (s *State) Restore(r io.Reader) (index, term uint64, err error) {
 		return 0, 0, err
 	}
 	// Leftovers of a restore that failed earlier in this process.
-	if err := deletePrefix(s.db, prefixStaging, nil); err != nil {
+	if err := deletePrefix(s.db, prefixStaging, nil, o.progress); err != nil {
 		return 0, 0, err
 	}
-	index, term, err = stage(s.db, r)
+	index, term, err = stage(s.db, r, o.progress)
 	if err != nil {
-		if cerr := deletePrefix(s.db, prefixStaging, nil); cerr != nil {
+		if cerr := deletePrefix(s.db, prefixStaging, nil, nil); cerr != nil {
 			err = fmt.Errorf("%w (and clearing the staged image failed: %v; the next Open clears it)", err, cerr)
 		}
 		return 0, 0, err
@@ -222,10 +229,10 @@ func (s *State) Restore(r io.Reader) (index, term uint64, err error) {
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set([]byte(keyRestore), restoreMarker(index, term, 1))
 	}); err != nil {
-		_ = deletePrefix(s.db, prefixStaging, nil) // before the switch: the old state stands
+		_ = deletePrefix(s.db, prefixStaging, nil, nil) // before the switch: the old state stands
 		return 0, 0, fmt.Errorf("kvstate: restore: marking the switch: %w", err)
 	}
-	if err := finishRestore(s.db, index, term, 1); err != nil {
+	if err := finishRestore(s.db, index, term, 1, o.progress); err != nil {
 		s.broken = fmt.Errorf("%w: %w", ErrRestoreUnfinished, err)
 		return 0, 0, s.broken
 	}
@@ -257,25 +264,42 @@ func (s *State) recoverRestore() error {
 	}
 	if marker == nil {
 		// No switch happened: anything staged belongs to an abandoned restore.
-		return deletePrefix(s.db, prefixStaging, nil)
+		return deletePrefix(s.db, prefixStaging, nil, nil)
 	}
 	if len(marker) != 17 || marker[16] < 1 || marker[16] > 2 {
 		return fmt.Errorf("%w: restore marker of %d bytes", ErrCorruptState, len(marker))
 	}
 	index, term := binary.BigEndian.Uint64(marker), binary.BigEndian.Uint64(marker[8:])
-	return finishRestore(s.db, index, term, marker[16])
+	return finishRestore(s.db, index, term, marker[16], nil)
 }
 
-// finishRestore runs the phases of Restore step 3 from phase on.
-func finishRestore(db *badger.DB, index, term uint64, phase byte) error {
+// RestoreOption adjusts one Restore.
+type RestoreOption func(*restoreOptions)
+
+type restoreOptions struct {
+	progress func()
+}
+
+// WithRestoreProgress makes Restore call fn, on Restore's goroutine, each
+// time it has written a batch of records (at most a few MiB): while it
+// stages the image, while it deletes the old state and while it moves the
+// new one into place. A caller that waits for a long Restore can tell a
+// slow one from a stuck one by it.
+func WithRestoreProgress(fn func()) RestoreOption {
+	return func(o *restoreOptions) { o.progress = fn }
+}
+
+// finishRestore runs the phases of Restore step 3 from phase on; progress
+// (may be nil) is called after each batch written.
+func finishRestore(db *badger.DB, index, term uint64, phase byte, progress func()) error {
 	if phase == 1 {
 		keep := func(k []byte) bool {
 			return bytes.HasPrefix(k, []byte(prefixStaging)) || string(k) == keyRestore || string(k) == keyVersion
 		}
-		if err := deletePrefix(db, prefixData, nil); err != nil {
+		if err := deletePrefix(db, prefixData, nil, progress); err != nil {
 			return err
 		}
-		if err := deletePrefix(db, prefixMeta, keep); err != nil {
+		if err := deletePrefix(db, prefixMeta, keep, progress); err != nil {
 			return err
 		}
 		if err := db.Update(func(txn *badger.Txn) error {
@@ -285,7 +309,7 @@ func finishRestore(db *badger.DB, index, term uint64, phase byte) error {
 		}
 	}
 	// Phase 2: move staged records into place.
-	bw := &batchWriter{db: db}
+	bw := &batchWriter{db: db, progress: progress}
 	defer bw.discard()
 	err := db.View(func(txn *badger.Txn) error {
 		return iterate(txn, prefixStaging, true, func(item *badger.Item) error {
@@ -317,8 +341,42 @@ func finishRestore(db *badger.DB, index, term uint64, phase byte) error {
 	return nil
 }
 
-// stage reads an image from r into the staging area and verifies it.
-func stage(db *badger.DB, r io.Reader) (index, term uint64, err error) {
+// VerifySnapshot reads an image from r as Restore would, without writing
+// anything, and returns the applied index and term it covers. An image that
+// is truncated, corrupted or followed by trailing bytes gives an error
+// wrapping ErrBadSnapshot. It holds no more than one key in memory, however
+// large the image or its values, so a receiver can check an image it has
+// stored before anyone relies on it.
+func VerifySnapshot(r io.Reader) (index, term uint64, err error) {
+	return readImage(r, nil)
+}
+
+// stage reads an image from r into the staging area and verifies it;
+// progress (may be nil) is called after each batch written.
+func stage(db *badger.DB, r io.Reader, progress func()) (index, term uint64, err error) {
+	bw := &batchWriter{db: db, progress: progress}
+	defer bw.discard()
+	index, term, err = readImage(r, func(key, value []byte) error {
+		if err := bw.set(append([]byte(prefixStaging), key...), value); err != nil {
+			return fmt.Errorf("kvstate: restore: staging: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := bw.flush(); err != nil {
+		return 0, 0, fmt.Errorf("kvstate: restore: staging: %w", err)
+	}
+	return index, term, nil
+}
+
+// readImage reads one image from r, checking every length, the checksum and
+// the end of the stream, and hands each record to put as the key and value
+// it is stored under. put's slices are its own. With a nil put values are
+// skipped instead of read into memory. A nil error means the whole image
+// checked out; records put before an error belong to a bad image.
+func readImage(r io.Reader, put func(key, value []byte) error) (index, term uint64, err error) {
 	sr := &snapReader{r: bufio.NewReaderSize(r, 64<<10), crc: newCRC()}
 	hdr := sr.read(21)
 	if sr.err != nil {
@@ -332,8 +390,6 @@ func stage(db *badger.DB, r io.Reader) (index, term uint64, err error) {
 	}
 	index, term = binary.BigEndian.Uint64(hdr[5:]), binary.BigEndian.Uint64(hdr[13:])
 
-	bw := &batchWriter{db: db}
-	defer bw.discard()
 	var count uint64
 	for {
 		tag := sr.read(1)
@@ -351,12 +407,19 @@ func stage(db *badger.DB, r io.Reader) (index, term uint64, err error) {
 			if sr.err == nil && vlen > maxSnapValue {
 				return 0, 0, fmt.Errorf("%w: record %d: value length %d", ErrBadSnapshot, count, vlen)
 			}
-			val := sr.read(vlen)
+			var val []byte
+			if put == nil {
+				sr.skip(vlen)
+			} else {
+				val = sr.read(vlen)
+			}
 			if sr.err != nil {
 				return 0, 0, sr.fail(fmt.Sprintf("record %d", count))
 			}
-			if err := bw.set(append([]byte(prefixStaging+prefixData), key...), val); err != nil {
-				return 0, 0, fmt.Errorf("kvstate: restore: staging: %w", err)
+			if put != nil {
+				if err := put(append([]byte(prefixData), key...), val); err != nil {
+					return 0, 0, err
+				}
 			}
 		case tagSession:
 			b := sr.read(25)
@@ -368,11 +431,13 @@ func stage(db *badger.DB, r io.Reader) (index, term uint64, err error) {
 			if id == 0 || ss.seq == 0 || ss.lastIndex == 0 || ss.lastIndex > index || ss.code > codeNotFound {
 				return 0, 0, fmt.Errorf("%w: record %d: invalid session for client %d", ErrBadSnapshot, count, id)
 			}
-			if err := bw.set(append([]byte(prefixStaging), sessionKey(id)...), ss.encode()); err != nil {
-				return 0, 0, fmt.Errorf("kvstate: restore: staging: %w", err)
-			}
-			if err := bw.set(append([]byte(prefixStaging), expiryKey(ss.lastIndex)...), u64(id)); err != nil {
-				return 0, 0, fmt.Errorf("kvstate: restore: staging: %w", err)
+			if put != nil {
+				if err := put(sessionKey(id), ss.encode()); err != nil {
+					return 0, 0, err
+				}
+				if err := put(expiryKey(ss.lastIndex), u64(id)); err != nil {
+					return 0, 0, err
+				}
 			}
 		case tagEnd:
 			n := sr.read(8)
@@ -396,9 +461,6 @@ func stage(db *badger.DB, r io.Reader) (index, term uint64, err error) {
 				}
 				return 0, 0, fmt.Errorf("kvstate: restore: reading past the checksum: %w", err)
 			}
-			if err := bw.flush(); err != nil {
-				return 0, 0, fmt.Errorf("kvstate: restore: staging: %w", err)
-			}
 			return index, term, nil
 		default:
 			return 0, 0, fmt.Errorf("%w: record %d: unknown tag 0x%02x", ErrBadSnapshot, count, tag[0])
@@ -412,6 +474,27 @@ type snapReader struct {
 	r   *bufio.Reader
 	crc hash.Hash32
 	err error
+	// scratch is skip's buffer.
+	scratch []byte
+}
+
+// skip reads and checksums the next n bytes without keeping them.
+func (sr *snapReader) skip(n uint64) {
+	if sr.err != nil {
+		return
+	}
+	if sr.scratch == nil {
+		sr.scratch = make([]byte, 32<<10)
+	}
+	for n > 0 {
+		b := sr.scratch[:min(n, uint64(len(sr.scratch)))]
+		if _, err := io.ReadFull(sr.r, b); err != nil {
+			sr.err = err
+			return
+		}
+		sr.crc.Write(b)
+		n -= uint64(len(b))
+	}
 }
 
 // read returns the next n bytes in a new slice. Large reads grow the slice
@@ -487,6 +570,8 @@ func unexpected(err error) error {
 type batchWriter struct {
 	db  *badger.DB
 	txn *badger.Txn
+	// progress, when set, is called after each transaction committed.
+	progress func()
 }
 
 func (b *batchWriter) set(k, v []byte) error {
@@ -518,6 +603,9 @@ func (b *batchWriter) flush() error {
 	}
 	err := b.txn.Commit()
 	b.txn = nil
+	if err == nil && b.progress != nil {
+		b.progress()
+	}
 	return err
 }
 
@@ -528,9 +616,10 @@ func (b *batchWriter) discard() {
 	}
 }
 
-// deletePrefix deletes every key under prefix except those keep accepts.
-func deletePrefix(db *badger.DB, prefix string, keep func([]byte) bool) error {
-	bw := &batchWriter{db: db}
+// deletePrefix deletes every key under prefix except those keep accepts;
+// progress (may be nil) is called after each batch deleted.
+func deletePrefix(db *badger.DB, prefix string, keep func([]byte) bool, progress func()) error {
+	bw := &batchWriter{db: db, progress: progress}
 	defer bw.discard()
 	err := db.View(func(txn *badger.Txn) error {
 		return iterate(txn, prefix, false, func(item *badger.Item) error {
