@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 )
 
@@ -151,6 +152,13 @@ func (a *applyActor) restoreImage(ctx actor.Context, msg *installSnapshot) (inde
 		return 0, 0, fmt.Errorf("open snapshot image: %w", err)
 	}
 	defer f.Close()
+	// A restore stages the whole image before it deletes the old state, so
+	// it may need about twice the image until Badger compacts.
+	if info, err := f.Stat(); err == nil {
+		if err := persist.CheckSpace(a.stateDir, a.diskReserve, 2*info.Size()); err != nil {
+			return 0, 0, fmt.Errorf("restore snapshot image: %w", err)
+		}
+	}
 	parent, last := ctx.Parent(), time.Now()
 	progress := func() {
 		if now := time.Now(); now.Sub(last) >= installProgressEvery {

@@ -199,14 +199,14 @@ func (n *nodeActor) start(ctx actor.Context) {
 		}}
 	})
 	n.receiver = n.spawn(ctx, "snapshot-recv", func() actor.Actor {
-		return &snapshotReceiver{dir: n.snapDir, idle: n.cfg.SnapshotIdleTimeout, log: n.log}
+		return &snapshotReceiver{dir: n.snapDir, idle: n.cfg.SnapshotIdleTimeout, log: n.log, reserve: n.cfg.DiskReserve}
 	})
 	for id, pid := range n.cfg.Peers {
 		if id == n.cfg.ID {
 			continue
 		}
 		n.replicators[id] = n.spawn(ctx, fmt.Sprintf("replicate-%d", id), func() actor.Actor {
-			return &replicationActor{self: n.cfg.ID, peer: id, peerPID: pid, clusterID: n.cfg.ClusterID, sm: n.sm, dir: n.snapDir, chunkSize: n.cfg.SnapshotChunkSize, log: n.log}
+			return &replicationActor{self: n.cfg.ID, peer: id, peerPID: pid, clusterID: n.cfg.ClusterID, sm: n.sm, dir: n.snapDir, chunkSize: n.cfg.SnapshotChunkSize, log: n.log, reserve: n.cfg.DiskReserve}
 		})
 	}
 	n.log.Debug("node started", "term", n.raft.Status().Term, "applied", n.applied, "last_index", n.raft.Status().LastIndex)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 	"github.com/raftkv/raftkv/remote"
 	"github.com/raftkv/raftkv/remote/raftpb"
@@ -31,6 +32,9 @@ type replicationActor struct {
 	dir       string
 	chunkSize int
 	log       *slog.Logger
+	// reserve is the node's disk reserve; writing an image stops before
+	// it eats into it.
+	reserve int64
 	// ackTimeout bounds the wait for a chunk's acknowledgement; zero means
 	// snapshotAckTimeout (tests shorten it).
 	ackTimeout time.Duration
@@ -121,7 +125,7 @@ func (r *replicationActor) writeImage() (f *os.File, size int64, index, term uin
 	if f, err = os.Create(path); err != nil {
 		return nil, 0, 0, 0, fmt.Errorf("create snapshot image: %w", err)
 	}
-	index, term, err = r.sm.Snapshot(f)
+	index, term, err = r.sm.Snapshot(&spaceCheckedWriter{w: f, dir: r.dir, reserve: r.reserve})
 	if err == nil {
 		size, err = f.Seek(0, io.SeekCurrent)
 	}
@@ -210,4 +214,26 @@ func (r *replicationActor) dropSnapshot() {
 	if err := os.Remove(s.file.Name()); err != nil {
 		r.log.Warn("remove sent snapshot image", "err", err)
 	}
+}
+
+// spaceCheckedWriter fails with persist.ErrDiskFull once writing more to
+// dir would leave less than reserve free. It checks every megabyte, so an
+// image cannot fill the disk Badger shares with it.
+type spaceCheckedWriter struct {
+	w         io.Writer
+	dir       string
+	reserve   int64
+	unchecked int64
+}
+
+const spaceCheckEvery = 1 << 20
+
+func (s *spaceCheckedWriter) Write(p []byte) (int, error) {
+	if s.unchecked += int64(len(p)); s.unchecked >= spaceCheckEvery {
+		if err := persist.CheckSpace(s.dir, s.reserve, s.unchecked); err != nil {
+			return 0, err
+		}
+		s.unchecked = 0
+	}
+	return s.w.Write(p)
 }

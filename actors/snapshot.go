@@ -13,6 +13,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
@@ -166,6 +167,9 @@ type snapshotReceiver struct {
 	dir  string
 	idle time.Duration
 	log  *slog.Logger
+	// reserve is the node's disk reserve: a chunk that would eat into it
+	// ends the transfer (Badger, on the same filesystem, needs that room).
+	reserve int64
 
 	cur      *incomingSnapshot
 	gen      uint64
@@ -239,6 +243,12 @@ func (r *snapshotReceiver) chunk(ctx actor.Context, c *raftpb.SnapshotChunk) {
 	}
 
 	cur = r.cur
+	if err := persist.CheckSpace(r.dir, r.reserve, int64(len(c.GetData()))); err != nil {
+		r.log.Warn("refused a snapshot: no room for it", "from", c.GetFrom(), "err", err)
+		r.drop("disk space below the reserve")
+		refuse("disk space below the reserve")
+		return
+	}
 	if _, err := cur.file.Write(c.GetData()); err != nil {
 		r.log.Error("write received snapshot", "err", err)
 		r.drop("write failed")

@@ -576,3 +576,37 @@ func TestSnapshotSendMemoryBounded(t *testing.T) {
 		t.Fatalf("the sent image was not deleted: %v", entries)
 	}
 }
+
+// Snapshot images share the filesystem with Badger, whose writes through
+// memory maps kill the process when the disk is full: neither receiving
+// nor writing an image may eat into the node's disk reserve.
+func TestSnapshotFilesRespectDiskReserve(t *testing.T) {
+	t.Run("receiver", func(t *testing.T) {
+		sys := newSystem(t)
+		dir := t.TempDir()
+		pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+			return &snapshotReceiver{dir: dir, idle: time.Minute, log: quietLogger(), reserve: 1 << 60}
+		}))
+		c := newTestImage(t, 20, 100, 2).chunker(t, 2, 5, 512).chunk(0)
+		res, err := sys.Root.RequestFuture(pid, c, 5*time.Second).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack := res.(*raftpb.SnapshotChunkAck); !ack.GetReject() {
+			t.Fatalf("a chunk was accepted with no room above the reserve: %v", ack)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("the refused transfer left %d files", len(entries))
+		}
+	})
+	t.Run("sender", func(t *testing.T) {
+		w := &spaceCheckedWriter{w: io.Discard, dir: t.TempDir(), reserve: 1 << 60}
+		var err error
+		for i := 0; i < 4 && err == nil; i++ {
+			_, err = w.Write(make([]byte, spaceCheckEvery/2))
+		}
+		if !errors.Is(err, persist.ErrDiskFull) {
+			t.Fatalf("writing 2 MiB of image with no room above the reserve: %v, want ErrDiskFull", err)
+		}
+	})
+}

@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 )
 
-// A node's data directory holds its identity file (see package actors) and
-// two Badger databases, one per subdirectory. Nothing else writes there.
+// A node's data directory holds its identity file and a directory of
+// snapshot images in transit (see package actors), and two Badger
+// databases, one per subdirectory.
 const (
 	logDirName   = "log"
 	stateDirName = "state"
