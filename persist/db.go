@@ -57,6 +57,13 @@ const (
 	numCompactors    = 2
 )
 
+// MaxValueBytes is the largest value OpenDB's databases store under one key:
+// Badger refuses a value longer than its value log file size (txn.modify).
+// A Raft log entry is stored as one value of its data plus at most
+// MaxEntryOverhead bytes, so it bounds the largest entry, and with it the
+// largest value a configuration may allow.
+const MaxValueBytes = valueLogFileSize
+
 // OpenDB opens (creating if needed) the Badger database of one node in dir.
 // The persist package (key prefix "r/") and the state machine (kvstate,
 // prefixes "k/" and "m/") share it; the caller owns it and closes it after
