@@ -29,6 +29,12 @@ type NodeConfig struct {
 	// SnapshotChunkSize bounds one snapshot message (default 256 KiB); it
 	// must stay well under the transport's message limit.
 	SnapshotChunkSize int
+	// MaxBytesPerMsg and MaxEntriesPerMsg bound the entries in one MsgApp
+	// (raftlogic.Config; zero means raftlogic's defaults, 1 MiB and 512).
+	// An entry larger than MaxBytesPerMsg still travels, alone, so the
+	// transport's message limit must cover the largest entry as well.
+	MaxBytesPerMsg   int
+	MaxEntriesPerMsg int
 	// Logger receives the node's structured logs.
 	Logger *slog.Logger
 	// OnStart, when set, is called from the node's goroutine each time the

@@ -247,6 +247,7 @@ func (n *nodeActor) open() error {
 	n.raft, err = raftlogic.NewNode(raftlogic.Config{
 		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
 		PreVote: true, CheckQuorum: true, Seed: uint64(time.Now().UnixNano()),
+		MaxBytesPerMsg: n.cfg.MaxBytesPerMsg, MaxEntriesPerMsg: n.cfg.MaxEntriesPerMsg,
 	}, st)
 	return err
 }
