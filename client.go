@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
@@ -47,7 +48,13 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 	}
 	c := &Client{endpoints: endpoints, timeout: DefaultRequestTimeout}
 	for _, ep := range endpoints {
-		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// The client does not know the cluster's maxValueSize: it
+			// carries what the largest configuration allows, and the
+			// server refuses what its own does not.
+			grpc.WithDefaultCallOptions(
+				grpc.MaxCallSendMsgSize(limits.ClientCallMaxSendMsgSize),
+				grpc.MaxCallRecvMsgSize(limits.ClientCallMaxRecvMsgSize)))
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("raftkv: endpoint %q: %w", ep, err)
@@ -135,8 +142,9 @@ func (c *Client) Status(ctx context.Context) ([]*raftpb.NodeStatus, error) {
 }
 
 func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []byte) error {
-	// Keys are checked here; the value limit is the cluster's to enforce.
-	if err := kvstate.ValidateKV(key, nil, 0); err != nil {
+	// Keys are checked here, and values against the most any cluster
+	// accepts; the cluster enforces its own value limit.
+	if err := kvstate.ValidateKV(key, value, limits.MaxValueSize); err != nil {
 		return err
 	}
 	return c.sessions.write(func(clientID, seq uint64) (bool, error) {
@@ -212,6 +220,11 @@ func fromStatus(err error) error {
 		return fmt.Errorf("%w: %s", ErrStaleRequest, msg)
 	case codes.FailedPrecondition:
 		return fmt.Errorf("%w: %s", ErrSessionExpired, msg)
+	case codes.ResourceExhausted:
+		// gRPC's answer to a message over a receive or send limit: the
+		// server's, for a write larger than its maxValueSize allows, or
+		// this client's. Another node or a retry would refuse it again.
+		return fmt.Errorf("%w: %s", ErrValueTooLarge, msg)
 	}
 	return nil
 }
