@@ -50,6 +50,9 @@ type clusterOpts struct {
 	// iptables partitions match on (see netfault_test.go). Needs root.
 	ownGroups bool
 	logLevel  string // default "info"
+	// maxValueSize is the config's maxValueSize; 0 leaves the key out (the
+	// default, 1 MiB).
+	maxValueSize int
 }
 
 // cluster is a set of `raftkv serve` processes sharing one config file.
@@ -137,6 +140,9 @@ func (c *cluster) configYAML(o clusterOpts, nodes []*node) string {
 	fmt.Fprintf(&b, "tickInterval: 10ms\nelectionTicks: 10\nheartbeatTicks: 1\nlogLevel: %s\n", level)
 	if o.snapshotEntries > 0 {
 		fmt.Fprintf(&b, "snapshotEntries: %d\n", o.snapshotEntries)
+	}
+	if o.maxValueSize > 0 {
+		fmt.Fprintf(&b, "maxValueSize: %d\n", o.maxValueSize)
 	}
 	b.WriteString("servers:\n")
 	for _, n := range nodes {
