@@ -158,7 +158,8 @@ func (c *cluster) checkLogsLack(t *testing.T, s string) {
 // TestMaxValueSize runs a cluster whose maxValueSize is a large value
 // (8 MiB by default; with -cluster.full, the largest any configuration
 // accepts, config.MaxValueSizeLimit) and moves values of exactly that size
-// through every path: put through the Go client, read back through each
+// through every path: put through the Go client (to the leader, and through
+// a follower, which forwards it over the peer transport), read back through each
 // node's own client endpoint (a follower forwards the read to the leader and
 // the value back over the peer transport), replicated to a follower that
 // was down while the log was compacted (so it catches up by snapshot), read
@@ -213,6 +214,19 @@ func TestMaxValueSize(t *testing.T) {
 	}
 
 	put("max/0", 0)
+	// Through a follower's endpoint: it forwards the write to the leader
+	// over the peer transport.
+	follower := c.node(lead%3 + 1)
+	fcl, err := raftkv.Dial(ctx, follower.clientAddr)
+	if err != nil {
+		t.Fatalf("dial node %d: %v", follower.id, err)
+	}
+	v := value(100)
+	if err := fcl.Put(ctx, "max/via-follower", v); err != nil {
+		t.Fatalf("put %d bytes through node %d, a follower: %v", len(v), follower.id, err)
+	}
+	want["max/via-follower"] = digestLarge(v)
+	fcl.Close()
 	for _, n := range c.nodes {
 		ncl, err := raftkv.Dial(ctx, n.clientAddr)
 		if err != nil {
