@@ -121,7 +121,7 @@ func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var resp *raftpb.ReadResponse
-	err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) (err error) {
+	err := c.do(ctx, 0, func(ctx context.Context, kv raftpb.KVClient) (err error) {
 		resp, err = kv.Read(ctx, &raftpb.ReadRequest{Key: key})
 		return err
 	})
@@ -134,7 +134,7 @@ func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 // Status reports every node of the cluster, as one node sees it.
 func (c *Client) Status(ctx context.Context) ([]*raftpb.NodeStatus, error) {
 	var resp *raftpb.ClusterStatusResponse
-	err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) (err error) {
+	err := c.do(ctx, 0, func(ctx context.Context, kv raftpb.KVClient) (err error) {
 		resp, err = kv.Status(ctx, &raftpb.ClusterStatusRequest{})
 		return err
 	})
@@ -149,7 +149,7 @@ func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []by
 	}
 	return c.sessions.write(func(clientID, seq uint64) (bool, error) {
 		req := &raftpb.WriteRequest{ClientId: clientID, Seq: seq, Op: op, Key: key, Value: value}
-		err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) error {
+		err := c.do(ctx, len(key)+len(value), func(ctx context.Context, kv raftpb.KVClient) error {
 			_, err := kv.Write(ctx, req)
 			return err
 		})
@@ -161,14 +161,20 @@ func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []by
 }
 
 // do runs one call against the preferred endpoint, moving on to the next on
-// a failure that another node may not have, until the context ends.
-func (c *Client) do(ctx context.Context, call func(context.Context, raftpb.KVClient) error) error {
+// a failure that another node may not have, until the context ends. sends
+// is the size of the value the call carries: its tries get time for it (see
+// limits.TryTimeout). A reply's size is not known in advance, so each try
+// that runs out of time doubles the next one's (up to 8 times), letting a
+// large value's reply arrive on a slow machine while a dead node still
+// costs little.
+func (c *Client) do(ctx context.Context, sends int, call func(context.Context, raftpb.KVClient) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	var last error
+	slow := 0
 	for {
 		if c.closed.Load() {
 			return ErrClosed
@@ -180,8 +186,11 @@ func (c *Client) do(ctx context.Context, call func(context.Context, raftpb.KVCli
 			return fmt.Errorf("%w: %w (last error: %v)", ErrUnavailable, err, last)
 		}
 		i := int(c.preferred.Load()) % len(c.kv)
-		tryCtx, cancel := context.WithTimeout(ctx, clientTryTimeout)
+		tryCtx, cancel := context.WithTimeout(ctx, limits.TryTimeout(clientTryTimeout, sends)<<min(slow, 3))
 		err := call(tryCtx, c.kv[i])
+		if errors.Is(tryCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			slow++
+		}
 		cancel()
 		if err == nil {
 			return nil

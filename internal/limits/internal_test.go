@@ -3,6 +3,7 @@ package limits
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/kvstate"
 )
@@ -52,5 +53,23 @@ func TestDeriveRefusesWhatCannotBeCarried(t *testing.T) {
 	}
 	if l.PeerWriterBatch*(l.MaxPeerMessage+peerBatchOverhead) > narrow.peerRecv-peerFraming {
 		t.Errorf("8 MiB values with a 16 MiB transport: batch of %d does not fit", l.PeerWriterBatch)
+	}
+}
+
+func TestTryTimeoutAllowsForTheBytes(t *testing.T) {
+	for _, c := range []struct {
+		base time.Duration
+		n    int
+		want time.Duration
+	}{
+		{2 * time.Second, 0, 2 * time.Second},
+		{2 * time.Second, -5, 2 * time.Second},
+		{time.Second, MinTransferRate, 2 * time.Second},
+		{time.Second, MinTransferRate / 2, 1500 * time.Millisecond},
+		{2 * time.Second, MaxValueSize, 2*time.Second + time.Duration(MaxValueSize)*time.Second/MinTransferRate},
+	} {
+		if got := TryTimeout(c.base, c.n); got != c.want {
+			t.Errorf("TryTimeout(%v, %d) = %v; want %v", c.base, c.n, got, c.want)
+		}
 	}
 }

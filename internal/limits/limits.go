@@ -2,6 +2,7 @@ package limits
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/persist"
@@ -106,6 +107,23 @@ const (
 	// value of MaxValueSize.
 	ClientCallMaxRecvMsgSize = MaxValueSize + clientOverhead
 )
+
+// MinTransferRate is the rate, in bytes per second, below which a request
+// carrying a large value is taken for lost: one attempt covers the value
+// crossing into the server, being written and synced by the leader, crossing
+// to the followers and being written there, and being applied. It is a
+// quarter of the slowest end-to-end rate measured for puts of 64 MiB values
+// on a 2-core machine at load average 15 (about 35 MiB/s).
+const MinTransferRate = 8 << 20
+
+// TryTimeout is how long one attempt that carries n bytes may take before
+// it is abandoned: base, which suffices for a small request, plus the time
+// n bytes take at MinTransferRate. Without the allowance a large value's
+// request is cancelled before it has even arrived, sent again in full, and
+// never succeeds on a slow machine.
+func TryTimeout(base time.Duration, n int) time.Duration {
+	return base + time.Duration(int64(max(n, 0))*int64(time.Second)/MinTransferRate)
+}
 
 // caps are the ceilings the derived limits must fit; For uses the real
 // ones, tests lower them to show a refusal.
