@@ -159,12 +159,12 @@ func (c *cluster) checkLogsLack(t *testing.T, s string) {
 // (8 MiB by default; with -cluster.full, the largest any configuration
 // accepts, config.MaxValueSizeLimit) and moves values of exactly that size
 // through every path: put through the Go client (to the leader, and through
-// a follower, which forwards it over the peer transport), read back through each
-// node's own client endpoint (a follower forwards the read to the leader and
-// the value back over the peer transport), replicated to a follower that
-// was down while the log was compacted (so it catches up by snapshot), read
-// again from a new leader after the old one stops, and found on every
-// node's disk at the end. A value one byte over the limit, and one over the
+// a follower, which forwards it over the peer transport), read back through
+// each node's own client endpoint (a follower forwards the read to the
+// leader and the value back over the peer transport), read again from a new
+// leader after the old one stops, replicated to a follower that was down
+// while the log was compacted (so it catches up by snapshot), and found on
+// every node's disk at the end. A value one byte over the limit, and one over the
 // server's gRPC limit, are refused at once with ErrValueTooLarge.
 func TestMaxValueSize(t *testing.T) {
 	if testing.Short() {
@@ -257,6 +257,15 @@ func TestMaxValueSize(t *testing.T) {
 		}
 	}
 
+	// A new leader, which got the values by replication, serves them.
+	if err := c.node(lead).terminate(); err != nil {
+		t.Fatal(err)
+	}
+	newLead := c.waitLeader(lead)
+	readAll(cl, fmt.Sprintf("the client, node %d leading", newLead))
+	c.startNodes(lead)
+	lead = c.waitConverged()
+
 	// A follower down while the log is compacted catches up by snapshot.
 	lagging := lead%3 + 1
 	if err := c.node(lagging).terminate(); err != nil {
@@ -271,15 +280,6 @@ func TestMaxValueSize(t *testing.T) {
 		t.Errorf("node %d did not catch up by snapshot: the leader (node %d) never logged sending it one", lagging, lead)
 	}
 	readAll(cl, "the client")
-
-	// A new leader, which got the values by replication or snapshot,
-	// serves them.
-	if err := c.node(lead).terminate(); err != nil {
-		t.Fatal(err)
-	}
-	newLead := c.waitLeader(lead)
-	readAll(cl, fmt.Sprintf("the client, node %d leading", newLead))
-	c.startNodes(lead)
 
 	c.stopAllCleanly(c.waitConverged())
 	c.checkLogsLack(t, "larger than max")
