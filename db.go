@@ -199,6 +199,7 @@ func (db *DB) start(o options) error {
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries:   uint64(db.cfg.SnapshotEntries),
 			SnapshotChunkSize: db.limits.SnapshotChunkSize,
+			MaxValueSize:      db.cfg.MaxValueSize,
 			MaxBytesPerMsg:    db.limits.MaxBytesPerMsg, MaxEntriesPerMsg: db.limits.MaxEntriesPerMsg,
 			Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			ReadIndexLatency: o.readIndexLatency,

@@ -47,6 +47,9 @@ type NodeConfig struct {
 	// ReadIndexLatency, when set, is told how long each ReadIndex took to
 	// confirm (called from the node's goroutine; keep it cheap).
 	ReadIndexLatency func(time.Duration)
+	// MaxValueSize is the largest user value the cluster accepts; the
+	// node's databases are sized for a log entry carrying one.
+	MaxValueSize int
 	// SenderMiddleware, when set, wraps every send of the node and its
 	// children; tests use it to inject network faults.
 	SenderMiddleware []actor.SenderMiddleware

@@ -201,7 +201,8 @@ func (n *nodeActor) open() error {
 	if err := checkIdentity(n.cfg.DataDir, n.cfg.ClusterID, n.cfg.ID); err != nil {
 		return err
 	}
-	db, err := persist.OpenDB(n.cfg.DataDir, persist.WithLogger(n.log))
+	db, err := persist.OpenDB(n.cfg.DataDir, persist.WithLogger(n.log),
+		persist.WithLargestValue(max(n.cfg.MaxValueSize, kvstate.DefaultMaxValueSize)+kvstate.MaxKeySize))
 	if err != nil {
 		return err
 	}

@@ -40,12 +40,9 @@ const (
 	// as "serversNum: 300" into an error instead of hundreds of processes,
 	// ports and data directories.
 	MaxServers = 99
-	// MaxValueSizeLimit bounds maxValueSize: 64 MiB less room for the
-	// longest key and the log entry's framing (67,044,796 bytes), the
-	// largest value whose Raft log entry the storage engine stores under
-	// one key. Every value travels inside a log entry and a replication
-	// message, so values of hundreds of megabytes would stall replication
-	// for every other write anyway.
+	// MaxValueSizeLimit bounds maxValueSize (64 MiB). Every value travels
+	// inside a Raft log entry and a replication message, so a value of
+	// hundreds of megabytes would stall replication for every other write.
 	MaxValueSizeLimit = limits.MaxValueSize
 	// MaxClusterIDBytes bounds clusterId, which every message between
 	// nodes carries.

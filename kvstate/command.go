@@ -48,6 +48,11 @@ const (
 	// limit is configuration, and Apply must answer the same on every replica
 	// whatever each one is configured with.
 	DefaultMaxValueSize = 1 << 20
+	// MaxValueSizeLimit is the largest value limit any configuration may
+	// set (64 MiB). Every value travels inside a Raft log entry and a
+	// replication message, so values of hundreds of megabytes would stall
+	// replication for every other write.
+	MaxValueSizeLimit = 64 << 20
 	// MaxCommandOverhead bounds what an encoded Command adds to its key and
 	// value: the version and op bytes and four varints. The largest Raft
 	// entry a value limit allows is MaxKeySize + the limit + this.

@@ -15,6 +15,7 @@ import (
 type Option func(*dbConfig)
 
 type dbConfig struct {
+	largest  int
 	logger   *slog.Logger
 	inMemory bool
 	tune     []func(badger.Options) badger.Options
@@ -25,6 +26,14 @@ type dbConfig struct {
 // at debug level.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *dbConfig) { c.logger = l }
+}
+
+// WithLargestValue tells OpenDB the largest value it will be asked to store
+// in one key (a log entry, a user value with its record header). Badger
+// refuses a value larger than its value-log file size, so OpenDB makes the
+// files at least that large (plus room for the record's framing).
+func WithLargestValue(n int) Option {
+	return func(c *dbConfig) { c.largest = n }
 }
 
 // WithInMemory keeps the whole database in memory, for tests that do not
@@ -54,15 +63,11 @@ const (
 	blockCacheSize   = 8 << 20
 	indexCacheSize   = 4 << 20
 	valueLogFileSize = 64 << 20
-	numCompactors    = 2
+	// valueLogSlack is room in a value-log file beyond its largest value,
+	// for the entry's key and framing.
+	valueLogSlack = 1 << 20
+	numCompactors = 2
 )
-
-// MaxValueBytes is the largest value OpenDB's databases store under one key:
-// Badger refuses a value longer than its value log file size (txn.modify).
-// A Raft log entry is stored as one value of its data plus at most
-// MaxEntryOverhead bytes, so it bounds the largest entry, and with it the
-// largest value a configuration may allow.
-const MaxValueBytes = valueLogFileSize
 
 // OpenDB opens (creating if needed) the Badger database of one node in dir.
 // The persist package (key prefix "r/") and the state machine (kvstate,
@@ -93,7 +98,7 @@ func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 		WithNumMemtables(numMemtables).
 		WithBlockCacheSize(blockCacheSize).
 		WithIndexCacheSize(indexCacheSize).
-		WithValueLogFileSize(valueLogFileSize).
+		WithValueLogFileSize(max(valueLogFileSize, int64(cfg.largest)+valueLogSlack)).
 		WithNumCompactors(numCompactors).
 		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{cfg.logger.With("component", "badger")})

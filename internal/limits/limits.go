@@ -10,11 +10,15 @@ import (
 
 // Fixed limits. None depends on the configuration.
 const (
-	// MaxValueSize is the largest maxValueSize any configuration may set:
-	// the largest value whose Raft log entry, with the longest key, is a
-	// value the storage engine stores (persist.MaxValueBytes, 64 MiB), i.e.
-	// 64 MiB less 64,068 bytes.
-	MaxValueSize = persist.MaxValueBytes - persist.MaxEntryOverhead - kvstate.MaxKeySize - kvstate.MaxCommandOverhead
+	// MaxValueSize is the largest maxValueSize any configuration may set,
+	// kvstate.MaxValueSizeLimit (64 MiB).
+	MaxValueSize = kvstate.MaxValueSizeLimit
+	// MaxStoredValue bounds what the storage engine is asked to hold under
+	// one key. Badger keeps a value in one value-log file and refuses files
+	// of 2 GiB or more; persist.OpenDB sizes its files from the largest
+	// value (persist.WithLargestValue). 1 GiB also matches the largest
+	// value a snapshot image carries (kvstate).
+	MaxStoredValue = 1 << 30
 	// MaxClusterIDBytes bounds the cluster id, which every peer message
 	// carries.
 	MaxClusterIDBytes = 255
@@ -65,7 +69,8 @@ type Limits struct {
 	// longest key and the largest value.
 	MaxEntrySize int
 	// MaxStoredEntry is MaxEntrySize as the log stores it: one value of the
-	// storage engine, at most persist.MaxValueBytes.
+	// storage engine, at most MaxStoredValue. A node's databases must take
+	// values this large (persist.WithLargestValue).
 	MaxStoredEntry int
 	// MaxBytesPerMsg and MaxEntriesPerMsg bound a MsgApp (raftlogic); one
 	// entry is always sent, so a MsgApp carries at most
@@ -135,7 +140,7 @@ type caps struct {
 
 // realCaps are the ceilings of this build.
 func realCaps() caps {
-	return caps{maxValueSize: MaxValueSize, maxStoredValue: persist.MaxValueBytes, peerRecv: peerMaxRecv()}
+	return caps{maxValueSize: MaxValueSize, maxStoredValue: MaxStoredValue, peerRecv: peerMaxRecv()}
 }
 
 // peerMaxRecv accepts a full batch of the budget, or one message as large
@@ -165,7 +170,7 @@ func peerMessage(v int) int {
 
 func derive(v int, c caps) (Limits, error) {
 	if v < 1 || v > c.maxValueSize {
-		return Limits{}, fmt.Errorf("%d is outside 1..%d (64 MiB less room for the longest key and the log entry's framing)", v, c.maxValueSize)
+		return Limits{}, fmt.Errorf("%d is outside 1..%d", v, c.maxValueSize)
 	}
 	l := Limits{
 		MaxValueSize:         v,

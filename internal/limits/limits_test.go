@@ -38,7 +38,8 @@ func TestLimitsAgree(t *testing.T) {
 		}
 		check(l.MaxValueSize == v, "limits.MaxValueSize %d", l.MaxValueSize)
 		check(l.MaxEntrySize == v+kvstate.MaxKeySize+kvstate.MaxCommandOverhead, "MaxEntrySize %d", l.MaxEntrySize)
-		check(l.MaxStoredEntry <= persist.MaxValueBytes, "a stored entry of %d bytes exceeds the storage engine's %d", l.MaxStoredEntry, persist.MaxValueBytes)
+		check(l.MaxStoredEntry == l.MaxEntrySize+persist.MaxEntryOverhead && l.MaxStoredEntry <= limits.MaxStoredValue,
+			"a stored entry of %d bytes (storage bound %d)", l.MaxStoredEntry, limits.MaxStoredValue)
 		check(l.MaxPeerMessage >= max(l.MaxEntrySize, l.MaxBytesPerMsg, l.SnapshotChunkSize), "peer message %d below its payloads", l.MaxPeerMessage)
 		check(l.PeerWriterBatch >= 1 && l.PeerWriterBatch <= limits.MaxWriterBatch, "batch %d", l.PeerWriterBatch)
 		full := l.PeerWriterBatch * (l.MaxPeerMessage + limits.PeerBatchOverhead)
@@ -80,7 +81,7 @@ func TestLimitsTable(t *testing.T) {
 }
 
 func TestForRefusesOutOfRange(t *testing.T) {
-	for _, v := range []int{math.MinInt, -1, 0, limits.MaxValueSize + 1, 64 << 20, math.MaxInt} {
+	for _, v := range []int{math.MinInt, -1, 0, limits.MaxValueSize + 1, 1 << 30, math.MaxInt} {
 		if _, err := limits.For(v); err == nil || !strings.Contains(err.Error(), strconv.Itoa(v)) {
 			t.Errorf("limits.For(%d) = %v; want an error naming the value", v, err)
 		}
@@ -236,24 +237,25 @@ func TestTransportAcceptsDerivedOptions(t *testing.T) {
 }
 
 // TestLargestEntryIsStored writes the largest entry the largest
-// configuration allows through the real storage: the Raft log (persist: one
-// Badger value, exactly at the storage engine's ceiling when every varint
-// is at its widest) and the state machine (kvstate: the longest key and a
-// value of MaxValueSize), and reads both back. One byte more does not fit.
+// configuration allows through the real storage, a database opened for it
+// (persist.WithLargestValue(MaxStoredEntry)): the Raft log (one Badger value
+// of MaxStoredEntry bytes, every varint at its widest) and the state
+// machine (kvstate: the longest key and a value of MaxValueSize), and reads
+// both back.
 func TestLargestEntryIsStored(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: writes 192 MiB")
+		t.Skip("-short: writes 128 MiB")
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := persist.OpenDB(t.TempDir(), persist.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	l, err := limits.For(limits.MaxValueSize)
 	if err != nil {
 		t.Fatal(err)
 	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := persist.OpenDB(t.TempDir(), persist.WithLogger(quiet), persist.WithLargestValue(l.MaxStoredEntry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
 	value := bytes.Repeat([]byte("0123456789abcdef"), limits.MaxValueSize/16+1)[:limits.MaxValueSize]
 	cmd := kvstate.Command{ClientID: math.MaxUint64, Seq: math.MaxUint64, Op: kvstate.OpPut, Key: strings.Repeat("k", kvstate.MaxKeySize), Value: value}
 	data := cmd.Encode()
@@ -266,13 +268,13 @@ func TestLargestEntryIsStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The widest index and term a stored entry has, and data padded to
-	// MaxEntrySize: the stored value is exactly MaxStoredEntry bytes.
+	// MaxEntrySize: the stored value is MaxStoredEntry bytes.
 	idx := uint64(math.MaxUint64 >> 1)
 	padded := append(bytes.Clone(data), make([]byte, l.MaxEntrySize-len(data))...)
 	e := raftlogic.Entry{Index: idx, Term: math.MaxUint64, Type: raftlogic.EntryNormal, Data: padded}
 	snap := raftlogic.SnapshotMeta{Index: idx - 1, Term: 1, ConfState: raftlogic.ConfState{Voters: []uint64{1}}}
 	if err := log.Save(raftlogic.HardState{Term: e.Term}, []raftlogic.Entry{e}, snap); err != nil {
-		t.Fatalf("save an entry of %d bytes (%d stored, the storage engine's ceiling %d): %v", len(padded), l.MaxStoredEntry, persist.MaxValueBytes, err)
+		t.Fatalf("save an entry of %d bytes (%d stored): %v", len(padded), l.MaxStoredEntry, err)
 	}
 	st, err := log.Load()
 	if err != nil {
@@ -297,12 +299,5 @@ func TestLargestEntryIsStored(t *testing.T) {
 	got, err := sm.Get(cmd.Key)
 	if err != nil || !bytes.Equal(got, value) {
 		t.Fatalf("get the largest value: %d bytes, %v", len(got), err)
-	}
-
-	// The ceiling is the storage engine's, not ours: one byte more is
-	// refused.
-	over := raftlogic.Entry{Index: idx + 1, Term: math.MaxUint64, Data: append(padded, 0)}
-	if err := log.Save(raftlogic.HardState{Term: e.Term}, []raftlogic.Entry{over}, raftlogic.SnapshotMeta{}); err == nil {
-		t.Fatalf("an entry stored as %d bytes was accepted; persist.MaxValueBytes (%d) is not the storage engine's ceiling", l.MaxStoredEntry+1, persist.MaxValueBytes)
 	}
 }
