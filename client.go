@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
@@ -47,7 +48,13 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 	}
 	c := &Client{endpoints: endpoints, timeout: DefaultRequestTimeout}
 	for _, ep := range endpoints {
-		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// The client does not know the cluster's maxValueSize: it
+			// carries what the largest configuration allows, and the
+			// server refuses what its own does not.
+			grpc.WithDefaultCallOptions(
+				grpc.MaxCallSendMsgSize(limits.ClientCallMaxSendMsgSize),
+				grpc.MaxCallRecvMsgSize(limits.ClientCallMaxRecvMsgSize)))
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("raftkv: endpoint %q: %w", ep, err)
@@ -114,7 +121,7 @@ func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var resp *raftpb.ReadResponse
-	err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) (err error) {
+	err := c.do(ctx, 0, func(ctx context.Context, kv raftpb.KVClient) (err error) {
 		resp, err = kv.Read(ctx, &raftpb.ReadRequest{Key: key})
 		return err
 	})
@@ -127,7 +134,7 @@ func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 // Status reports every node of the cluster, as one node sees it.
 func (c *Client) Status(ctx context.Context) ([]*raftpb.NodeStatus, error) {
 	var resp *raftpb.ClusterStatusResponse
-	err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) (err error) {
+	err := c.do(ctx, 0, func(ctx context.Context, kv raftpb.KVClient) (err error) {
 		resp, err = kv.Status(ctx, &raftpb.ClusterStatusRequest{})
 		return err
 	})
@@ -135,13 +142,14 @@ func (c *Client) Status(ctx context.Context) ([]*raftpb.NodeStatus, error) {
 }
 
 func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []byte) error {
-	// Keys are checked here; the value limit is the cluster's to enforce.
-	if err := kvstate.ValidateKV(key, nil, 0); err != nil {
+	// Keys are checked here, and values against the most any cluster
+	// accepts; the cluster enforces its own value limit.
+	if err := kvstate.ValidateKV(key, value, limits.MaxValueSize); err != nil {
 		return err
 	}
 	return c.sessions.write(func(clientID, seq uint64) (bool, error) {
 		req := &raftpb.WriteRequest{ClientId: clientID, Seq: seq, Op: op, Key: key, Value: value}
-		err := c.do(ctx, func(ctx context.Context, kv raftpb.KVClient) error {
+		err := c.do(ctx, len(key)+len(value), func(ctx context.Context, kv raftpb.KVClient) error {
 			_, err := kv.Write(ctx, req)
 			return err
 		})
@@ -153,14 +161,20 @@ func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []by
 }
 
 // do runs one call against the preferred endpoint, moving on to the next on
-// a failure that another node may not have, until the context ends.
-func (c *Client) do(ctx context.Context, call func(context.Context, raftpb.KVClient) error) error {
+// a failure that another node may not have, until the context ends. sends
+// is the size of the value the call carries: its tries get time for it (see
+// limits.TryTimeout). A reply's size is not known in advance, so each try
+// that runs out of time doubles the next one's (up to 8 times), letting a
+// large value's reply arrive on a slow machine while a dead node still
+// costs little.
+func (c *Client) do(ctx context.Context, sends int, call func(context.Context, raftpb.KVClient) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	var last error
+	slow := 0
 	for {
 		if c.closed.Load() {
 			return ErrClosed
@@ -172,8 +186,11 @@ func (c *Client) do(ctx context.Context, call func(context.Context, raftpb.KVCli
 			return fmt.Errorf("%w: %w (last error: %v)", ErrUnavailable, err, last)
 		}
 		i := int(c.preferred.Load()) % len(c.kv)
-		tryCtx, cancel := context.WithTimeout(ctx, clientTryTimeout)
+		tryCtx, cancel := context.WithTimeout(ctx, limits.TryTimeout(clientTryTimeout, sends)<<min(slow, 3))
 		err := call(tryCtx, c.kv[i])
+		if errors.Is(tryCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			slow++
+		}
 		cancel()
 		if err == nil {
 			return nil
@@ -212,6 +229,11 @@ func fromStatus(err error) error {
 		return fmt.Errorf("%w: %s", ErrStaleRequest, msg)
 	case codes.FailedPrecondition:
 		return fmt.Errorf("%w: %s", ErrSessionExpired, msg)
+	case codes.ResourceExhausted:
+		// gRPC's answer to a message over a receive or send limit: the
+		// server's, for a write larger than its maxValueSize allows, or
+		// this client's. Another node or a retry would refuse it again.
+		return fmt.Errorf("%w: %s", ErrValueTooLarge, msg)
 	}
 	return nil
 }

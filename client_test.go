@@ -1,6 +1,7 @@
 package raftkv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
 )
@@ -19,7 +21,7 @@ func serveClients(t testing.TB, db *DB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(ClientAPIServerOptions(db)...)
 	RegisterClientAPI(gs, db)
 	go gs.Serve(lis)
 	t.Cleanup(gs.Stop)
@@ -73,6 +75,52 @@ func TestClientAgainstServedDB(t *testing.T) {
 	}
 	if leaders != 1 {
 		t.Fatalf("Status shows %d leaders: %v", leaders, st)
+	}
+}
+
+// TestClientLargeValues: a value of exactly the configured maxValueSize,
+// above gRPC's 4 MiB default, is put and read back through the client API;
+// every too-large value is refused at once with ErrValueTooLarge, whichever
+// limit catches it: the server's check (INVALID_ARGUMENT), the server's gRPC
+// receive limit (RESOURCE_EXHAUSTED) or the client's own bound. A refusal
+// retried until the deadline would end in ErrUnavailable instead.
+func TestClientLargeValues(t *testing.T) {
+	cfg := testConfig(t, 3)
+	cfg.MaxValueSize = 6 << 20
+	db := openTest(t, cfg)
+	defer db.Close()
+	addr := serveClients(t, db)
+	ctx := ctxT(t)
+	c, err := Dial(ctx, addr)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+
+	value := bytes.Repeat([]byte("large value "), cfg.MaxValueSize/12+1)[:cfg.MaxValueSize]
+	if err := c.Put(ctx, "max", value); err != nil {
+		t.Fatalf("Put of %d bytes (maxValueSize): %v", len(value), err)
+	}
+	got, err := c.Get(ctx, "max")
+	if err != nil || !bytes.Equal(got, value) {
+		t.Fatalf("Get of the %d-byte value: %d bytes, %v", len(value), len(got), err)
+	}
+	for _, size := range []int{
+		cfg.MaxValueSize + 1,           // refused by the server's check
+		db.limits.ClientMaxRecvMsgSize, // refused by the server's gRPC limit
+		limits.MaxValueSize + 1,        // refused by the client
+	} {
+		err := c.Put(ctx, "too-large", make([]byte, size))
+		if !errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrUnavailable) {
+			t.Errorf("Put of %d bytes (maxValueSize %d): %v; want ErrValueTooLarge at once", size, cfg.MaxValueSize, err)
+		}
+	}
+	if _, err := c.Get(ctx, "too-large"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of a refused key: %v, want ErrNotFound", err)
+	}
+	// The refusals left the client's sessions usable.
+	if err := c.Put(ctx, "after", []byte("ok")); err != nil {
+		t.Errorf("Put after the refusals: %v", err)
 	}
 }
 

@@ -15,9 +15,26 @@ import (
 
 // RegisterClientAPI serves the client API (the raftkv.v1.KV gRPC service)
 // of db on s. Every node serves it: requests reach the leader through the
-// DB's routing, so a client may call any node.
+// DB's routing, so a client may call any node. Create s with
+// ClientAPIServerOptions(db): without them gRPC's 4 MiB default refuses
+// larger values the configuration accepts.
 func RegisterClientAPI(s *grpc.Server, db *DB) {
 	raftpb.RegisterKVServer(s, &kvService{db: db})
+}
+
+// ClientAPIServerOptions are the gRPC server options the client API of db
+// needs: a receive limit that admits a write of the longest key and a value
+// of the configuration's maxValueSize (gRPC refuses anything larger with
+// RESOURCE_EXHAUSTED before reading it, which Client reports as
+// ErrValueTooLarge), and a send limit that admits a read of the largest
+// value any configuration allows (the store may hold one from before
+// maxValueSize was lowered). Pass them to grpc.NewServer, before any
+// options of your own.
+func ClientAPIServerOptions(db *DB) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(db.limits.ClientMaxRecvMsgSize),
+		grpc.MaxSendMsgSize(db.limits.ClientMaxSendMsgSize),
+	}
 }
 
 type kvService struct {

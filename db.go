@@ -14,6 +14,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/actors"
 	"github.com/raftkv/raftkv/config"
+	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/metrics"
 	"github.com/raftkv/raftkv/persist"
@@ -54,8 +55,11 @@ type DB struct {
 	stoppedMu sync.Mutex
 	stopped   map[uint64]chan struct{}
 	timeout   time.Duration
-	stopLog   func()
-	metrics   *metrics.Set
+	// limits are the size limits derived from cfg.MaxValueSize, given to
+	// the transport, the nodes and the client API server.
+	limits  limits.Limits
+	stopLog func()
+	metrics *metrics.Set
 
 	sessions sessionPool
 	reqID    atomic.Uint64
@@ -153,6 +157,10 @@ func hostedNodes(cfg config.Config, want []uint64) ([]uint64, error) {
 }
 
 func (db *DB) start(o options) error {
+	var err error
+	if db.limits, err = limits.For(db.cfg.MaxValueSize); err != nil {
+		return fmt.Errorf("%w: maxValueSize: %w", ErrInvalidOption, err)
+	}
 	db.sys = actor.NewActorSystem(actor.WithLoggerFactory(remote.NewLoggerFactory(db.log)))
 	db.stopLog = remote.WatchFailures(db.sys, db.log)
 	// A process that hosts every node needs no network: its nodes are
@@ -162,7 +170,10 @@ func (db *DB) start(o options) error {
 	localAddr := db.sys.Address()
 	if len(db.hosted) < len(db.cfg.Servers()) {
 		first, _ := db.cfg.Server(db.hosted[0])
-		rem, err := remote.Start(db.sys, first.Address, first.Port)
+		rem, err := remote.Start(db.sys, first.Address, first.Port,
+			remote.WithMaxMessageSize(db.limits.MaxPeerMessage),
+			remote.WithWriterBatchSize(db.limits.PeerWriterBatch),
+			remote.WithMaxRecvMsgSize(db.limits.PeerMaxRecvMsgSize))
 		if err != nil {
 			return fmt.Errorf("raftkv: start node %d: %w", first.ID, err)
 		}
@@ -194,9 +205,11 @@ func (db *DB) start(o options) error {
 			ID: id, Peers: db.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), CatchUpEntries: uint64(db.cfg.CatchUp()), Logger: db.log, SenderMiddleware: o.senderMiddleware,
-			StorageOptions:   o.storage,
-			MaxValueSize:     db.cfg.MaxValueSize,
-			SnapshotBytes:    db.cfg.SnapshotBytes,
+			StorageOptions:    o.storage,
+			MaxStoredEntry:    db.limits.MaxStoredEntry,
+			SnapshotBytes:     db.cfg.SnapshotBytes,
+			SnapshotChunkSize: db.limits.SnapshotChunkSize,
+			MaxBytesPerMsg:    db.limits.MaxBytesPerMsg, MaxEntriesPerMsg: db.limits.MaxEntriesPerMsg,
 			ReadIndexLatency: o.readIndexLatency,
 			DiskReserve:      db.cfg.DiskReserve,
 			OnStopped:        func(err error) { db.nodeStopped(id, err) },

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -98,9 +99,17 @@ func (db *DB) request(ctx context.Context, pid *actor.PID, msg proto.Message) (a
 }
 
 // ask sends one message to a node and waits for any answer, the try
-// timeout or the context, whichever comes first.
+// timeout or the context, whichever comes first. The try timeout allows for
+// the value the message carries, or its answer may carry.
 func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message) (any, error) {
-	wait := tryTimeout
+	var carries int
+	switch m := msg.(type) {
+	case *raftpb.ProposeRequest:
+		carries = len(m.GetPayload())
+	case *raftpb.GetRequest:
+		carries = db.cfg.MaxValueSize
+	}
+	wait := limits.TryTimeout(tryTimeout, carries)
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl))
 	}

@@ -50,6 +50,12 @@ type NodeConfig struct {
 	// nothing for this long stops the node. It bounds idleness, not
 	// duration, so an image of any size may take as long as it needs.
 	SnapshotIdleTimeout time.Duration
+	// MaxBytesPerMsg and MaxEntriesPerMsg bound the entries in one MsgApp
+	// (raftlogic.Config; zero means raftlogic's defaults, 1 MiB and 512).
+	// An entry larger than MaxBytesPerMsg still travels, alone, so the
+	// transport's message limit must cover the largest entry as well.
+	MaxBytesPerMsg   int
+	MaxEntriesPerMsg int
 	// Logger receives the node's structured logs.
 	Logger *slog.Logger
 	// OnStart, when set, is called from the node's goroutine each time the
@@ -64,9 +70,11 @@ type NodeConfig struct {
 	// ReadIndexLatency, when set, is told how long each ReadIndex took to
 	// confirm (called from the node's goroutine; keep it cheap).
 	ReadIndexLatency func(time.Duration)
-	// MaxValueSize is the largest user value the cluster accepts; the
-	// node's databases are sized for a log entry carrying one.
-	MaxValueSize int
+	// MaxStoredEntry is the largest record the node stores under one key
+	// (a log entry carrying the largest value the cluster accepts, as
+	// internal/limits derives it); the node's databases are sized for it.
+	// Zero means the default value limit's.
+	MaxStoredEntry int
 	// StorageOptions are passed to persist.OpenDB for both of the node's
 	// databases, after the node's own; tests use them to shrink Badger's
 	// files.

@@ -240,7 +240,7 @@ func (n *nodeActor) open() error {
 		return err
 	}
 	dbOpts := append([]persist.Option{persist.WithLogger(n.log),
-		persist.WithLargestValue(max(n.cfg.MaxValueSize, kvstate.DefaultMaxValueSize) + kvstate.MaxKeySize)},
+		persist.WithLargestValue(max(n.cfg.MaxStoredEntry, kvstate.DefaultMaxValueSize+kvstate.MaxKeySize))},
 		n.cfg.StorageOptions...)
 	logDB, err := persist.OpenDB(persist.LogDir(n.cfg.DataDir), dbOpts...)
 	if err != nil {
@@ -294,6 +294,7 @@ func (n *nodeActor) open() error {
 	n.raft, err = raftlogic.NewNode(raftlogic.Config{
 		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
 		PreVote: true, CheckQuorum: true, Seed: uint64(time.Now().UnixNano()),
+		MaxBytesPerMsg: n.cfg.MaxBytesPerMsg, MaxEntriesPerMsg: n.cfg.MaxEntriesPerMsg,
 	}, st)
 	return err
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/limits"
 	"gopkg.in/yaml.v3"
 )
 
@@ -39,10 +40,13 @@ const (
 	// as "serversNum: 300" into an error instead of hundreds of processes,
 	// ports and data directories.
 	MaxServers = 99
-	// MaxValueSizeLimit bounds maxValueSize. Every value travels inside a
-	// Raft log entry and a replication message, so a value of hundreds of
-	// megabytes would stall replication for every other write.
-	MaxValueSizeLimit = 64 << 20
+	// MaxValueSizeLimit bounds maxValueSize (64 MiB). Every value travels
+	// inside a Raft log entry and a replication message, so a value of
+	// hundreds of megabytes would stall replication for every other write.
+	MaxValueSizeLimit = limits.MaxValueSize
+	// MaxClusterIDBytes bounds clusterId, which every message between
+	// nodes carries.
+	MaxClusterIDBytes = limits.MaxClusterIDBytes
 	// maxFileBytes bounds what Load reads, so pointing it at a wrong (huge)
 	// file fails fast instead of filling memory.
 	maxFileBytes = 1 << 20
@@ -101,7 +105,7 @@ type Config struct {
 	ServerList []Server
 	// ClusterID (clusterId, default "raftkv") names the cluster, so that a
 	// node can refuse messages from a node of another cluster that reuses
-	// its address.
+	// its address. At most MaxClusterIDBytes bytes.
 	ClusterID string
 	// TickInterval (tickInterval, default 10ms) is the wall-clock length of
 	// one Raft tick; election and heartbeat timeouts count ticks.
@@ -138,7 +142,9 @@ type Config struct {
 	// compactions. 0 turns the check off.
 	DiskReserve int64
 	// MaxValueSize (maxValueSize, default 1048576) is the largest value in
-	// bytes a client may store, 1..MaxValueSizeLimit.
+	// bytes a client may store, 1..MaxValueSizeLimit. Every other size
+	// limit (client and peer gRPC messages, transport batches) is derived
+	// from it.
 	MaxValueSize int
 	// LogLevel (logLevel, default "warn") is one of "debug", "info", "warn"
 	// and "error". The ancestor's Debug=true switch is logLevel: debug.

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/raftkv/raftkv/internal/limits"
 )
 
 // Validate reports every problem of c, joined with errors.Join; each one
@@ -25,6 +27,8 @@ func (c Config) Validate() error {
 	}
 	if strings.TrimSpace(c.ClusterID) == "" {
 		add("clusterId", "%q is empty; name the cluster", c.ClusterID)
+	} else if len(c.ClusterID) > MaxClusterIDBytes {
+		add("clusterId", "%d bytes; at most %d (every message between nodes carries it)", len(c.ClusterID), MaxClusterIDBytes)
 	}
 	if strings.TrimSpace(c.PersistPath) == "" {
 		add("persistPath", "%q is empty; give the directory for node data", c.PersistPath)
@@ -52,8 +56,10 @@ func (c Config) Validate() error {
 	if c.DiskReserve < 0 {
 		add("diskReserve", "%d; want 0 (off) or a number of bytes", c.DiskReserve)
 	}
-	if c.MaxValueSize < 1 || c.MaxValueSize > MaxValueSizeLimit {
-		add("maxValueSize", "%d is outside 1..%d (64 MiB)", c.MaxValueSize, MaxValueSizeLimit)
+	// Every other size limit is derived from maxValueSize (package
+	// limits); refuse a value none fits.
+	if _, err := limits.For(c.MaxValueSize); err != nil {
+		add("maxValueSize", "%v", err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

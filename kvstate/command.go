@@ -48,6 +48,15 @@ const (
 	// limit is configuration, and Apply must answer the same on every replica
 	// whatever each one is configured with.
 	DefaultMaxValueSize = 1 << 20
+	// MaxValueSizeLimit is the largest value limit any configuration may
+	// set (64 MiB). Every value travels inside a Raft log entry and a
+	// replication message, so values of hundreds of megabytes would stall
+	// replication for every other write.
+	MaxValueSizeLimit = 64 << 20
+	// MaxCommandOverhead bounds what an encoded Command adds to its key and
+	// value: the version and op bytes and four varints. The largest Raft
+	// entry a value limit allows is MaxKeySize + the limit + this.
+	MaxCommandOverhead = 2 + 4*binary.MaxVarintLen64
 )
 
 // commandVersion is the first byte of every encoded Command. A new layout
@@ -83,7 +92,7 @@ type Command struct {
 // not validate: callers check with ValidateKV first, and DecodeCommand
 // refuses what should not have been sent.
 func (c Command) Encode() []byte {
-	n := 2 + 4*binary.MaxVarintLen64 + len(c.Key) + len(c.Value)
+	n := MaxCommandOverhead + len(c.Key) + len(c.Value)
 	b := make([]byte, 0, n)
 	b = append(b, commandVersion, byte(c.Op))
 	b = binary.AppendUvarint(b, c.ClientID)

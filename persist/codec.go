@@ -100,6 +100,11 @@ func (r *reader) end() error {
 // so a batch can size its buffer once.
 const entryHeaderMax = recordMin + 1 + 2*binary.MaxVarintLen64
 
+// MaxEntryOverhead bounds what storing a log entry adds to its data (record
+// frame, type, index and term): an entry of n data bytes is one Badger value
+// of at most n + MaxEntryOverhead bytes.
+const MaxEntryOverhead = entryHeaderMax
+
 // appendEntry appends e's record: type, index, term, then the data, whose
 // length is what is left before the checksum.
 func appendEntry(dst []byte, e raftlogic.Entry) []byte {

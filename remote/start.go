@@ -20,7 +20,9 @@ import (
 
 // Defaults for Options. Together they keep a full writer batch
 // (DefaultWriterBatchSize × DefaultMaxMessageSize = 32 MiB) at half of the
-// gRPC receive limit.
+// gRPC receive limit. raftkv.Open does not rely on them: it passes the
+// message, batch and receive limits derived from the configuration's
+// maxValueSize (internal/limits).
 const (
 	// DefaultMaxRecvMsgSize is the gRPC server's receive limit. It applies
 	// to a whole protoactor batch, not to one message.

@@ -42,7 +42,7 @@ func startClusterAPI(t *testing.T) (addr string, stopAPI func()) {
 		db.Close()
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(raftkv.ClientAPIServerOptions(db)...)
 	raftkv.RegisterClientAPI(gs, db)
 	go gs.Serve(lis)
 	t.Cleanup(func() {

@@ -89,7 +89,7 @@ func serve(args []string, stderr io.Writer) int {
 		go hs.Serve(metricsLis)
 		defer hs.Close()
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(raftkv.ClientAPIServerOptions(db)...)
 	raftkv.RegisterClientAPI(gs, db)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()

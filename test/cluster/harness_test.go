@@ -50,6 +50,11 @@ type clusterOpts struct {
 	// iptables partitions match on (see netfault_test.go). Needs root.
 	ownGroups bool
 	logLevel  string // default "info"
+	// maxValueSize is the config's maxValueSize; 0 leaves the key out (the
+	// default, 1 MiB).
+	maxValueSize int
+	// electionTicks is the config's electionTicks; 0 means 10 (100 ms).
+	electionTicks int
 }
 
 // cluster is a set of `raftkv serve` processes sharing one config file.
@@ -134,9 +139,16 @@ func (c *cluster) configYAML(o clusterOpts, nodes []*node) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "mode: config\nclusterId: fault-suite\npersistPath: %s\n", c.data)
-	fmt.Fprintf(&b, "tickInterval: 10ms\nelectionTicks: 10\nheartbeatTicks: 1\nlogLevel: %s\n", level)
+	election := o.electionTicks
+	if election == 0 {
+		election = 10
+	}
+	fmt.Fprintf(&b, "tickInterval: 10ms\nelectionTicks: %d\nheartbeatTicks: 1\nlogLevel: %s\n", election, level)
 	if o.snapshotEntries > 0 {
 		fmt.Fprintf(&b, "snapshotEntries: %d\n", o.snapshotEntries)
+	}
+	if o.maxValueSize > 0 {
+		fmt.Fprintf(&b, "maxValueSize: %d\n", o.maxValueSize)
 	}
 	b.WriteString("servers:\n")
 	for _, n := range nodes {

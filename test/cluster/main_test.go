@@ -18,7 +18,7 @@ import (
 
 var (
 	flagFull = flag.Bool("cluster.full", false,
-		"run the full fault suite: 5 nodes, every scenario, longer workloads")
+		"run the full fault suite: 5 nodes, every scenario, longer workloads, values of the largest maxValueSize")
 	flagSeed = flag.Uint64("cluster.seed", 0,
 		"seed of the randomized choices (0: pick one; every test logs the seed it used)")
 	flagKeep = flag.Bool("cluster.keep", false,
