@@ -29,6 +29,9 @@ type NodeConfig struct {
 	// SnapshotChunkSize bounds one snapshot message (default 256 KiB); it
 	// must stay well under the transport's message limit.
 	SnapshotChunkSize int
+	// SessionTTL is the state machine's kvstate.Options.SessionTTL (0: the
+	// default). It must be the same on every node; only tests change it.
+	SessionTTL uint64
 	// Logger receives the node's structured logs.
 	Logger *slog.Logger
 	// OnStart, when set, is called from the node's goroutine each time the

@@ -207,7 +207,7 @@ func (n *nodeActor) open() error {
 	}
 	n.db, n.storage.db = db, db
 	n.logStore = persist.NewLogStore(db)
-	if n.sm, err = kvstate.Open(db); err != nil {
+	if n.sm, err = kvstate.OpenWithOptions(db, kvstate.Options{SessionTTL: n.cfg.SessionTTL}); err != nil {
 		return err
 	}
 	st, err := n.logStore.Load()
@@ -314,7 +314,9 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 		return
 	}
 	rd := n.raft.Ready()
+	steppedDown := false
 	if rd.SoftState != nil {
+		steppedDown = n.role == raftlogic.Leader && rd.SoftState.Role != raftlogic.Leader
 		n.roleChanged(ctx, *rd.SoftState)
 	}
 	// A leader sends its appends while it writes its own log (Raft thesis
@@ -325,6 +327,11 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 	// wait for this Ready's write.
 	if len(rd.CommittedEntries) > 0 {
 		ctx.Send(n.apply, &applyEntries{entries: rd.CommittedEntries})
+	}
+	// After the entries committed while it led, so their waiters hear
+	// their real outcome first.
+	if steppedDown {
+		ctx.Send(n.apply, &leadershipLost{leader: n.lead})
 	}
 	if !rd.Snapshot.IsEmpty() {
 		if err := n.installSnapshot(ctx, rd.Snapshot); err != nil {
