@@ -65,7 +65,9 @@ type DB struct {
 
 	closeOnce sync.Once
 	closed    atomic.Bool
-	closeErr  error
+	// closing is closed when Close starts, ending every wait in flight.
+	closing  chan struct{}
+	closeErr error
 }
 
 var _ KV = (*DB)(nil)
@@ -95,10 +97,11 @@ func Open(opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
-	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}}
+	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}, closing: make(chan struct{})}
 	if db.timeout == 0 {
 		db.timeout = DefaultRequestTimeout
 	}
+	db.sessions.register = db.registerSession
 	var readIndexLatency func(time.Duration)
 	if o.metrics {
 		db.metrics = metrics.New(db.samples)
@@ -186,7 +189,7 @@ func (db *DB) start(o options) error {
 			},
 			ID: id, Peers: db.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
-			SnapshotEntries: uint64(db.cfg.SnapshotEntries), Logger: db.log, SenderMiddleware: o.senderMiddleware,
+			SnapshotEntries: uint64(db.cfg.SnapshotEntries), SessionTTL: o.sessionTTL, Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			ReadIndexLatency: o.readIndexLatency,
 			OnStopped:        func() { db.nodeStopped(id) },
 		})
@@ -253,10 +256,14 @@ func (db *DB) waitStopped(id uint64) {
 }
 
 // Close stops the hosted nodes, flushing their storage, and releases the
-// handle. Calls in flight fail with ErrClosed.
+// handle. Calls in flight return at once with ErrClosed; a write among them
+// that had been sent also matches ErrOutcomeUnknown: it may have been
+// applied, or may still be (by a node of another process, or by these
+// nodes when they next open).
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closed.Store(true)
+		close(db.closing)
 		db.closeErr = db.shutdown()
 	})
 	return db.closeErr
@@ -316,7 +323,7 @@ func (db *DB) Get(ctx context.Context, key string) (_ []byte, err error) {
 	if err := kvstate.ValidateKV(key, nil, db.cfg.MaxValueSize); err != nil {
 		return nil, err
 	}
-	res, err := db.call(ctx, func(id uint64) proto.Message {
+	res, _, err := db.call(ctx, false, func(id uint64) proto.Message {
 		return &raftpb.GetRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Key: key}
 	})
 	if err != nil {
@@ -330,33 +337,75 @@ func (db *DB) Get(ctx context.Context, key string) (_ []byte, err error) {
 }
 
 // write proposes a command under a session of this DB and waits for its
-// result. Every retry carries the same client id and sequence number, so
-// the state machine applies the command at most once however often it is
-// resent.
+// result. Every copy carries the same client id and sequence number, so the
+// state machine applies the command at most once however often it is
+// resent (see sessionPool.write).
 func (db *DB) write(ctx context.Context, cmd kvstate.Command) error {
 	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, db.cfg.MaxValueSize); err != nil {
 		return err
 	}
-	return db.sessions.write(func(clientID, seq uint64) (bool, error) {
+	ctx, cancel := bounded(ctx, db.timeout)
+	defer cancel()
+	return db.sessions.write(ctx, func(ctx context.Context, clientID, seq uint64) (bool, error) {
 		cmd.ClientID, cmd.Seq = clientID, seq
 		return db.propose(ctx, cmd)
 	})
 }
 
-// propose sends a command with the session it carries and waits for its
-// answer. final reports whether the cluster gave one (err is then the
-// command's outcome); otherwise err says why none came (no quorum in time,
-// closed) and the command may or may not be applied.
+// propose sends a command with the session it carries, re-sending the same
+// bytes until the cluster answers, for at most maxWriteRetry, and waits for
+// its answer. final reports whether the cluster gave one; err is then the
+// command's outcome, marked ErrOutcomeUnknown when it is ErrSessionExpired
+// and an earlier copy may have run. Without a final answer, err says why
+// none came (no quorum in time, closed), marked ErrOutcomeUnknown when a
+// copy may have been proposed.
 func (db *DB) propose(ctx context.Context, cmd kvstate.Command) (final bool, err error) {
+	if cmd.ClientID == 0 {
+		// Every copy re-sent below would run again: refuse, never guess.
+		return false, fmt.Errorf("raftkv: a write needs a client session (client id 0)")
+	}
+	ctx, cancel := bounded(ctx, db.timeout)
+	defer cancel()
+	ctx, cancelRetry := context.WithTimeout(ctx, maxWriteRetry)
+	defer cancelRetry()
 	payload := cmd.Encode()
-	res, err := db.call(ctx, func(id uint64) proto.Message {
+	res, sent, err := db.call(ctx, true, func(id uint64) proto.Message {
 		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
 	})
 	if err != nil {
+		if sent {
+			err = outcomeUnknown(err)
+		}
 		return false, err
 	}
 	r := res.(*raftpb.ProposeResponse)
-	return true, codeError(r.GetErrorCode(), r.GetMessage())
+	err = codeError(r.GetErrorCode(), r.GetMessage())
+	if sent && errors.Is(err, ErrSessionExpired) {
+		err = outcomeUnknown(err)
+	}
+	return true, err
+}
+
+// registerSession registers a new client session through the log and
+// returns its id (the index of the registering entry). A registration that
+// fails or whose answer is lost leaves at most an unused session behind,
+// which expires; the write that needed it was not sent.
+func (db *DB) registerSession(ctx context.Context) (uint64, error) {
+	payload := kvstate.Command{Op: kvstate.OpRegister}.Encode()
+	res, _, err := db.call(ctx, true, func(id uint64) proto.Message {
+		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
+	})
+	if err != nil {
+		return 0, err
+	}
+	r := res.(*raftpb.ProposeResponse)
+	if err := codeError(r.GetErrorCode(), r.GetMessage()); err != nil {
+		return 0, fmt.Errorf("raftkv: registering a client session: %w", err)
+	}
+	if r.GetIndex() == 0 {
+		return 0, fmt.Errorf("raftkv: registering a client session: the leader answered no index")
+	}
+	return r.GetIndex(), nil
 }
 
 // codeError turns a final answer into the API's error.

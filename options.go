@@ -24,6 +24,8 @@ type options struct {
 	readIndexLatency func(time.Duration)
 	// senderMiddleware injects network faults in tests.
 	senderMiddleware []actor.SenderMiddleware
+	// sessionTTL overrides kvstate's session TTL (in entries) in tests.
+	sessionTTL uint64
 }
 
 // DefaultRequestTimeout bounds a call whose context has no deadline.
@@ -99,4 +101,11 @@ func WithMetrics() Option {
 // delay or duplicate messages between nodes.
 func withSenderMiddleware(mw ...actor.SenderMiddleware) Option {
 	return func(o *options) error { o.senderMiddleware = mw; return nil }
+}
+
+// withSessionTTL makes client sessions expire after ttl applied entries
+// instead of kvstate.DefaultSessionTTL; tests use it to see expiry happen.
+// Every node of a cluster must use the same value.
+func withSessionTTL(ttl uint64) Option {
+	return func(o *options) error { o.sessionTTL = ttl; return nil }
 }
