@@ -33,9 +33,9 @@ import (
 //
 // An operation that failed (no quorum in time: ErrUnavailable, or any
 // ErrOutcomeUnknown) has an unknown outcome. A failed write may still take
-// effect at any later time,
-// so it is recorded as returning at the end of the history, with an output
-// that allows either outcome; a failed read changes nothing and is dropped.
+// effect at any later time, so it is recorded as returning at the end of
+// the history, with an output that allows either outcome; a failed read
+// changes nothing and is dropped.
 //
 // The fault schedule is drawn from a seed, printed on every run; replay it
 // with -lin.seed=N or RAFTKV_LIN_SEED=N (timing still varies between runs,
