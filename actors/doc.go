@@ -7,7 +7,11 @@
 //   - replicate-<peer>: one per peer; turns Raft messages into proto
 //     envelopes for protoactor remote and streams snapshots in chunks.
 //   - apply: applies committed entries in order, answers the clients waiting
-//     for them, and serves reads at their read index.
+//     for them, and serves reads at their read index. Every proposal it
+//     waits for gets exactly one answer: its result, DROPPED (overwritten),
+//     or TIMEOUT (outcome unknown) when the node steps down as leader,
+//     installs a snapshot over it, or apply stops or restarts. Senders wait
+//     for that answer rather than re-propose on a timer.
 //
 // The node handles raftlogic's Ready in one place (handleReady), once per
 // burst of input (group commit): a leader first sends its appends (its own
