@@ -44,8 +44,19 @@ const clientTryTimeout = 2 * time.Second
 // answers a write once it knows the outcome, waiting up to
 // remoteWriteTimeout for a leader in another process; the client waits
 // longer than that, since giving up on a slow write sends it again through
-// another node, one more log entry per attempt when commits are slow.
-const clientWriteTryTimeout = remoteWriteTimeout + 2*time.Second
+// another node, one more log entry per attempt when commits are slow. So
+// that a node that stopped answering altogether (paused, cut off) does not
+// cost that long, a waiting write probes its node every clientProbeEvery
+// (each probe bounded by clientProbeTimeout) and moves on when the node is
+// silent.
+const (
+	clientWriteTryTimeout = remoteWriteTimeout + 2*time.Second
+	clientProbeEvery      = time.Second
+	clientProbeTimeout    = 500 * time.Millisecond
+)
+
+// errEndpointSilent: the node did not answer a probe while a write waited.
+var errEndpointSilent = errors.New("raftkv: endpoint did not answer a probe")
 
 // Dial connects to a cluster through any of its nodes' client endpoints
 // ("host:port"). It returns once one endpoint answers, or an error when
@@ -212,9 +223,7 @@ func (c *Client) do(ctx context.Context, try time.Duration, call func(context.Co
 			return fmt.Errorf("%w: %w (last error: %v)", ErrUnavailable, err, last)
 		}
 		i := int(c.preferred.Load()) % len(c.kv)
-		tryCtx, cancel := context.WithTimeout(ctx, try)
-		err := call(tryCtx, c.kv[i])
-		cancel()
+		err := c.attempt(ctx, c.kv[i], try, call)
 		if err == nil {
 			return nil
 		}
@@ -228,6 +237,43 @@ func (c *Client) do(ctx context.Context, try time.Duration, call func(context.Co
 			bo.pause(ctx, nil)
 		}
 	}
+}
+
+// attempt runs call once at kv, for at most try. A long attempt (a write)
+// probes the node every clientProbeEvery and is given up when the node is
+// silent: a node that is alive answers the write itself once it knows the
+// outcome.
+func (c *Client) attempt(ctx context.Context, kv raftpb.KVClient, try time.Duration, call func(context.Context, raftpb.KVClient) error) error {
+	tryCtx, cancel := context.WithTimeout(ctx, try)
+	defer cancel()
+	if try <= clientTryTimeout {
+		return call(tryCtx, kv)
+	}
+	done := make(chan error, 1)
+	go func() { done <- call(tryCtx, kv) }()
+	t := time.NewTicker(clientProbeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+			if !alive(tryCtx, kv) {
+				cancel()
+				<-done
+				return errEndpointSilent
+			}
+		}
+	}
+}
+
+// alive probes a node with a read of the empty key: any node that runs
+// refuses it at once (INVALID_ARGUMENT) without involving the cluster.
+func alive(ctx context.Context, kv raftpb.KVClient) bool {
+	ctx, cancel := context.WithTimeout(ctx, clientProbeTimeout)
+	defer cancel()
+	_, err := kv.Read(ctx, &raftpb.ReadRequest{})
+	return err == nil || status.Code(err) == codes.InvalidArgument
 }
 
 // errInvalidRequest marks a request the server refused as malformed.

@@ -66,8 +66,17 @@ type DB struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 	// closing is closed when Close starts, ending every wait in flight.
-	closing  chan struct{}
-	closeErr error
+	closing chan struct{}
+	// seenLeader is the newest leader a hosted node learned of (of term
+	// seenTerm), and leaderNews counts such news (see noteLeader).
+	seenLeader, leaderNews atomic.Uint64
+	seenMu                 sync.Mutex
+	seenTerm               uint64
+	// lostEndpoints records lost connections per remote address
+	// (*endpointLoss; see watchEndpoints).
+	lostEndpoints sync.Map
+	stopWatch     func()
+	closeErr      error
 }
 
 var _ KV = (*DB)(nil)
@@ -164,6 +173,7 @@ func (db *DB) start(o options) error {
 		}
 		db.rem = rem
 		localAddr = rem.Address()
+		db.stopWatch = db.watchEndpoints()
 	}
 	for _, s := range db.cfg.Servers() {
 		addr := db.cfg.RemoteAddr(s.ID)
@@ -191,6 +201,7 @@ func (db *DB) start(o options) error {
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), SessionTTL: o.sessionTTL, Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			ReadIndexLatency: o.readIndexLatency,
+			OnLeader:         db.noteLeader,
 			OnStopped:        func() { db.nodeStopped(id) },
 		})
 		if err != nil {
@@ -217,6 +228,23 @@ func (db *DB) startNode(id uint64) error {
 		return fmt.Errorf("raftkv: spawn node %d: %w", id, err)
 	}
 	return nil
+}
+
+// noteLeader takes the news that leader leads term from a hosted node: the
+// freshest knowledge of the leader in this process. Calls are routed there
+// at once, and a write waiting at a node of another process that no longer
+// leads stops waiting (see replaced). News of an older term than already
+// heard (a lagging node) is ignored.
+func (db *DB) noteLeader(leader, term uint64) {
+	db.seenMu.Lock()
+	defer db.seenMu.Unlock()
+	if term < db.seenTerm {
+		return
+	}
+	db.seenTerm = term
+	db.seenLeader.Store(leader)
+	db.leaderNews.Add(1)
+	db.leader.Store(leader)
 }
 
 // stopNode stops hosted node id at once, dropping what is queued for it,
@@ -291,6 +319,9 @@ func (db *DB) shutdown() error {
 	}
 	if db.stopLog != nil {
 		db.stopLog()
+	}
+	if db.stopWatch != nil {
+		db.stopWatch()
 	}
 	db.sys.Shutdown()
 	return err

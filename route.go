@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	paremote "github.com/asynkron/protoactor-go/remote"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -28,10 +30,14 @@ import (
 //
 //   - at a node of this process, for as long as the node runs (checked every
 //     localCheckInterval): a stopped node answers nothing more;
-//   - at a node of another process, at most remoteWriteTimeout, since a
-//     process can die, or a message be lost across a reconnect, without any
-//     sign. A slow but live remote leader costs one extra entry per
-//     remoteWriteTimeout of delay, not one per second.
+//   - at a node of another process, until the connection to it is lost
+//     (protoactor's EndpointTerminatedEvent: the process died, or messages
+//     may have been lost across a reconnect), or a node of this process
+//     learns of another leader (the one waited on was replaced: paused or
+//     cut off, it cannot say so itself), and at most remoteWriteTimeout,
+//     since a process can also stop answering without any sign. A slow but
+//     live remote leader costs one extra entry per remoteWriteTimeout of
+//     delay, not one per second.
 //
 // Every copy of a write carries the same session and sequence number, so
 // the state machine applies it at most once. Pauses between attempts back
@@ -53,9 +59,9 @@ const (
 	// remoteWriteTimeout bounds the wait for a write's answer from a node
 	// in another process.
 	remoteWriteTimeout = 5 * time.Second
-	// localCheckInterval is how often a write waiting at a node of this
-	// process checks that the node still runs.
-	localCheckInterval = 50 * time.Millisecond
+	// checkInterval is how often a waiting write checks that its node
+	// still runs (this process) or is still connected (another process).
+	checkInterval = 50 * time.Millisecond
 	// maxWriteRetry bounds the time one write is retried (see above).
 	maxWriteRetry = 20 * time.Second
 	// backoffBase and backoffMax bound the pauses between retries.
@@ -67,9 +73,10 @@ const (
 // that is not running), so it cannot have been proposed.
 var errNotDelivered = errors.New("raftkv: node not running")
 
-// errNodeStopped: a node of this process stopped while a request waited
-// for its answer; a write may have been proposed.
-var errNodeStopped = errors.New("raftkv: node stopped before answering")
+// errNodeStopped: a node of this process stopped, or a node of another
+// process lost its connection or its leadership, while a request waited for
+// its answer; a write may have been proposed.
+var errNodeStopped = errors.New("raftkv: node stopped or disconnected before answering")
 
 // answer is what every node response carries for routing.
 type answer interface {
@@ -100,9 +107,10 @@ func (db *DB) call(ctx context.Context, write bool, build func(requestID uint64)
 				sent = true
 			}
 			// Unreachable, stopped or too slow: forget it as leader and
-			// move on. A stopped local node fails at once, so pause after
-			// every round of failures rather than spin.
+			// move on to the node after it. A stopped local node fails at
+			// once, so pause after every round of failures rather than spin.
 			db.leader.CompareAndSwap(target, 0)
+			db.rotateAfter(target)
 			if failed++; failed%len(db.ids) == 0 {
 				bo.pause(ctx, db.closing)
 			}
@@ -132,9 +140,10 @@ func (db *DB) call(ctx context.Context, write bool, build func(requestID uint64)
 }
 
 // follow points the DB at leader, a hint from target, and reports whether
-// the hint named another node; otherwise target is forgotten as leader.
+// the hint named another node worth trying; otherwise target is forgotten
+// as leader.
 func (db *DB) follow(target, leader uint64) bool {
-	if leader != 0 && leader != target && db.pids[leader] != nil {
+	if leader != 0 && leader != target && db.pids[leader] != nil && !db.suspect(leader) {
 		db.leader.Store(leader)
 		return true
 	}
@@ -142,12 +151,31 @@ func (db *DB) follow(target, leader uint64) bool {
 	return false
 }
 
-// target is the believed leader, or the next node in turn.
+// target is the believed leader, or the next node in turn, passing over
+// nodes whose connection was just lost while another is left.
 func (db *DB) target() uint64 {
 	if l := db.leader.Load(); l != 0 {
 		return l
 	}
-	return db.ids[int(db.next.Add(1))%len(db.ids)]
+	var id uint64
+	for range db.ids {
+		id = db.ids[int(db.next.Add(1))%len(db.ids)]
+		if !db.suspect(id) {
+			break
+		}
+	}
+	return id
+}
+
+// rotateAfter makes the node after id the next one tried while no leader
+// is known, so a node that just failed is not tried again at once.
+func (db *DB) rotateAfter(id uint64) {
+	for i, x := range db.ids {
+		if x == id {
+			db.next.Store(uint64(i))
+			return
+		}
+	}
 }
 
 // request sends one routed request and waits for its answer (see ask).
@@ -165,13 +193,15 @@ func (db *DB) request(ctx context.Context, pid *actor.PID, msg proto.Message, wr
 
 // ask sends one message to a node and waits for any answer, the context,
 // Close, or the end of the wait for one attempt (see the top of this file):
-// readTryTimeout for reads; for writes remoteWriteTimeout at a node of
-// another process, and for as long as it runs at a node of this one.
+// readTryTimeout for reads; for writes, for as long as a node of this
+// process runs, or a node of another process stays connected (at most
+// remoteWriteTimeout).
 func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write bool) (any, error) {
 	proc, local := db.localNode(pid)
 	if local && proc == nil {
 		return nil, errNotDelivered
 	}
+	losses, news := db.endpointLosses(pid.Address), db.leaderNews.Load()
 	wait := readTryTimeout
 	switch {
 	case write && local:
@@ -194,8 +224,8 @@ func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write 
 		close(done)
 	}()
 	var check <-chan time.Time
-	if local && write {
-		t := time.NewTicker(localCheckInterval)
+	if write {
+		t := time.NewTicker(checkInterval)
 		defer t.Stop()
 		check = t.C
 	}
@@ -212,7 +242,10 @@ func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write 
 		case <-db.closing:
 			return nil, ErrClosed
 		case <-check:
-			if p, _ := db.localNode(pid); p != proc {
+			if p, _ := db.localNode(pid); p != proc || db.endpointLosses(pid.Address) != losses {
+				return nil, errNodeStopped
+			}
+			if !local && db.replaced(pid, news) {
 				return nil, errNodeStopped
 			}
 		}
@@ -240,6 +273,77 @@ func bounded(ctx context.Context, d time.Duration) (context.Context, context.Can
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, d)
+}
+
+// replaced reports whether a node of this process learned, since news, of
+// a leader other than the node at pid.
+func (db *DB) replaced(pid *actor.PID, news uint64) bool {
+	if db.leaderNews.Load() == news {
+		return false
+	}
+	l := db.seenLeader.Load()
+	return l != 0 && db.pids[l] != nil && !db.pids[l].Equal(pid)
+}
+
+// endpointLoss records the lost connections to one remote address.
+type endpointLoss struct {
+	count atomic.Uint64
+	down  atomic.Bool  // lost and not connected again since
+	last  atomic.Int64 // when it was last lost, Unix nanoseconds
+}
+
+// suspectFor bounds how long a lost connection makes its node a suspect.
+// While the node stays down, the node's peers in this process keep trying
+// to reach it, and protoactor reports each failed attempt (every 2 s), so a
+// dead node stays suspect; the bound only keeps a stale report from hiding
+// a live node for long.
+const suspectFor = 3 * time.Second
+
+// endpointLosses counts the connections to address lost so far (see
+// watchEndpoints); a request waiting on a node there is lost with them.
+func (db *DB) endpointLosses(address string) uint64 {
+	if l, ok := db.lostEndpoints.Load(address); ok {
+		return l.(*endpointLoss).count.Load()
+	}
+	return 0
+}
+
+// suspect reports whether the connection to node id is lost: its peers may
+// still name it as leader until they elect another, and following them
+// would wait out protoactor's reconnect cycle at a dead process.
+func (db *DB) suspect(id uint64) bool {
+	pid := db.pids[id]
+	if pid == nil {
+		return false
+	}
+	v, ok := db.lostEndpoints.Load(pid.Address)
+	if !ok {
+		return false
+	}
+	l := v.(*endpointLoss)
+	return l.down.Load() && time.Since(time.Unix(0, l.last.Load())) < suspectFor
+}
+
+// watchEndpoints records lost and restored connections to other processes,
+// from protoactor's endpoint events. It returns the unsubscribe func.
+func (db *DB) watchEndpoints() func() {
+	loss := func(addr string) *endpointLoss {
+		l, _ := db.lostEndpoints.LoadOrStore(addr, new(endpointLoss))
+		return l.(*endpointLoss)
+	}
+	sub := db.sys.EventStream.Subscribe(func(evt any) {
+		// Runs on the publisher's goroutine: record, nothing more.
+		switch e := evt.(type) {
+		case *paremote.EndpointTerminatedEvent:
+			l := loss(e.Address)
+			l.last.Store(time.Now().UnixNano())
+			l.down.Store(true)
+			l.count.Add(1)
+		case *paremote.EndpointConnectedEvent:
+			loss(e.Address).down.Store(false)
+		}
+	})
+	return func() { db.sys.EventStream.Unsubscribe(sub) }
 }
 
 // backoff spaces out one call's retries: exponentially from backoffBase to

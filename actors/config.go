@@ -41,6 +41,11 @@ type NodeConfig struct {
 	// OnStopped, when set, is called once the node has stopped and closed
 	// its storage, so its data directory may be opened again.
 	OnStopped func()
+	// OnLeader, when set, is told each leader this node learns of, with
+	// the term it leads (called from the node's goroutine; keep it cheap).
+	// The DB routes to it, and stops waiting on a leader in another process
+	// that has been replaced.
+	OnLeader func(leader, term uint64)
 	// ReadIndexLatency, when set, is told how long each ReadIndex took to
 	// confirm (called from the node's goroutine; keep it cheap).
 	ReadIndexLatency func(time.Duration)

@@ -382,6 +382,9 @@ func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
 	}
 	if s.Lead != n.lead && s.Lead != raftlogic.None {
 		n.leaderChanges++
+		if n.cfg.OnLeader != nil {
+			n.cfg.OnLeader(s.Lead, n.raft.Status().Term)
+		}
 	}
 	n.role, n.lead = s.Role, s.Lead
 }
