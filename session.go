@@ -6,8 +6,9 @@ import (
 	"sync"
 )
 
-// A client session is what makes a retried write apply exactly once: the
-// state machine remembers each session's last sequence number and answer.
+// A client session is what makes a retried write apply at most once (and,
+// once acknowledged, exactly once): the state machine remembers each
+// session's last sequence number and answer.
 // Sessions are registered through the log (one round trip; the id is the
 // index of the registering entry), and a write on a session the cluster no
 // longer holds is refused, never executed as new. A session allows one

@@ -394,9 +394,9 @@ func BenchmarkApply(b *testing.B) {
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "ops/s")
 }
 
-// Data written under the version 1 session rules (sessions created by their
-// first command) cannot be applied on under the version 2 rules without
-// diverging from replicas that applied it all under one set: it is refused
+// A node that applied part of its log under the version 1 session rules
+// (sessions created by their first command) cannot apply the rest under the
+// version 2 rules without diverging from its peers: its data is refused
 // with an error that says so, never read.
 func TestOpenRefusesLayoutVersion1(t *testing.T) {
 	dir := t.TempDir()
