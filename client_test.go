@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -159,5 +160,43 @@ func TestClientPrefersLeaderEndpoint(t *testing.T) {
 	c.preferLeader([]*raftpb.NodeStatus{node(1, 0, "h:1"), node(3, 0, "h:3")})
 	if got := c.preferred.Load(); got != 0 {
 		t.Fatalf("preferred endpoint %d with no leader known, want 0", got)
+	}
+}
+
+// The client API's status codes carry what a write's error says about the
+// write: an expired session after the server had sent a copy stays
+// "outcome unknown" on the client, a plain expiry stays "not executed",
+// and an unavailable cluster is left for the client to retry.
+func TestWriteErrorsSurviveTheWire(t *testing.T) {
+	expired := fmt.Errorf("%w: session 7 expired", ErrSessionExpired)
+	cases := []struct {
+		name    string
+		err     error
+		want    []error // matched by the client's error; nil: a retryable failure
+		notWant error
+	}{
+		{"expired after a copy was sent", outcomeUnknown(expired), []error{ErrSessionExpired, ErrOutcomeUnknown}, nil},
+		{"expired before any copy ran", expired, []error{ErrSessionExpired}, ErrOutcomeUnknown},
+		{"not found", ErrNotFound, []error{ErrNotFound}, ErrOutcomeUnknown},
+		{"stale", fmt.Errorf("%w: seq 3 after 4", ErrStaleRequest), []error{ErrStaleRequest}, ErrOutcomeUnknown},
+		{"unavailable after a send", outcomeUnknown(fmt.Errorf("%w: %w", ErrUnavailable, context.DeadlineExceeded)), nil, nil},
+		{"closed", outcomeUnknown(ErrClosed), nil, nil},
+	}
+	for _, c := range cases {
+		got := fromStatus(toStatus(c.err))
+		if c.want == nil {
+			if got != nil {
+				t.Errorf("%s: the client sees %v, want a failure to retry elsewhere", c.name, got)
+			}
+			continue
+		}
+		for _, w := range c.want {
+			if !errors.Is(got, w) {
+				t.Errorf("%s: the client sees %v, want it to match %v", c.name, got, w)
+			}
+		}
+		if c.notWant != nil && errors.Is(got, c.notWant) {
+			t.Errorf("%s: the client sees %v, which must not match %v", c.name, got, c.notWant)
+		}
 	}
 }

@@ -55,8 +55,13 @@ func (k *kvService) Write(ctx context.Context, req *raftpb.WriteRequest) (*raftp
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "raftkv: unknown write op %d", req.GetOp())
 	}
-	if cmd.ClientID != 0 && cmd.Seq == 0 {
-		return nil, status.Error(codes.InvalidArgument, "raftkv: a write with a client_id needs a seq starting at 1")
+	// A write without a session would run once per copy, and the DB's
+	// routing re-sends a copy whenever it cannot confirm one.
+	if cmd.ClientID == 0 {
+		return nil, status.Error(codes.InvalidArgument, "raftkv: a write needs a client session: call RegisterSession and send its client_id")
+	}
+	if cmd.Seq == 0 {
+		return nil, status.Error(codes.InvalidArgument, "raftkv: a write's seq starts at 1")
 	}
 	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, k.db.cfg.MaxValueSize); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -66,6 +71,14 @@ func (k *kvService) Write(ctx context.Context, req *raftpb.WriteRequest) (*raftp
 		return nil, toStatus(err)
 	}
 	return &raftpb.WriteResponse{}, nil
+}
+
+func (k *kvService) RegisterSession(ctx context.Context, _ *raftpb.RegisterSessionRequest) (*raftpb.RegisterSessionResponse, error) {
+	id, err := k.db.registerSession(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &raftpb.RegisterSessionResponse{ClientId: id}, nil
 }
 
 func (k *kvService) Read(ctx context.Context, req *raftpb.ReadRequest) (*raftpb.ReadResponse, error) {
@@ -98,9 +111,14 @@ func (k *kvService) Status(ctx context.Context, _ *raftpb.ClusterStatusRequest) 
 }
 
 // toStatus maps the API's errors onto gRPC status codes; the client maps
-// them back (see fromStatus).
+// them back (see fromStatus). An expired session after an earlier copy of
+// the write was sent is UNKNOWN: retrying cannot tell whether that copy
+// ran. Other unknown outcomes (no answer in time, shutting down) stay
+// UNAVAILABLE: the client may retry with the same session to learn them.
 func toStatus(err error) error {
 	switch {
+	case errors.Is(err, ErrSessionExpired) && errors.Is(err, ErrOutcomeUnknown):
+		return status.Error(codes.Unknown, err.Error())
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrEmptyKey), errors.Is(err, ErrKeyTooLarge), errors.Is(err, ErrValueTooLarge):

@@ -70,13 +70,24 @@ type DB struct {
 
 	closeOnce sync.Once
 	closed    atomic.Bool
-	closeErr  error
 	// lifeMu orders node restarts (after a full disk was freed) with
 	// shutdown, so no node starts once shutdown has begun (down).
 	lifeMu sync.Mutex
 	down   bool
 	// done is closed when shutdown begins; background restarters watch it.
 	done chan struct{}
+	// closing is closed when Close starts, ending every wait in flight.
+	closing chan struct{}
+	// seenLeader is the newest leader a hosted node learned of (of term
+	// seenTerm), and leaderNews counts such news (see noteLeader).
+	seenLeader, leaderNews atomic.Uint64
+	seenMu                 sync.Mutex
+	seenTerm               uint64
+	// lostEndpoints records lost connections per remote address
+	// (*endpointLoss; see watchEndpoints).
+	lostEndpoints sync.Map
+	stopWatch     func()
+	closeErr      error
 }
 
 var _ KV = (*DB)(nil)
@@ -106,10 +117,11 @@ func Open(opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
-	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}, done: make(chan struct{})}
+	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}, done: make(chan struct{}), closing: make(chan struct{})}
 	if db.timeout == 0 {
 		db.timeout = DefaultRequestTimeout
 	}
+	db.sessions.register = db.registerSession
 	var readIndexLatency func(time.Duration)
 	if o.metrics {
 		db.metrics = metrics.New(db.samples)
@@ -179,6 +191,7 @@ func (db *DB) start(o options) error {
 		}
 		db.rem = rem
 		localAddr = rem.Address()
+		db.stopWatch = db.watchEndpoints()
 	}
 	for _, s := range db.cfg.Servers() {
 		addr := db.cfg.RemoteAddr(s.ID)
@@ -205,6 +218,7 @@ func (db *DB) start(o options) error {
 			ID: id, Peers: db.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), CatchUpEntries: uint64(db.cfg.CatchUp()), Logger: db.log, SenderMiddleware: o.senderMiddleware,
+			SessionTTL:        o.sessionTTL,
 			StorageOptions:    o.storage,
 			MaxStoredEntry:    db.limits.MaxStoredEntry,
 			SnapshotBytes:     db.cfg.SnapshotBytes,
@@ -212,6 +226,7 @@ func (db *DB) start(o options) error {
 			MaxBytesPerMsg:    db.limits.MaxBytesPerMsg, MaxEntriesPerMsg: db.limits.MaxEntriesPerMsg,
 			ReadIndexLatency: o.readIndexLatency,
 			DiskReserve:      db.cfg.DiskReserve,
+			OnLeader:         db.noteLeader,
 			OnStopped:        func(err error) { db.nodeStopped(id, err) },
 		})
 		if err != nil {
@@ -238,6 +253,23 @@ func (db *DB) startNode(id uint64) error {
 		return fmt.Errorf("raftkv: spawn node %d: %w", id, err)
 	}
 	return nil
+}
+
+// noteLeader takes the news that leader leads term from a hosted node: the
+// freshest knowledge of the leader in this process. Calls are routed there
+// at once, and a write waiting at a node of another process that no longer
+// leads stops waiting (see replaced). News of an older term than already
+// heard (a lagging node) is ignored.
+func (db *DB) noteLeader(leader, term uint64) {
+	db.seenMu.Lock()
+	defer db.seenMu.Unlock()
+	if term < db.seenTerm {
+		return
+	}
+	db.seenTerm = term
+	db.seenLeader.Store(leader)
+	db.leaderNews.Add(1)
+	db.leader.Store(leader)
 }
 
 // stopNode stops hosted node id at once, dropping what is queued for it,
@@ -316,10 +348,14 @@ func (db *DB) waitStopped(id uint64) {
 }
 
 // Close stops the hosted nodes, flushing their storage, and releases the
-// handle. Calls in flight fail with ErrClosed.
+// handle. Calls in flight return at once with ErrClosed; a write among them
+// that had been sent also matches ErrOutcomeUnknown: it may have been
+// applied, or may still be (by a node of another process, or by these
+// nodes when they next open).
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closed.Store(true)
+		close(db.closing)
 		db.closeErr = db.shutdown()
 	})
 	return db.closeErr
@@ -355,6 +391,9 @@ func (db *DB) shutdown() error {
 	if db.stopLog != nil {
 		db.stopLog()
 	}
+	if db.stopWatch != nil {
+		db.stopWatch()
+	}
 	db.sys.Shutdown()
 	return err
 }
@@ -386,7 +425,7 @@ func (db *DB) Get(ctx context.Context, key string) (_ []byte, err error) {
 	if err := kvstate.ValidateKV(key, nil, db.cfg.MaxValueSize); err != nil {
 		return nil, err
 	}
-	res, err := db.call(ctx, func(id uint64) proto.Message {
+	res, _, err := db.call(ctx, false, func(id uint64) proto.Message {
 		return &raftpb.GetRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Key: key}
 	})
 	if err != nil {
@@ -400,33 +439,75 @@ func (db *DB) Get(ctx context.Context, key string) (_ []byte, err error) {
 }
 
 // write proposes a command under a session of this DB and waits for its
-// result. Every retry carries the same client id and sequence number, so
-// the state machine applies the command at most once however often it is
-// resent.
+// result. Every copy carries the same client id and sequence number, so the
+// state machine applies the command at most once however often it is
+// resent (see sessionPool.write).
 func (db *DB) write(ctx context.Context, cmd kvstate.Command) error {
 	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, db.cfg.MaxValueSize); err != nil {
 		return err
 	}
-	return db.sessions.write(func(clientID, seq uint64) (bool, error) {
+	ctx, cancel := bounded(ctx, db.timeout)
+	defer cancel()
+	return db.sessions.write(ctx, func(ctx context.Context, clientID, seq uint64) (bool, error) {
 		cmd.ClientID, cmd.Seq = clientID, seq
 		return db.propose(ctx, cmd)
 	})
 }
 
-// propose sends a command with the session it carries and waits for its
-// answer. final reports whether the cluster gave one (err is then the
-// command's outcome); otherwise err says why none came (no quorum in time,
-// closed) and the command may or may not be applied.
+// propose sends a command with the session it carries, re-sending the same
+// bytes until the cluster answers, for at most maxWriteRetry, and waits for
+// its answer. final reports whether the cluster gave one; err is then the
+// command's outcome, marked ErrOutcomeUnknown when it is ErrSessionExpired
+// and an earlier copy may have run. Without a final answer, err says why
+// none came (no quorum in time, closed), marked ErrOutcomeUnknown when a
+// copy may have been proposed.
 func (db *DB) propose(ctx context.Context, cmd kvstate.Command) (final bool, err error) {
+	if cmd.ClientID == 0 {
+		// Every copy re-sent below would run again: refuse, never guess.
+		return false, fmt.Errorf("raftkv: a write needs a client session (client id 0)")
+	}
+	ctx, cancel := bounded(ctx, db.timeout)
+	defer cancel()
+	ctx, cancelRetry := context.WithTimeout(ctx, maxWriteRetry)
+	defer cancelRetry()
 	payload := cmd.Encode()
-	res, err := db.call(ctx, func(id uint64) proto.Message {
+	res, sent, err := db.call(ctx, true, func(id uint64) proto.Message {
 		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
 	})
 	if err != nil {
+		if sent {
+			err = outcomeUnknown(err)
+		}
 		return false, err
 	}
 	r := res.(*raftpb.ProposeResponse)
-	return true, codeError(r.GetErrorCode(), r.GetMessage())
+	err = codeError(r.GetErrorCode(), r.GetMessage())
+	if sent && errors.Is(err, ErrSessionExpired) {
+		err = outcomeUnknown(err)
+	}
+	return true, err
+}
+
+// registerSession registers a new client session through the log and
+// returns its id (the index of the registering entry). A registration that
+// fails or whose answer is lost leaves at most an unused session behind,
+// which expires; the write that needed it was not sent.
+func (db *DB) registerSession(ctx context.Context) (uint64, error) {
+	payload := kvstate.Command{Op: kvstate.OpRegister}.Encode()
+	res, _, err := db.call(ctx, true, func(id uint64) proto.Message {
+		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
+	})
+	if err != nil {
+		return 0, err
+	}
+	r := res.(*raftpb.ProposeResponse)
+	if err := codeError(r.GetErrorCode(), r.GetMessage()); err != nil {
+		return 0, fmt.Errorf("raftkv: registering a client session: %w", err)
+	}
+	if r.GetIndex() == 0 {
+		return 0, fmt.Errorf("raftkv: registering a client session: the leader answered no index")
+	}
+	return r.GetIndex(), nil
 }
 
 // codeError turns a final answer into the API's error.

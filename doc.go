@@ -15,6 +15,12 @@
 // context and never hangs: without a quorum it fails once the context (or
 // the default request timeout) ends.
 //
+// Every write carries a client session registered through the Raft log, so
+// it is applied at most once however often it is re-sent. A write that
+// fails without the database knowing whether it was applied returns an
+// error matching ErrOutcomeUnknown (see the errors' documentation); it is never
+// silently run again.
+//
 // Close stops the nodes and flushes their storage; the next Open finds every
 // acknowledged write.
 //

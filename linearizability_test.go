@@ -31,10 +31,11 @@ import (
 // its call and return time, and porcupine checks that the history is
 // linearizable with respect to a per-key register.
 //
-// An operation that failed (no quorum in time: ErrUnavailable) has an
-// unknown outcome. A failed write may still take effect at any later time,
-// so it is recorded as returning at the end of the history, with an output
-// that allows either outcome; a failed read changes nothing and is dropped.
+// An operation that failed (no quorum in time: ErrUnavailable, or any
+// ErrOutcomeUnknown) has an unknown outcome. A failed write may still take
+// effect at any later time, so it is recorded as returning at the end of
+// the history, with an output that allows either outcome; a failed read
+// changes nothing and is dropped.
 //
 // The fault schedule is drawn from a seed, printed on every run; replay it
 // with -lin.seed=N or RAFTKV_LIN_SEED=N (timing still varies between runs,
@@ -108,7 +109,7 @@ func (h *linHistory) record(client int, in kvmodel.Input, call int64, value []by
 		out.Outcome = kvmodel.NotFound
 		h.notFound.Add(1)
 	default:
-		if !errors.Is(err, ErrUnavailable) {
+		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrOutcomeUnknown) {
 			// Any other error is a bug or an unexpected refusal; count it
 			// by kind, the test fails on it.
 			msg := err.Error()

@@ -27,6 +27,8 @@ type options struct {
 	senderMiddleware []actor.SenderMiddleware
 	// storage tunes the nodes' Badger databases in tests.
 	storage []persist.Option
+	// sessionTTL overrides kvstate's session TTL (in entries) in tests.
+	sessionTTL uint64
 }
 
 // DefaultRequestTimeout bounds a call whose context has no deadline.
@@ -108,4 +110,11 @@ func withSenderMiddleware(mw ...actor.SenderMiddleware) Option {
 // use it to shrink Badger's files so that little data shows what much does.
 func withStorageOptions(opts ...persist.Option) Option {
 	return func(o *options) error { o.storage = opts; return nil }
+}
+
+// withSessionTTL makes client sessions expire after ttl applied entries
+// instead of kvstate.DefaultSessionTTL; tests use it to see expiry happen.
+// Every node of a cluster must use the same value.
+func withSessionTTL(ttl uint64) Option {
+	return func(o *options) error { o.sessionTTL = ttl; return nil }
 }

@@ -1,55 +1,80 @@
 package raftkv
 
 import (
+	"context"
 	"errors"
 	"testing"
 )
 
-// The session protocol both writers follow: a session returns to the pool
-// only after a final answer, and a write refused because its idle session
-// expired is sent again under a fresh session starting at seq 1.
+// The session protocol both writers follow: sessions are registered when
+// the pool is empty; a session returns to the pool only after a final
+// answer; a write refused because its session expired is sent again under
+// a new session only if no copy of it can have run, and otherwise ends as
+// ErrOutcomeUnknown, never run twice.
 func TestSessionPoolWrite(t *testing.T) {
-	var p sessionPool
+	var registered []uint64
+	p := sessionPool{register: func(context.Context) (uint64, error) {
+		id := uint64(100 + len(registered))
+		registered = append(registered, id)
+		return id, nil
+	}}
+	ctx := context.Background()
 	type call struct{ id, seq uint64 }
 	var calls []call
-	record := func(final bool, err error) func(id, seq uint64) (bool, error) {
-		return func(id, seq uint64) (bool, error) {
+	record := func(final bool, err error) func(context.Context, uint64, uint64) (bool, error) {
+		return func(_ context.Context, id, seq uint64) (bool, error) {
 			calls = append(calls, call{id, seq})
 			return final, err
 		}
 	}
-	if err := p.write(record(true, nil)); err != nil {
+	if err := p.write(ctx, record(true, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.write(record(true, ErrNotFound)); !errors.Is(err, ErrNotFound) {
+	if err := p.write(ctx, record(true, ErrNotFound)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a final answer is returned as is: %v", err)
 	}
-	if calls[0].id != calls[1].id || calls[1].seq != 2 {
-		t.Fatalf("after a final answer the session goes on: %+v", calls)
+	if len(registered) != 1 || calls[0].id != registered[0] || calls[1].id != calls[0].id || calls[0].seq != 1 || calls[1].seq != 2 {
+		t.Fatalf("one registered session, reused after a final answer: registered %v, calls %+v", registered, calls)
 	}
 
 	// No final answer: the session is not reused.
-	if err := p.write(record(false, ErrUnavailable)); !errors.Is(err, ErrUnavailable) {
+	if err := p.write(ctx, record(false, outcomeUnknown(ErrUnavailable))); !errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("got %v", err)
 	}
-	if err := p.write(record(true, nil)); err != nil {
+	if err := p.write(ctx, record(true, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if calls[3].id == calls[2].id || calls[3].seq != 1 {
+	if calls[3].id == calls[2].id || calls[3].seq != 1 || len(registered) != 2 {
 		t.Fatalf("a session without a final answer was reused: %+v", calls)
 	}
 
-	// Expired with seq > 1: retried under a fresh session at seq 1.
+	// Expired while idle, and no copy can have run: sent again under a
+	// newly registered session.
 	calls = nil
 	n := 0
-	err := p.write(func(id, seq uint64) (bool, error) {
+	err := p.write(ctx, func(_ context.Context, id, seq uint64) (bool, error) {
 		calls = append(calls, call{id, seq})
 		if n++; n == 1 {
 			return true, ErrSessionExpired
 		}
 		return true, nil
 	})
-	if err != nil || len(calls) != 2 || calls[0].seq < 2 || calls[1].seq != 1 || calls[1].id == calls[0].id {
-		t.Fatalf("expired session: err %v, calls %+v", err, calls)
+	if err != nil || len(calls) != 2 || calls[0].seq < 2 || calls[1].seq != 1 || calls[1].id == calls[0].id || len(registered) != 3 {
+		t.Fatalf("idle expired session: err %v, calls %+v, registered %v", err, calls, registered)
+	}
+
+	// Expired after a copy may have run: never sent again.
+	calls = nil
+	err = p.write(ctx, record(true, outcomeUnknown(ErrSessionExpired)))
+	if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrSessionExpired) || len(calls) != 1 {
+		t.Fatalf("expired after a possibly applied copy: err %v, calls %+v; want one call and ErrOutcomeUnknown", err, calls)
+	}
+
+	// A registration that fails sends nothing.
+	p.free = nil
+	p.register = func(context.Context) (uint64, error) { return 0, ErrUnavailable }
+	calls = nil
+	if err := p.write(ctx, record(true, nil)); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrOutcomeUnknown) || len(calls) != 0 {
+		t.Fatalf("failed registration: err %v, calls %+v", err, calls)
 	}
 }

@@ -97,7 +97,7 @@ func TestLaggingFollowerRepairedBySnapshot(t *testing.T) {
 	read := func(k string) ([]byte, raftpb.ErrorCode) {
 		t.Helper()
 		for attempt := 0; ; attempt++ {
-			res, err := db.request(ctx, db.pids[follower], getReq(db, k))
+			res, err := db.request(ctx, db.pids[follower], getReq(db, k), false)
 			if err != nil {
 				t.Fatalf("read %s from %d: %v", k, follower, err)
 			}
@@ -153,7 +153,7 @@ func transferLeadership(t *testing.T, db *DB, id uint64) {
 		if l == id {
 			return
 		}
-		res, err := db.sys.Root.RequestFuture(db.pids[l], &raftpb.TransferRequest{To: id}, tryTimeout).Result()
+		res, err := db.sys.Root.RequestFuture(db.pids[l], &raftpb.TransferRequest{To: id}, readTryTimeout).Result()
 		if err != nil {
 			t.Logf("transfer request to %d: %v", l, err)
 		} else if r := res.(*raftpb.TransferResponse); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {

@@ -52,7 +52,7 @@ func (db *DB) statusOf(ctx context.Context, ids []uint64) ([]NodeStatus, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := db.ask(ctx, db.pids[id], &raftpb.StatusRequest{})
+			res, err := db.ask(ctx, db.pids[id], &raftpb.StatusRequest{}, false)
 			if err != nil {
 				return
 			}

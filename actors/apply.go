@@ -16,6 +16,13 @@ import (
 // applyActor applies committed entries to the state machine in order,
 // answers the clients waiting for them, and serves reads once the state
 // machine has caught up with their read index.
+//
+// Every proposal it is told to wait for gets exactly one answer: its
+// result when its index is applied, DROPPED when another entry took the
+// index, or TIMEOUT (outcome unknown) when the node stops leading, installs
+// a snapshot over it, or this actor stops or restarts. Senders therefore
+// wait for the answer instead of re-proposing on a timer, so a slow commit
+// does not put one command in the log many times.
 type applyActor struct {
 	sm       *kvstate.State
 	logStore *persist.LogStore
@@ -37,8 +44,19 @@ func (a *applyActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.applied, _ = a.sm.Applied()
 		a.waiters = map[uint64]awaitProposal{}
+	case *actor.Stopping, *actor.Restarting:
+		// A restarted instance starts with no waiters, and a stopped one
+		// answers nobody: tell the waiting clients now.
+		a.abandonWaiters(ctx, 0, "outcome unknown: the node is stopping or its apply actor restarted; retry")
 	case *awaitProposal:
+		if old, ok := a.waiters[msg.index]; ok {
+			// Only possible if a waiter of an earlier term was never told
+			// its leader stepped down; answer it rather than forget it.
+			a.unknown(ctx, old, 0, "outcome unknown: its index was proposed again; retry")
+		}
 		a.waiters[msg.index] = *msg
+	case *leadershipLost:
+		a.abandonWaiters(ctx, msg.leader, "outcome unknown: the leader stepped down before the command was applied; retry at the new leader")
 	case *applyEntries:
 		a.applyEntries(ctx, msg.entries)
 	case *readAt:
@@ -165,10 +183,23 @@ func (a *applyActor) install(ctx actor.Context, msg *installSnapshot) {
 		for i, w := range a.waiters {
 			if i <= index {
 				delete(a.waiters, i)
-				ctx.Send(w.replyTo, &raftpb.ProposeResponse{RequestId: w.requestID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_TIMEOUT, Message: "outcome unknown: the node installed a snapshot; retry"})
+				a.unknown(ctx, w, 0, "outcome unknown: the node installed a snapshot; retry")
 			}
 		}
 		a.serveReads(ctx)
 	}
 	ctx.Respond(&snapshotInstalled{gen: msg.gen, index: index, term: term, err: err})
+}
+
+// abandonWaiters answers every waiting proposal with TIMEOUT (outcome
+// unknown), pointing at leader when it is known.
+func (a *applyActor) abandonWaiters(ctx actor.Context, leader uint64, why string) {
+	for i, w := range a.waiters {
+		delete(a.waiters, i)
+		a.unknown(ctx, w, leader, why)
+	}
+}
+
+func (a *applyActor) unknown(ctx actor.Context, w awaitProposal, leader uint64, why string) {
+	ctx.Send(w.replyTo, &raftpb.ProposeResponse{RequestId: w.requestID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_TIMEOUT, LeaderId: leader, Message: why})
 }

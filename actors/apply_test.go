@@ -353,3 +353,52 @@ func reopenReadOnly(t *testing.T, s *store) *store {
 	}
 	return openStoreAt(t, s.dir, persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) }))
 }
+
+// Every proposal the apply actor waits for is answered exactly once, also
+// when its outcome cannot be learned here: the node stepping down, a
+// restart after a panic, or a stop answer the waiters with TIMEOUT (outcome
+// unknown), so a sender can wait for the answer instead of re-proposing on
+// a timer.
+func TestApplyActorAnswersEveryWaiter(t *testing.T) {
+	sys := newSystem(t)
+	s := openStore(t)
+	ents := fiveEntries()
+	saveLog(t, s, ents...)
+	parent, apply, rec := spawnApply(t, sys, s)
+	wait := func(index, term, rid uint64) {
+		sys.Root.Send(apply, &awaitProposal{index: index, term: term, requestID: rid, replyTo: parent})
+	}
+	unknownFrom := func(t *testing.T, rid, leader uint64) {
+		t.Helper()
+		r := expect(t, rec, proposeAnswer(rid))
+		if r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TIMEOUT || r.GetLeaderId() != leader {
+			t.Fatalf("answer %d: %v, want TIMEOUT naming leader %d", rid, r, leader)
+		}
+	}
+
+	wait(2, 1, 21)
+	wait(3, 1, 22)
+	sys.Root.Send(apply, &applyEntries{entries: ents[:2]})
+	if r := expect(t, rec, proposeAnswer(21)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
+		t.Fatalf("applied waiter: %v", r)
+	}
+	expect(t, rec, appliedTo(2))
+	sys.Root.Send(apply, &leadershipLost{leader: 3})
+	unknownFrom(t, 22, 3)
+
+	wait(4, 1, 23)
+	sys.Root.Send(apply, (*applyEntries)(nil)) // panics: the actor restarts
+	unknownFrom(t, 23, 0)
+
+	wait(5, 1, 24)
+	// A stop overtakes queued messages: wait until the waiter is in.
+	sys.Root.Send(apply, &applyEntries{})
+	expect[*appliedUpTo](t, rec, nil)
+	if err := sys.Root.StopFuture(apply).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	unknownFrom(t, 24, 0)
+	if n := count[*raftpb.ProposeResponse](rec); n != 0 {
+		t.Fatalf("%d extra answers", n)
+	}
+}

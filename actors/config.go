@@ -56,6 +56,9 @@ type NodeConfig struct {
 	// transport's message limit must cover the largest entry as well.
 	MaxBytesPerMsg   int
 	MaxEntriesPerMsg int
+	// SessionTTL is the state machine's kvstate.Options.SessionTTL (0: the
+	// default). It must be the same on every node; only tests change it.
+	SessionTTL uint64
 	// Logger receives the node's structured logs.
 	Logger *slog.Logger
 	// OnStart, when set, is called from the node's goroutine each time the
@@ -67,6 +70,11 @@ type NodeConfig struct {
 	// stopped on its own (a failed start, a storage error: fail-stop), nil
 	// when it was asked to stop.
 	OnStopped func(err error)
+	// OnLeader, when set, is told each leader this node learns of, with
+	// the term it leads (called from the node's goroutine; keep it cheap).
+	// The DB routes to it, and stops waiting on a leader in another process
+	// that has been replaced.
+	OnLeader func(leader, term uint64)
 	// ReadIndexLatency, when set, is told how long each ReadIndex took to
 	// confirm (called from the node's goroutine; keep it cheap).
 	ReadIndexLatency func(time.Duration)

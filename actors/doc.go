@@ -8,7 +8,11 @@
 //     envelopes for protoactor remote and streams snapshots in chunks.
 //   - apply: applies committed entries in order, answers the clients waiting
 //     for them, serves reads at their read index, and installs received
-//     snapshots.
+//     snapshots. Every proposal it
+//     waits for gets exactly one answer: its result, DROPPED (overwritten),
+//     or TIMEOUT (outcome unknown) when the node steps down as leader,
+//     installs a snapshot over it, or apply stops or restarts. Senders wait
+//     for that answer rather than re-propose on a timer.
 //   - snapshot-recv: writes an incoming snapshot to a file and verifies it
 //     before the node hands it to Raft (see snapshot.go).
 //

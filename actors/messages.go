@@ -43,6 +43,16 @@ type awaitProposal struct {
 	replyTo     *actor.PID
 }
 
+// leadershipLost tells the apply actor that the node no longer leads. The
+// proposals still waiting may or may not commit under the next leader, and
+// this node may never hear which (it may be cut off), so they are answered
+// at once with ERROR_CODE_TIMEOUT (outcome unknown), naming leader (0 if
+// unknown): their senders re-send them there under the same session and
+// sequence number, which applies each at most once.
+type leadershipLost struct {
+	leader uint64
+}
+
 // readAt asks the apply actor to read key once it has applied index.
 type readAt struct {
 	index     uint64

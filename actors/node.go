@@ -253,7 +253,7 @@ func (n *nodeActor) open() error {
 	}
 	n.storage.stateDB = stateDB
 	n.logStore = persist.NewLogStore(logDB, persist.WithLogger(n.log), persist.WithDiskReserve(n.cfg.DiskReserve))
-	if n.sm, err = kvstate.Open(stateDB); err != nil {
+	if n.sm, err = kvstate.OpenWithOptions(stateDB, kvstate.Options{SessionTTL: n.cfg.SessionTTL}); err != nil {
 		return err
 	}
 	st, err := n.logStore.Load()
@@ -384,7 +384,9 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 		// held it); a snapshot it takes is in the first Ready after Step.
 		n.releaseImage(ctx, n.image)
 	}
+	steppedDown := false
 	if rd.SoftState != nil {
+		steppedDown = n.role == raftlogic.Leader && rd.SoftState.Role != raftlogic.Leader
 		n.roleChanged(ctx, *rd.SoftState)
 	}
 	// A leader sends its appends while it writes its own log (Raft thesis
@@ -395,6 +397,11 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 	// wait for this Ready's write.
 	if len(rd.CommittedEntries) > 0 {
 		ctx.Send(n.apply, &applyEntries{entries: rd.CommittedEntries})
+	}
+	// After the entries committed while it led, so their waiters hear
+	// their real outcome first.
+	if steppedDown {
+		ctx.Send(n.apply, &leadershipLost{leader: n.lead})
 	}
 	if !rd.Snapshot.IsEmpty() {
 		// The rest of this Ready waits until the state machine holds the
@@ -452,6 +459,9 @@ func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
 	}
 	if s.Lead != n.lead && s.Lead != raftlogic.None {
 		n.leaderChanges++
+		if n.cfg.OnLeader != nil {
+			n.cfg.OnLeader(s.Lead, n.raft.Status().Term)
+		}
 	}
 	n.role, n.lead = s.Role, s.Lead
 }

@@ -19,6 +19,12 @@ const (
 	// OpRemove deletes the key if it exists; otherwise it writes nothing and
 	// answers ErrNotFound. It carries no value.
 	OpRemove
+	// OpRegister opens a new client session (Raft thesis 6.3). It carries
+	// no client id, sequence, key or value. The new session's id is the
+	// log index of the entry that registered it (Result.ClientID): every
+	// replica derives the same id, and no id is ever given out twice,
+	// because every index holds exactly one committed entry.
+	OpRegister
 )
 
 // String names the op for logs and errors.
@@ -30,11 +36,13 @@ func (o Op) String() string {
 		return "update"
 	case OpRemove:
 		return "remove"
+	case OpRegister:
+		return "register"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
-func (o Op) valid() bool { return o >= OpPut && o <= OpRemove }
+func (o Op) valid() bool { return o >= OpPut && o <= OpRegister }
 
 // Limits on keys and values.
 const (
@@ -60,16 +68,21 @@ const (
 )
 
 // commandVersion is the first byte of every encoded Command. A new layout
-// gets a new number, so old and new nodes never misread each other's bytes.
-const commandVersion = 1
+// or a new meaning gets a new number, so old and new nodes never misread
+// each other's bytes. Version 2: sessions must be registered (OpRegister);
+// in version 1 a command with Seq 1 created its session implicitly.
+const commandVersion = 2
 
 // Command is one client request, carried in the Data of an EntryNormal.
 type Command struct {
-	// ClientID names the client session; 0 means no session (the command is
-	// executed every time it is applied, with no duplicate detection).
+	// ClientID names a registered client session (see OpRegister); 0 means
+	// no session: the command is executed every time it is applied, with no
+	// duplicate detection, so it is only for proposers that never send a
+	// command twice (tests, tools). The raftkv package and its client API
+	// never propose a write without a session.
 	ClientID uint64
-	// Seq numbers the client's commands, starting at 1 for a new session.
-	// It must not be 0 when ClientID is not 0.
+	// Seq numbers the session's commands from 1, increasing. It must not be
+	// 0 when ClientID is not 0.
 	Seq uint64
 	// Op says what to do with Key.
 	Op Op
@@ -81,7 +94,7 @@ type Command struct {
 
 // Encode returns the wire form of c:
 //
-//	version  1 byte (1)
+//	version  1 byte (2)
 //	op       1 byte
 //	clientID uvarint
 //	seq      uvarint
@@ -106,8 +119,9 @@ func (c Command) Encode() []byte {
 
 // DecodeCommand parses bytes made by Command.Encode. Anything else (wrong
 // version, unknown op, short or overlong input, empty or oversized key, a
-// value on a remove, a session with sequence 0) gives an error wrapping
-// ErrBadCommand. The returned Value is a copy; b may be reused.
+// value on a remove, a session with sequence 0, a register carrying
+// anything) gives an error wrapping ErrBadCommand. The returned Value is a
+// copy; b may be reused.
 func DecodeCommand(b []byte) (Command, error) {
 	rc, err := decodeCommand(b)
 	if err != nil {
@@ -148,9 +162,17 @@ func decodeCommand(b []byte) (rawCommand, error) {
 	if d.err != nil {
 		return c, d.err
 	}
-	switch {
-	case d.off != len(b):
+	if d.off != len(b) {
 		return c, fmt.Errorf("%w: %d trailing bytes", ErrBadCommand, len(b)-d.off)
+	}
+	if c.op == OpRegister {
+		if c.clientID != 0 || c.seq != 0 || len(c.key) != 0 || len(c.value) != 0 {
+			return c, fmt.Errorf("%w: a register carries client %d, seq %d, a %d-byte key and a %d-byte value; it must carry none",
+				ErrBadCommand, c.clientID, c.seq, len(c.key), len(c.value))
+		}
+		return c, nil
+	}
+	switch {
 	case len(c.key) == 0:
 		return c, fmt.Errorf("%w: %w", ErrBadCommand, ErrEmptyKey)
 	case len(c.key) > MaxKeySize:

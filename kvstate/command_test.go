@@ -13,6 +13,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		put(1, 1, "key", "value"),
 		update(1<<63, 1<<40, strings.Repeat("k", MaxKeySize), strings.Repeat("v", 1000)),
 		remove(42, 7, "gone"),
+		{Op: OpRegister},
 	}
 	for _, c := range cases {
 		got, err := DecodeCommand(c.Encode())
@@ -31,16 +32,21 @@ func TestDecodeCommandRejects(t *testing.T) {
 		"empty":          nil,
 		"one byte":       {1},
 		"bad version":    append([]byte{9}, good[1:]...),
-		"op zero":        append([]byte{1, 0}, good[2:]...),
-		"op unknown":     append([]byte{1, 4}, good[2:]...),
+		"version 1":      append([]byte{1}, good[1:]...),
+		"op zero":        append([]byte{2, 0}, good[2:]...),
+		"op unknown":     append([]byte{2, 5}, good[2:]...),
 		"truncated":      good[:len(good)-1],
 		"trailing":       append(append([]byte{}, good...), 0),
 		"empty key":      put(1, 1, "", "v").Encode(),
 		"huge key":       put(1, 1, strings.Repeat("k", MaxKeySize+1), "").Encode(),
 		"remove value":   Command{ClientID: 1, Seq: 1, Op: OpRemove, Key: "k", Value: []byte("x")}.Encode(),
 		"seq zero":       put(5, 0, "k", "v").Encode(),
-		"overlong len":   {1, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
-		"varint overrun": {1, 1, 0x80, 0x80},
+		"overlong len":   {2, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"varint overrun": {2, 1, 0x80, 0x80},
+		"register+id":    Command{Op: OpRegister, ClientID: 3}.Encode(),
+		"register+seq":   Command{Op: OpRegister, Seq: 1}.Encode(),
+		"register+key":   Command{Op: OpRegister, Key: "k"}.Encode(),
+		"register+value": Command{Op: OpRegister, Value: []byte("v")}.Encode(),
 	}
 	for name, b := range cases {
 		if _, err := DecodeCommand(b); !errors.Is(err, ErrBadCommand) {
@@ -76,7 +82,8 @@ func TestValidateKV(t *testing.T) {
 func FuzzDecodeCommand(f *testing.F) {
 	f.Add(put(1, 1, "k", "v").Encode())
 	f.Add(remove(0, 0, "x").Encode())
-	f.Add([]byte{1, 2, 0x80})
+	f.Add(Command{Op: OpRegister}.Encode())
+	f.Add([]byte{2, 2, 0x80})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := DecodeCommand(b)

@@ -6,9 +6,10 @@
 // reads or writes any other:
 //
 //	k/<user key>               user value
-//	m/version                  layout version of this package's records ("1")
+//	m/version                  layout version of this package's records ("2")
 //	m/applied                  applied index and term (16 bytes, big-endian)
 //	m/s/<client id, 8 bytes>   client session: last seq, its result, last index
+//	                           (the id is the index of the entry that registered it)
 //	m/l/<index, 8 bytes>       session expiry index: the client last seen at index
 //	m/restore                  present only while a Restore is switching images
 //	m/x/<real key>             staging area of a Restore in progress
@@ -24,9 +25,11 @@
 //     never on the clock, the batch boundaries or the Badger options, so all
 //     replicas that apply the same log hold the same state. (Options must be
 //     the same on every replica: SessionTTL changes what a command answers.)
-//   - Each client session remembers the last sequence number applied and its
-//     answer, so a retried command runs at most once and gets its first
-//     answer back (see Options.SessionTTL for how long).
+//   - Sessions are registered through the log (OpRegister). Each remembers
+//     the last sequence number applied and its answer, so a retried command
+//     runs at most once and gets its first answer back (see
+//     Options.SessionTTL for how long). A command without a live session
+//     runs never, however late it arrives: it answers ErrSessionExpired.
 //   - Snapshot writes a consistent point-in-time image; Restore replaces the
 //     state with one, and a crash part way through never leaves a half state
 //     that looks complete (see Restore). Both stream, so memory does not

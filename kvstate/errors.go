@@ -29,12 +29,13 @@ var (
 	// state machine no longer remembers what it answered the first time.
 	ErrStaleSequence = errors.New("kvstate: stale sequence number")
 
-	// ErrSessionExpired answers a command with Seq > 1 from a client the
-	// state machine holds no live session for: the session expired (see
-	// Options.SessionTTL) or never existed. The command was NOT executed
-	// now; but if it is a retry, an earlier copy may have run before the
-	// session expired, so its outcome is unknown. A client must start a new
-	// session (a fresh ClientID, Seq 1) before sending more.
+	// ErrSessionExpired answers a command whose session the state machine
+	// holds no live record of: it expired (see Options.SessionTTL) or was
+	// never registered. The command was NOT executed now, and no later copy
+	// of it will be (an expired session never comes back); but if it is a
+	// retry, an earlier copy may have run before the session expired, so
+	// its outcome is unknown. A client registers a new session (OpRegister)
+	// before sending more.
 	ErrSessionExpired = errors.New("kvstate: client session expired")
 
 	// ErrBadSnapshot marks a snapshot image that is truncated, corrupted or
@@ -48,7 +49,8 @@ var (
 	ErrEntryOrder = errors.New("kvstate: entries out of order")
 
 	// ErrCorruptState marks state-machine records in the database that this
-	// code cannot read (a damaged record or a newer layout version).
+	// code cannot read (a damaged record, or a layout version other than
+	// the one it writes).
 	ErrCorruptState = errors.New("kvstate: corrupt stored state")
 
 	// ErrRestoreUnfinished is returned by every method after a Restore failed

@@ -50,6 +50,20 @@ func remove(id, seq uint64, k string) Command {
 	return Command{ClientID: id, Seq: seq, Op: OpRemove, Key: k}
 }
 
+// register is the entry at idx that registers session idx.
+func register(idx, term uint64) raftlogic.Entry {
+	return ent(idx, term, Command{Op: OpRegister})
+}
+
+// registered returns entries 1..n, registering sessions 1..n in term 1.
+func registered(n uint64) []raftlogic.Entry {
+	var es []raftlogic.Entry
+	for i := uint64(1); i <= n; i++ {
+		es = append(es, register(i, 1))
+	}
+	return es
+}
+
 func noop(idx, term uint64) raftlogic.Entry {
 	return raftlogic.Entry{Index: idx, Term: term, Type: raftlogic.EntryNormal}
 }

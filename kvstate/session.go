@@ -9,25 +9,29 @@ import (
 )
 
 // Client sessions give exactly-once execution to retried commands
-// (Raft thesis 6.3). For each ClientID the state machine keeps the last Seq
-// it applied and that command's answer.
+// (Raft thesis 6.3). A client first registers a session through the log
+// (OpRegister); the session's id is the index of that entry. For each
+// session the state machine keeps the last Seq it executed and that
+// command's answer.
 //
 // Bounding the table. A session expires once SessionTTL entries have been
-// applied since the client's last executed command: at entry index I, the
-// session last used at index L is live iff I-L < SessionTTL. Expiry depends on
-// log indexes only, never on the clock or on how entries were batched, so
-// every replica agrees on which sessions are live at every index. Since each
-// entry executes at most one command, at most SessionTTL sessions are live at
-// once; expired ones are deleted lazily (a few at the end of each Apply
-// transaction), which changes no answer because expired sessions are already
-// treated as absent.
+// applied since its registration or its last executed command, whichever
+// is later: at entry index I, the session last used at index L is live iff
+// I-L < SessionTTL. Expiry depends on log indexes only, never on the clock
+// or on how entries were batched, so every replica agrees on which sessions
+// are live at every index. Since each entry registers or executes at most
+// one command, at most SessionTTL sessions are live at once; expired ones
+// are deleted lazily (a few at the end of each Apply transaction), which
+// changes no answer because expired sessions are already treated as absent.
 //
-// A command from a client without a live session runs only if its Seq is 1
-// (a new session). With Seq > 1 it answers ErrSessionExpired and runs
-// nothing: had it been executed as new, a late retry of an already applied
-// command would run twice. So clients start each session at Seq 1, pick a
-// fresh random ClientID per session, and do not reuse one after
-// ErrSessionExpired.
+// No command runs without a live session. A command whose session was
+// never registered or has expired answers ErrSessionExpired and runs
+// nothing, whatever its Seq: had it been executed as new, a late retry of
+// an already applied command would run twice. An expired session never
+// comes back (its id was an index, and indexes are not reused), so once a
+// command has been refused this way every later copy of it is refused too.
+// Its outcome is final but unknown to the client: an earlier copy may have
+// run before the session expired.
 //
 // Duplicates (Seq <= last Seq) neither execute nor refresh the session: the
 // session's expiry counts from the last command that ran.
@@ -47,8 +51,8 @@ func codeErr(c byte) error {
 
 // session is the value of m/s/<client id>.
 type session struct {
-	seq       uint64 // last Seq executed
-	lastIndex uint64 // log index of that command
+	seq       uint64 // last Seq executed; 0 until the first command runs
+	lastIndex uint64 // log index of that command, or of the registration
 	code      byte   // its answer
 }
 
@@ -116,7 +120,7 @@ func saveSession(txn *badger.Txn, id uint64, s session, old session, had bool) e
 
 // maxGCPerTxn bounds the expired sessions deleted in one Apply transaction,
 // so clean-up never makes a transaction much bigger than its entries. Each
-// entry creates at most one session, so deleting more than the entries
+// entry registers at most one session, so deleting more than the entries
 // applied keeps up.
 const maxGCPerTxn = 1024
 

@@ -6,23 +6,23 @@ import (
 )
 
 // The session cache must never answer from a session the stored state no
-// longer has: after a Restore rolls client 7 back to seq 1, its seq 2 is new
+// longer has: after a Restore rolls client 1 back to seq 1, its seq 2 is new
 // again and must execute, not be answered as a duplicate.
 func TestSessionCacheDoesNotSurviveRestore(t *testing.T) {
 	a, _, _ := newState(t, Options{})
-	mustApply(t, a, ent(1, 1, put(7, 1, "k", "one")))
+	mustApply(t, a, register(1, 1), ent(2, 1, put(1, 1, "k", "one")))
 	var img bytes.Buffer
 	if _, _, err := a.Snapshot(&img); err != nil {
 		t.Fatal(err)
 	}
 
 	b, _, _ := newState(t, Options{})
-	mustApply(t, b, ent(1, 1, put(7, 1, "k", "one")), ent(2, 1, put(7, 2, "k", "two")))
+	mustApply(t, b, register(1, 1), ent(2, 1, put(1, 1, "k", "one")), ent(3, 1, put(1, 2, "k", "two")))
 	if _, _, err := b.Restore(bytes.NewReader(img.Bytes())); err != nil {
 		t.Fatal(err)
 	}
 	mustGet(t, b, "k", "one")
-	res := mustApply(t, b, ent(2, 1, put(7, 2, "k", "again")))
+	res := mustApply(t, b, ent(3, 1, put(1, 2, "k", "again")))
 	if len(res) != 1 || res[0].Err != nil {
 		t.Fatalf("seq 2 after restore: %+v", res)
 	}
@@ -33,15 +33,15 @@ func TestSessionCacheDoesNotSurviveRestore(t *testing.T) {
 // batches, exactly as from storage.
 func TestSessionCacheAnswersDuplicates(t *testing.T) {
 	s, db, _ := newState(t, Options{})
-	mustApply(t, s, ent(1, 1, put(9, 1, "k", "v1")), ent(2, 1, put(9, 1, "k", "dup-in-batch")))
+	mustApply(t, s, register(1, 1), ent(2, 1, put(1, 1, "k", "v1")), ent(3, 1, put(1, 1, "k", "dup-in-batch")))
 	mustGet(t, s, "k", "v1")
-	mustApply(t, s, ent(3, 1, put(9, 1, "k", "dup-next-batch")))
+	mustApply(t, s, ent(4, 1, put(1, 1, "k", "dup-next-batch")))
 	mustGet(t, s, "k", "v1")
 	// A fresh State on the same data (empty cache) agrees.
 	s2, err := Open(db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustApply(t, s2, ent(4, 1, put(9, 1, "k", "dup-after-reopen")))
+	mustApply(t, s2, ent(5, 1, put(1, 1, "k", "dup-after-reopen")))
 	mustGet(t, s2, "k", "v1")
 }

@@ -13,13 +13,15 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Snapshot format (version 1). A byte stream that can be written and read in
+// Snapshot format (version 2). A byte stream that can be written and read in
 // one pass, with every length checked before use:
 //
-//	header   "RKVS" | version (1 byte, =1) | applied index (u64) | applied term (u64)
+//	header   "RKVS" | version (1 byte, =2) | applied index (u64) | applied term (u64)
 //	records  tag (1 byte) followed by:
 //	  0x01 data     keyLen (uvarint) | key | valueLen (uvarint) | value
 //	  0x02 session  client id (u64) | last seq (u64) | last index (u64) | answer code (1 byte)
+//	                (id <= last index <= applied index: the id is its register
+//	                entry's index; last seq is 0 until its first command ran)
 //	end      0xFF | record count (u64)
 //	trailer  CRC-32C (Castagnoli) of every byte above (u32)
 //
@@ -27,11 +29,14 @@ import (
 // ascending order; sessions follow, by client id. The stream ends at the
 // trailer: Restore refuses trailing bytes, so r must hold exactly one image.
 // The image is one Badger read transaction, so the data, the sessions and
-// the applied index are the same point in time.
+// the applied index are the same point in time. Version 1 had the same
+// records, but its sessions were created by their first command under
+// client-chosen ids; a node cannot apply entries under version 2 rules on
+// top of them, so version 1 images are refused (see layoutVersion).
 
 const (
 	snapMagic   = "RKVS"
-	snapVersion = 1
+	snapVersion = 2
 
 	tagData    byte = 0x01
 	tagSession byte = 0x02
@@ -385,7 +390,11 @@ func readImage(r io.Reader, put func(key, value []byte) error) (index, term uint
 	if string(hdr[:4]) != snapMagic {
 		return 0, 0, fmt.Errorf("%w: not a kvstate snapshot (magic %q)", ErrBadSnapshot, hdr[:4])
 	}
-	if hdr[4] != snapVersion {
+	switch hdr[4] {
+	case snapVersion:
+	case 1:
+		return 0, 0, fmt.Errorf("%w: format version 1 comes from an older RaftKV (sessions created by their first command); this version reads only version %d", ErrBadSnapshot, snapVersion)
+	default:
 		return 0, 0, fmt.Errorf("%w: unknown format version %d", ErrBadSnapshot, hdr[4])
 	}
 	index, term = binary.BigEndian.Uint64(hdr[5:]), binary.BigEndian.Uint64(hdr[13:])
@@ -428,7 +437,7 @@ func readImage(r io.Reader, put func(key, value []byte) error) (index, term uint
 			}
 			id := binary.BigEndian.Uint64(b)
 			ss := session{seq: binary.BigEndian.Uint64(b[8:]), lastIndex: binary.BigEndian.Uint64(b[16:]), code: b[24]}
-			if id == 0 || ss.seq == 0 || ss.lastIndex == 0 || ss.lastIndex > index || ss.code > codeNotFound {
+			if id == 0 || id > ss.lastIndex || ss.lastIndex > index || ss.code > codeNotFound {
 				return 0, 0, fmt.Errorf("%w: record %d: invalid session for client %d", ErrBadSnapshot, count, id)
 			}
 			if put != nil {

@@ -15,14 +15,14 @@ import (
 // populate applies a log with data, deletions and sessions.
 func populate(t testing.TB, s *State) {
 	t.Helper()
-	var es []raftlogic.Entry
+	es := registered(5)
 	for i := uint64(1); i <= 200; i++ {
 		id := i%5 + 1
 		seq := (i-1)/5 + 1
 		v := strings.Repeat(fmt.Sprint(i), int(i%40))
-		es = append(es, ent(i, 1+i/50, put(id, seq, fmt.Sprintf("key/%03d", i%120), v)))
+		es = append(es, ent(i+5, 1+i/50, put(id, seq, fmt.Sprintf("key/%03d", i%120), v)))
 	}
-	es = append(es, ent(201, 5, remove(1, 41, "key/005")), ent(202, 5, update(2, 41, "nope", "x")))
+	es = append(es, ent(206, 5, remove(1, 41, "key/005")), ent(207, 5, update(2, 41, "nope", "x")))
 	mustApply(t, s, es...)
 }
 
@@ -33,8 +33,8 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if idx != 202 || term != 5 {
-		t.Fatalf("snapshot covers %d/%d, want 202/5", idx, term)
+	if idx != 207 || term != 5 {
+		t.Fatalf("snapshot covers %d/%d, want 207/5", idx, term)
 	}
 
 	// Restore into a fresh DB, and into one that already holds other state
@@ -42,7 +42,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	for _, prefill := range []bool{false, true} {
 		dst, db, dir := newState(t, Options{})
 		if prefill {
-			mustApply(t, dst, ent(1, 1, put(77, 1, "stale", "x")), ent(2, 1, put(0, 0, "key/001", "old")))
+			mustApply(t, dst, register(1, 1), ent(2, 1, put(1, 1, "stale", "x")), ent(3, 1, put(0, 0, "key/001", "old")))
 			if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("r/keep"), []byte("1")) }); err != nil {
 				t.Fatal(err)
 			}
@@ -74,9 +74,9 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		// Sessions came across: retries get their first answers, and both
 		// replicas go on identically.
 		next := []raftlogic.Entry{
-			ent(203, 5, update(2, 41, "nope", "x")),   // retry: ErrNotFound again
-			ent(204, 5, put(3, 40, "key/100", "dup")), // retry of an applied put
-			ent(205, 5, put(3, 41, "fresh", "1")),
+			ent(208, 5, update(2, 41, "nope", "x")),   // retry: ErrNotFound again
+			ent(209, 5, put(3, 40, "key/077", "dup")), // retry of an applied put
+			ent(210, 5, put(3, 41, "fresh", "1")),
 		}
 		ra := mustApply(t, src, next...)
 		rb := mustApply(t, dst, next...)
@@ -134,14 +134,15 @@ func TestRestoreRejectsBadImages(t *testing.T) {
 	}
 
 	dst, db, _ := newState(t, Options{})
-	mustApply(t, dst, ent(1, 1, put(4, 1, "mine", "v")))
+	mustApply(t, dst, register(1, 1), ent(2, 1, put(1, 1, "mine", "v")))
 	before, _, _, _ := dst.SnapshotBytes()
 
 	bad := map[string][]byte{
-		"empty":    {},
-		"magic":    append([]byte("XKVS"), img[4:]...),
-		"version":  append(append([]byte("RKVS"), 9), img[5:]...),
-		"trailing": append(append([]byte{}, img...), 0),
+		"empty":     {},
+		"magic":     append([]byte("XKVS"), img[4:]...),
+		"version":   append(append([]byte("RKVS"), 9), img[5:]...),
+		"version 1": recrc(t, img, func(body []byte) { body[4] = 1 }),
+		"trailing":  append(append([]byte{}, img...), 0),
 	}
 	// Every truncation point of the header and a spread over the body.
 	for n := 0; n < len(img); n += 1 + n/8 {
@@ -179,7 +180,7 @@ func TestRestoreRejectsBadImages(t *testing.T) {
 			t.Fatalf("%s: staging left behind: %d keys", name, len(k))
 		}
 	}
-	if ai, _ := dst.Applied(); ai != 1 {
+	if ai, _ := dst.Applied(); ai != 2 {
 		t.Fatalf("Applied = %d", ai)
 	}
 	mustGet(t, dst, "mine", "v")
@@ -293,14 +294,14 @@ func TestRestoreCrashRecovery(t *testing.T) {
 
 func FuzzRestore(f *testing.F) {
 	src, _, _ := newState(f, Options{})
-	mustApply(f, src, ent(1, 1, put(3, 1, "a", "1")), ent(2, 1, put(0, 0, "b", "")))
+	mustApply(f, src, register(1, 1), ent(2, 1, put(1, 1, "a", "1")), ent(3, 1, put(0, 0, "b", "")))
 	img, _, _, err := src.SnapshotBytes()
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(img)
 	f.Add(img[:30])
-	f.Add([]byte("RKVS\x01"))
+	f.Add([]byte("RKVS\x02"))
 	dst, _, _ := newState(f, Options{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _, err := dst.Restore(bytes.NewReader(b))
@@ -316,7 +317,7 @@ func FuzzRestore(f *testing.F) {
 func TestVerifySnapshot(t *testing.T) {
 	src, _, _ := newState(t, Options{})
 	big := strings.Repeat("0123456789abcdef", 20<<10) // 320 KiB, several skip buffers
-	mustApply(t, src, ent(1, 2, put(3, 1, "big", big)), ent(2, 3, put(0, 0, "small", "v")))
+	mustApply(t, src, ent(1, 2, put(0, 0, "big", big)), ent(2, 3, put(0, 0, "small", "v")))
 	img, idx, term, err := src.SnapshotBytes()
 	if err != nil {
 		t.Fatal(err)

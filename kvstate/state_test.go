@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -69,10 +70,10 @@ func TestAppliedPersistsAndReapplyIsNoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := []raftlogic.Entry{
-		ent(1, 1, put(0, 0, "n", "1")),
-		ent(2, 1, put(9, 1, "x", "a")),
+		register(1, 1),
+		ent(2, 1, put(1, 1, "x", "a")),
 		noop(3, 2),
-		ent(4, 2, remove(0, 0, "n")),
+		ent(4, 2, put(0, 0, "n", "1")),
 		ent(5, 2, put(0, 0, "n", "2")),
 	}
 	mustApply(t, s, log[:3]...)
@@ -87,7 +88,7 @@ func TestAppliedPersistsAndReapplyIsNoop(t *testing.T) {
 	if idx, term := s.Applied(); idx != 3 || term != 2 {
 		t.Fatalf("after reopen Applied = %d, %d; want 3, 2", idx, term)
 	}
-	mustGet(t, s, "n", "1")
+	mustMissing(t, s, "n")
 	mustGet(t, s, "x", "a")
 
 	// Re-applying the whole log applies only what is new.
@@ -155,28 +156,34 @@ func TestBadEntriesAdvanceApplied(t *testing.T) {
 func TestExactlyOnce(t *testing.T) {
 	s, _, _ := newState(t, Options{})
 	r := mustApply(t, s,
-		ent(1, 1, put(7, 1, "a", "1")),
-		ent(2, 1, update(7, 2, "b", "x")), // b missing: ErrNotFound
-		ent(3, 1, put(8, 1, "b", "set-by-8")),
-		ent(4, 1, update(7, 2, "b", "x")),  // retry: first answer, not re-run
-		ent(5, 1, put(7, 1, "a", "again")), // older retry: stale
-		ent(6, 1, update(7, 3, "b", "by-7")),
-		ent(7, 1, put(7, 3, "a", "dup")),    // retry of seq 3: its answer (nil), not re-run
-		ent(8, 1, put(9, 5, "c", "orphan")), // no session and seq > 1
-		ent(9, 1, put(0, 0, "n", "1")),
-		ent(10, 1, put(0, 0, "n", "2")), // client 0: always executed
+		register(1, 1), // session 1
+		register(2, 1), // session 2
+		ent(3, 1, put(1, 1, "a", "1")),
+		ent(4, 1, update(1, 2, "b", "x")), // b missing: ErrNotFound
+		ent(5, 1, put(2, 1, "b", "set-by-2")),
+		ent(6, 1, update(1, 2, "b", "x")),  // retry: first answer, not re-run
+		ent(7, 1, put(1, 1, "a", "again")), // older retry: stale
+		ent(8, 1, update(1, 3, "b", "by-1")),
+		ent(9, 1, put(1, 3, "a", "dup")),      // retry of seq 3: its answer (nil), not re-run
+		ent(10, 1, put(9, 1, "c", "orphan")),  // never registered (entry 9 was no register), seq 1
+		ent(11, 1, put(10, 2, "c", "orphan")), // never registered, seq > 1
+		ent(12, 1, put(0, 0, "n", "1")),
+		ent(13, 1, put(0, 0, "n", "2")), // client 0: always executed
 	)
-	want := []error{nil, ErrNotFound, nil, ErrNotFound, ErrStaleSequence, nil, nil, ErrSessionExpired, nil, nil}
+	want := []error{nil, nil, nil, ErrNotFound, nil, ErrNotFound, ErrStaleSequence, nil, nil, ErrSessionExpired, ErrSessionExpired, nil, nil}
 	for i, w := range want {
 		if !errors.Is(r[i].Err, w) || (w == nil && r[i].Err != nil) {
 			t.Errorf("entry %d: Err = %v, want %v", i+1, r[i].Err, w)
 		}
 	}
-	if r[3].ClientID != 7 || r[3].Seq != 2 {
-		t.Errorf("retry result = %+v, want client 7 seq 2", r[3])
+	if r[0].ClientID != 1 || r[1].ClientID != 2 || r[0].Seq != 0 {
+		t.Errorf("register results = %+v, %+v; want the sessions' ids 1 and 2 (their indexes)", r[0], r[1])
+	}
+	if r[5].ClientID != 1 || r[5].Seq != 2 {
+		t.Errorf("retry result = %+v, want client 1 seq 2", r[5])
 	}
 	mustGet(t, s, "a", "1")
-	mustGet(t, s, "b", "by-7")
+	mustGet(t, s, "b", "by-1")
 	mustMissing(t, s, "c")
 	mustGet(t, s, "n", "2")
 }
@@ -184,47 +191,88 @@ func TestExactlyOnce(t *testing.T) {
 func TestSessionExpiry(t *testing.T) {
 	s, db, _ := newState(t, Options{SessionTTL: 3})
 	r := mustApply(t, s,
-		ent(1, 1, put(1, 1, "a", "1")),
-		ent(2, 1, put(1, 2, "a", "2")),
-		noop(3, 1),
-		ent(4, 1, put(1, 2, "a", "2")), // 4-2 < 3: live, a duplicate
-		noop(5, 1),
-		ent(6, 1, put(1, 3, "a", "3")), // 5-2 >= 3: expired
+		register(1, 1),
+		ent(2, 1, put(1, 1, "a", "1")),
+		ent(3, 1, put(1, 2, "a", "2")),
+		noop(4, 1),
+		ent(5, 1, put(1, 2, "a", "2")), // 5-3 < 3: live, a duplicate
+		noop(6, 1),
+		ent(7, 1, put(1, 3, "a", "3")), // 6-3 >= 3: expired
+		register(8, 1),
+		noop(9, 1),
+		noop(10, 1),
+		ent(11, 1, put(8, 1, "a", "never")), // 11-8 >= 3: expired before its first command
 	)
-	if r[3].Err != nil {
-		t.Fatalf("duplicate within TTL: %v", r[3].Err)
+	if r[4].Err != nil {
+		t.Fatalf("duplicate within TTL: %v", r[4].Err)
 	}
-	if !errors.Is(r[5].Err, ErrSessionExpired) {
-		t.Fatalf("after TTL: Err = %v, want ErrSessionExpired", r[5].Err)
+	if !errors.Is(r[6].Err, ErrSessionExpired) {
+		t.Fatalf("after TTL: Err = %v, want ErrSessionExpired", r[6].Err)
+	}
+	if !errors.Is(r[10].Err, ErrSessionExpired) {
+		t.Fatalf("first command after the registration expired: Err = %v, want ErrSessionExpired", r[10].Err)
 	}
 	mustGet(t, s, "a", "2")
-	// The expired session has been collected.
+	// The expired sessions have been collected.
 	if k := rawKeys(t, db, prefixSession); len(k) != 0 {
 		t.Fatalf("session keys after expiry = %q", k)
 	}
 	if k := rawKeys(t, db, prefixExpiry); len(k) != 0 {
 		t.Fatalf("expiry keys after expiry = %q", k)
 	}
-	// A new session (seq 1) under the same id starts over.
-	r = mustApply(t, s, ent(7, 1, put(1, 1, "a", "new")), ent(8, 1, put(1, 1, "a", "dup")))
-	if r[0].Err != nil || r[1].Err != nil {
-		t.Fatalf("new session: %+v", r)
+	// An expired session stays expired, seq 1 included; a new registration
+	// gets a new id.
+	r = mustApply(t, s, ent(12, 1, put(1, 1, "a", "again")), register(13, 1), ent(14, 1, put(13, 1, "a", "new")))
+	if !errors.Is(r[0].Err, ErrSessionExpired) || r[1].ClientID != 13 || r[2].Err != nil {
+		t.Fatalf("after expiry: %+v", r)
 	}
 	mustGet(t, s, "a", "new")
+}
+
+// A command whose answer was lost and that is retried after its session
+// expired must never run again: not the first command of a session (seq 1,
+// which once created the session implicitly) and not a later one. Running
+// it again would overwrite a write acknowledged in between.
+func TestLateRetryAfterExpiryNeverRunsTwice(t *testing.T) {
+	const ttl = 4
+	s, _, _ := newState(t, Options{SessionTTL: ttl})
+	mustApply(t, s,
+		register(1, 1),
+		ent(2, 1, put(1, 1, "first", "a1")),  // answer lost
+		ent(3, 1, put(1, 2, "second", "a2")), // answer lost
+		register(4, 1),
+		ent(5, 1, put(4, 1, "first", "b")), // acknowledged
+		ent(6, 1, put(4, 2, "second", "b")),
+		noop(7, 1), // 7-3 >= ttl: session 1 has expired
+	)
+	r := mustApply(t, s,
+		ent(8, 1, put(1, 1, "first", "a1")),
+		ent(9, 1, put(1, 2, "second", "a2")),
+		ent(10, 1, put(1, 1, "first", "a1")), // and again: still refused
+	)
+	for i, res := range r {
+		if !errors.Is(res.Err, ErrSessionExpired) {
+			t.Errorf("late retry %d: Err = %v, want ErrSessionExpired", i+1, res.Err)
+		}
+	}
+	mustGet(t, s, "first", "b")
+	mustGet(t, s, "second", "b")
 }
 
 // Replicas that apply the same log in different batches must end identical,
 // expiry and session clean-up included.
 func TestDeterministicAcrossBatching(t *testing.T) {
-	var log []raftlogic.Entry
-	for i := uint64(1); i <= 300; i++ {
+	log := registered(7)
+	for i := uint64(8); i <= 300; i++ {
 		id := i%7 + 1
-		switch i % 5 {
-		case 0:
+		switch {
+		case i%50 == 0: // a session registered late, never used
+			log = append(log, register(i, i/100+1))
+		case i%5 == 0:
 			log = append(log, noop(i, i/100+1))
-		case 1:
+		case i%5 == 1:
 			log = append(log, ent(i, i/100+1, update(id, i, fmt.Sprint("k", i%13), "u")))
-		case 2:
+		case i%5 == 2:
 			log = append(log, ent(i, i/100+1, remove(id, i, fmt.Sprint("k", i%11))))
 		default:
 			log = append(log, ent(i, i/100+1, put(id, i, fmt.Sprint("k", i%17), fmt.Sprint(i))))
@@ -263,10 +311,10 @@ func TestApplySplitsTooBigTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var es []raftlogic.Entry
+	es := registered(50)
 	val := string(bytes.Repeat([]byte("v"), 256))
-	for i := uint64(1); i <= 3000; i++ {
-		es = append(es, ent(i, 1, put((i-1)%50+1, (i-1)/50+1, fmt.Sprint("key", i), val)))
+	for i := uint64(51); i <= 3000; i++ {
+		es = append(es, ent(i, 1, put((i-51)%50+1, (i-51)/50+1, fmt.Sprint("key", i), val)))
 	}
 	res := mustApply(t, s, es...)
 	if len(res) != len(es) {
@@ -280,7 +328,7 @@ func TestApplySplitsTooBigTransactions(t *testing.T) {
 	if idx, _ := s.Applied(); idx != 3000 {
 		t.Fatalf("Applied = %d", idx)
 	}
-	mustGet(t, s, "key1", val)
+	mustGet(t, s, "key51", val)
 	mustGet(t, s, "key3000", val)
 }
 
@@ -323,8 +371,11 @@ func BenchmarkApply(b *testing.B) {
 	val := bytes.Repeat([]byte("v"), 256)
 	const batch = 64
 	const clients = 16
+	if _, err := s.Apply(registered(clients)); err != nil {
+		b.Fatal(err)
+	}
 	seq := make([]uint64, clients+1)
-	idx := uint64(0)
+	idx := uint64(clients)
 	es := make([]raftlogic.Entry, batch)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -341,4 +392,21 @@ func BenchmarkApply(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// A node that applied part of its log under the version 1 session rules
+// (sessions created by their first command) cannot apply the rest under the
+// version 2 rules without diverging from its peers: its data is refused
+// with an error that says so, never read.
+func TestOpenRefusesLayoutVersion1(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	defer db.Close()
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyVersion), []byte("1")) }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(db)
+	if !errors.Is(err, ErrCorruptState) || !strings.Contains(err.Error(), "older RaftKV") {
+		t.Fatalf("Open of layout 1 = %v, want ErrCorruptState naming an older RaftKV", err)
+	}
 }

@@ -121,8 +121,8 @@ func kvMain(cmd kvCommand, args []string, stdin io.Reader, stdout, stderr io.Wri
 	case errors.Is(err, raftkv.ErrValueTooLarge):
 		fmt.Fprintf(stderr, "raftkv %s: the cluster refused the value of %d bytes as too large: %v\n", cmd.name, len(value), err)
 		return exitFailure
-	case errors.Is(err, raftkv.ErrUnavailable) && cmd.name != "get":
-		fmt.Fprintf(stderr, "raftkv %s: %v\n(the write may or may not have been applied)\n", cmd.name, err)
+	case errors.Is(err, raftkv.ErrOutcomeUnknown):
+		fmt.Fprintf(stderr, "raftkv %s: %v\n(read the key to learn whether the write was applied; it was applied at most once)\n", cmd.name, err)
 		return exitFailure
 	case err != nil:
 		fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd.name, err)

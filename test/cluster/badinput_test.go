@@ -185,11 +185,18 @@ func TestBadInput(t *testing.T) {
 					t.Fatal(err)
 				}
 				kv := raftpb.NewKVClient(conn)
+				// A write needs a session (client_id 0 is refused at once).
+				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+				reg, err := kv.RegisterSession(rctx, &raftpb.RegisterSessionRequest{})
+				rcancel()
+				if err != nil {
+					t.Fatal(err)
+				}
 				done := make(chan error, 1)
 				go func() {
 					wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer wcancel()
-					_, err := kv.Write(wctx, &raftpb.WriteRequest{Op: raftpb.Op_OP_PUT, Key: k, Value: []byte(v)})
+					_, err := kv.Write(wctx, &raftpb.WriteRequest{ClientId: reg.GetClientId(), Seq: 1, Op: raftpb.Op_OP_PUT, Key: k, Value: []byte(v)})
 					done <- err
 				}()
 				time.Sleep(time.Duration(500+rng.IntN(3000)) * time.Microsecond)
