@@ -165,7 +165,7 @@ func (r *recording) materialize(path string, cp crashPoint, buf []byte) (st stat
 }
 
 // choosePoints picks n crash points in the operation log between from and
-// to (the workload), in turn with these strategies:
+// to (the workload), with these strategies:
 //   - inside a flush window (a node had a full memtable waiting to be
 //     flushed to a table), a different window each time while any is
 //     left: the writes of a memtable Badger has rotated out are the ones
@@ -202,9 +202,13 @@ func choosePoints(rng *rand.Rand, r *recording, h *history, from, to, n int) []c
 		}
 	}
 	rng.Shuffle(len(windows), func(i, j int) { windows[i], windows[j] = windows[j], windows[i] })
+	// Two thirds in flush windows: on the code this test was written
+	// against, about half of the windows lose acknowledged writes, and
+	// visiting more distinct windows is what makes a short run find one.
 	strategies := []string{
-		"in a flush window", "at an ack", "in a flush window", "before a barrier", "in a flush window", "at startup",
-		"in a flush window", "at an ack", "in a flush window", "before a barrier", "in a flush window", "uniform",
+		"in a flush window", "at an ack", "in a flush window", "before a barrier",
+		"in a flush window", "at startup", "in a flush window", "uniform",
+		"in a flush window", "in a flush window", "in a flush window", "in a flush window",
 	}
 	pts := make([]crashPoint, 0, n)
 	nextWindow := 0

@@ -15,10 +15,13 @@
 //
 // A crash state at a position p of the log is the disk after the power
 // fails there: every write before the last barrier before p, and any
-// subset of the writes after it, some torn at 4 KiB. Each chosen state
-// (uniform points, points right at an acknowledgement, points right
-// before a barrier) is written as a sparse image on the real disk, mounted
-// (ext4 replays its journal), and checked:
+// subset of the writes after it, some torn at 4 KiB. Two thirds of the
+// crash points fall inside "flush windows" (while a node had a full
+// memtable waiting to be flushed to a table, which the child watches for
+// and reports), the others right at an acknowledgement, right before a
+// barrier, during the nodes' first start, or anywhere. Each state is
+// written as a sparse image on the real disk, mounted (ext4 replays its
+// journal), and checked:
 //
 //   - every node starts (a hole in a node's log or a corrupt record makes
 //     raftkv.Open fail);
@@ -50,13 +53,17 @@
 //
 // It needs Linux, root, /dev/fuse, loop devices, and losetup, mkfs.ext4,
 // mount and umount on PATH; without them it skips, saying why. The default
-// run records 600 writes of ~64 KiB values and checks 12 crash states:
+// run records 600 writes of 32-96 KiB values (a few memtable rotations per
+// node) and checks 12 crash states, about a minute on 2 idle cores:
 //
 //	go test ./test/powerloss/
 //	go test ./test/powerloss/ -run '^TestPowerLoss$' -v -powerloss.states=100 -powerloss.writes=3000
 //	go test ./test/powerloss/ -run '^TestPowerLoss$' -v -powerloss.seed=N   # replay a seed's choices
 //
 // -powerloss.keep keeps the work directory (recording, crash images, node
-// logs) even when the test passes; a failing run always keeps it. Each
-// run removes mounts and loop devices left by a run that was killed.
+// logs) even when the test passes; a failing run always keeps it, with the
+// first failing images as they were before recovery. Everything lives
+// under $TMPDIR/raftkv-powerloss-<pid>-*; each run first removes the
+// mounts, loop devices and directories of runs that were killed (a test
+// timeout exits without cleanups), aborting their FUSE connections.
 package powerloss
