@@ -57,8 +57,14 @@
 // node) and checks 12 crash states, about a minute on 2 idle cores:
 //
 //	go test ./test/powerloss/
-//	go test ./test/powerloss/ -run '^TestPowerLoss$' -v -powerloss.states=100 -powerloss.writes=3000
 //	go test ./test/powerloss/ -run '^TestPowerLoss$' -v -powerloss.seed=N   # replay a seed's choices
+//	go test ./test/powerloss/ -run '^TestPowerLoss$' -v -timeout=2h \
+//		-powerloss.writes=3000 -powerloss.states=300
+//
+// A long run needs a -timeout to match: 3000 writes take about a minute to
+// record and each crash state about 8 s to check (measured: 30 states in
+// 5 min 20 s); a run near its deadline stops checking, says so, and cleans
+// up.
 //
 // -powerloss.keep keeps the work directory (recording, crash images, node
 // logs) even when the test passes; a failing run always keeps it, with the

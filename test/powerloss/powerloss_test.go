@@ -45,8 +45,8 @@ func TestPowerLoss(t *testing.T) {
 	if seed == 0 {
 		seed = rand.Uint64()%1_000_000_000 + 1
 	}
-	replay := fmt.Sprintf("go test ./test/powerloss -run '^TestPowerLoss$' -v -powerloss.seed=%d -powerloss.writes=%d -powerloss.states=%d -powerloss.value=%d",
-		seed, *flagWrites, *flagStates, *flagValue)
+	replay := fmt.Sprintf("go test ./test/powerloss -run '^TestPowerLoss$' -v -powerloss.seed=%d -powerloss.writes=%d -powerloss.states=%d -powerloss.value=%d -powerloss.disk=%d",
+		seed, *flagWrites, *flagStates, *flagValue, *flagDiskMB)
 	t.Logf("seed %d; rerun with: %s", seed, replay)
 	rng := rand.New(rand.NewPCG(seed, 0x90e4))
 	work := workDir(t, *flagKeep)

@@ -103,7 +103,9 @@ func raftkvHelper(t *testing.T, dir string) {
 	var out emitter
 	out.emit("OPEN")
 	go watchMemtables(workloadConfig(dir), &out)
-	deadline := time.Now().Add(5 * time.Minute) // never outlive a lost parent for long
+	// The parent bounds the run (and the child dies with it: Pdeathsig);
+	// this only stops a child whose parent is wedged.
+	deadline := time.Now().Add(workloadTimeout(writes) + time.Minute)
 	// do retries an operation until it succeeds, so a worker never moves
 	// on with a write in doubt; a retried Put writes the same value, and
 	// a retried Remove may find its first attempt done (ErrNotFound).
@@ -216,7 +218,9 @@ func startChild(t *testing.T, mode, logPath string, env ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPowerLossHelper$", "-test.count=1", "-test.timeout=10m")
+	// No test timeout in the child: the parent bounds it and it dies with
+	// the parent (Pdeathsig).
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPowerLossHelper$", "-test.count=1", "-test.timeout=0")
 	cmd.Env = append(append(os.Environ(), helperModeEnv+"="+mode), env...)
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -400,6 +404,13 @@ func (h *history) check(key string, value []byte, pos int) string {
 	return fmt.Sprintf("%s holds %s, which no put of it wrote", key, what)
 }
 
+// workloadTimeout bounds the recording of a workload of writes
+// operations: generous (measured: 3000 writes in 72 s under -race), since
+// a slow machine is not what the test is about.
+func workloadTimeout(writes int) time.Duration {
+	return 5*time.Minute + time.Duration(writes)*100*time.Millisecond
+}
+
 // runWorkload runs the raftkv child on dataDir until it has made writes
 // operations, then SIGKILLs it. pos reads the operation log's length.
 func runWorkload(t *testing.T, work, dataDir string, seed uint64, writes, valueSize int, pos func() int) *history {
@@ -408,7 +419,8 @@ func runWorkload(t *testing.T, work, dataDir string, seed uint64, writes, valueS
 		helperDirEnv+"="+dataDir, helperSeedEnv+"="+strconv.FormatUint(seed, 10),
 		helperWritesEnv+"="+strconv.Itoa(writes), helperValueEnv+"="+strconv.Itoa(valueSize))
 	h := newHistory()
-	timeout := time.After(5 * time.Minute)
+	limit := workloadTimeout(writes)
+	timeout := time.After(limit)
 	for !h.done {
 		select {
 		case line, ok := <-c.lines:
@@ -421,7 +433,7 @@ func runWorkload(t *testing.T, work, dataDir string, seed uint64, writes, valueS
 			}
 		case <-timeout:
 			c.kill()
-			t.Fatalf("the writing child made only %d acknowledged writes in 5 minutes", len(h.acks))
+			t.Fatalf("the writing child made only %d of %d writes in %v", len(h.acks), writes, limit)
 		}
 	}
 	c.kill()
