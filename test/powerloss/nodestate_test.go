@@ -28,22 +28,27 @@ type nodeState struct {
 // documented layout (k/<key> user values; m/applied, 16 bytes big-endian:
 // index then term; m/restore only while a snapshot restore is unfinished).
 //
-// This is the one place that knows the on-disk layout of a node: when the
-// layout changes (say, the log and the state machine in two databases,
-// dir/log and dir/state), adapt this function and nothing else.
+// This is the one place that knows the on-disk layout of a node: the log
+// and the state machine in two Badger databases (persist.LogDir and
+// persist.StateDir).
 func readNodeState(dir string) (nodeState, error) {
 	st := nodeState{data: map[string][]byte{}}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := persist.OpenDB(dir, persist.WithLogger(quiet),
-		persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) }))
+	readOnly := persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) })
+	logDB, err := persist.OpenDB(persist.LogDir(dir), persist.WithLogger(quiet), readOnly)
+	if err != nil {
+		return st, err
+	}
+	defer logDB.Close()
+	init, err := persist.NewLogStore(logDB, persist.WithLogger(quiet)).Load()
+	if err != nil {
+		return st, fmt.Errorf("load the log: %w", err)
+	}
+	db, err := persist.OpenDB(persist.StateDir(dir), persist.WithLogger(quiet), readOnly)
 	if err != nil {
 		return st, err
 	}
 	defer db.Close()
-	init, err := persist.NewLogStore(db, persist.WithLogger(quiet)).Load()
-	if err != nil {
-		return st, fmt.Errorf("load the log: %w", err)
-	}
 	st.snap, st.entries = init.Snapshot.Index, init.Entries
 	err = db.View(func(txn *badger.Txn) error {
 		if _, err := txn.Get([]byte("m/restore")); err == nil {

@@ -162,21 +162,27 @@ func raftkvHelper(t *testing.T, dir string) {
 }
 
 // watchMemtables reports, as "MEM <node> <count>" lines, how many
-// memtable write-ahead logs (Badger's *.mem files) each node has whenever
-// that changes. Two or more mean a full memtable is waiting to be flushed
+// memtable write-ahead logs (Badger's *.mem files) the busier database of
+// each node has whenever that changes. Two or more mean a full memtable is waiting to be flushed
 // to a table: the parent aims some crash points inside those windows. This
 // only steers the choice of crash points; no check depends on it.
 func watchMemtables(cfg config.Config, out *emitter) {
 	counts := map[uint64]int{}
 	for {
 		for id := uint64(1); id <= uint64(cfg.ServersNum); id++ {
-			n := 0
+			// A node has two databases (log and state): count each one's
+			// files and report the larger count.
+			perDB := map[string]int{}
 			filepath.WalkDir(cfg.DataDir(id), func(path string, d os.DirEntry, err error) error {
 				if err == nil && !d.IsDir() && strings.HasSuffix(path, ".mem") {
-					n++
+					perDB[filepath.Dir(path)]++
 				}
 				return nil
 			})
+			n := 0
+			for _, c := range perDB {
+				n = max(n, c)
+			}
 			if n != counts[id] {
 				counts[id] = n
 				out.emit("MEM %d %d", id, n)
