@@ -227,7 +227,7 @@ func TestBadInput(t *testing.T) {
 	states := c.inspectNodes()
 	compareStates(t, states)
 	for _, s := range states {
-		for k, v := range s.data {
+		for k, v := range s.Data {
 			if w, ok := want[k]; ok {
 				if w != v {
 					t.Errorf("node %d stores %s = %q, want %q", s.id, k, v, w)
@@ -243,7 +243,7 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("node %d stores %s = %q, which nobody wrote", s.id, k, v)
 		}
 		for k := range want {
-			if _, ok := s.data[k]; !ok {
+			if _, ok := s.Data[k]; !ok {
 				t.Errorf("node %d lost %s", s.id, k)
 			}
 		}

@@ -119,8 +119,8 @@ func runScenario(t *testing.T, sc scenario) {
 	states := c.inspectNodes()
 	compareStates(t, states)
 	for _, s := range states {
-		r.w.checkDurableState(t, s.id, s.data)
-		r.w.checkFinalState(t, s.id, s.data)
+		r.w.checkDurableState(t, s.id, s.Data)
+		r.w.checkFinalState(t, s.id, s.Data)
 	}
 	c.checkNoCrashes()
 	c.logf("scenario done in %v", time.Since(start).Round(time.Millisecond))

@@ -41,11 +41,11 @@ func bigValue(rng *rand.Rand, size int, i uint64) []byte {
 func checkStoredDigests(t *testing.T, states []nodeState, want map[string]string) {
 	t.Helper()
 	for _, s := range states {
-		if len(s.data) != len(want) {
-			t.Errorf("node %d stores %d keys; want %d", s.id, len(s.data), len(want))
+		if len(s.Data) != len(want) {
+			t.Errorf("node %d stores %d keys; want %d", s.id, len(s.Data), len(want))
 		}
 		for k, v := range want {
-			if got, ok := s.data[k]; !ok || got != v {
+			if got, ok := s.Data[k]; !ok || got != v {
 				t.Errorf("node %d: %s = %.80q (present %v); want %.80q", s.id, k, got, ok, v)
 			}
 		}

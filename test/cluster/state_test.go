@@ -5,98 +5,29 @@ package cluster_test
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
-	"github.com/raftkv/raftkv/persist"
-	"github.com/raftkv/raftkv/raftlogic"
+	"github.com/raftkv/raftkv/internal/inspect"
 )
 
-// nodeState is what one stopped node holds on disk.
+// nodeState is what one stopped node holds on disk (see internal/inspect).
 type nodeState struct {
-	id      uint64
-	applied uint64 // kvstate's applied index (m/applied)
-	hs      raftlogic.HardState
-	snap    uint64 // the log starts after this index
-	entries []raftlogic.Entry
-	data    map[string]string // user data: the k/ keys without the prefix
+	id uint64
+	inspect.Node
 }
 
 // committed is the highest index this node knows committed: what it has
 // applied, or what its hard state records, whichever is higher.
-func (s nodeState) committed() uint64 { return max(s.applied, s.hs.Commit) }
+func (s nodeState) committed() uint64 { return max(s.Applied, s.HardState.Commit) }
 
-func (s nodeState) entry(i uint64) (raftlogic.Entry, bool) {
-	if i <= s.snap || i > s.snap+uint64(len(s.entries)) {
-		return raftlogic.Entry{}, false
-	}
-	return s.entries[i-s.snap-1], true
-}
-
-// readNodeState opens a stopped node's Badger databases read-only and reads
-// its Raft log (persist) and its state machine's records (the documented
-// kvstate layout: k/<key> user values, m/applied 16 bytes big-endian index
-// and term, m/restore only during a snapshot restore).
+// readNodeState reads a stopped node's data directory, keeping digests of
+// large values and entries (see digestLarge).
 func readNodeState(id uint64, dir string) (nodeState, error) {
-	st := nodeState{id: id, data: map[string]string{}}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	readOnly := persist.WithBadgerOptions(func(o badger.Options) badger.Options { return o.WithReadOnly(true) })
-	logDB, err := persist.OpenDB(persist.LogDir(dir), persist.WithLogger(quiet), readOnly)
-	if err != nil {
-		return st, err
-	}
-	defer logDB.Close()
-	init, err := persist.NewLogStore(logDB, persist.WithLogger(quiet)).Load()
-	if err != nil {
-		return st, err
-	}
-	db, err := persist.OpenDB(persist.StateDir(dir), persist.WithLogger(quiet), readOnly)
-	if err != nil {
-		return st, err
-	}
-	defer db.Close()
-	st.hs, st.snap, st.entries = init.HardState, init.Snapshot.Index, init.Entries
-	for i := range st.entries {
-		st.entries[i].Data = []byte(digestLarge(st.entries[i].Data))
-	}
-	err = db.View(func(txn *badger.Txn) error {
-		if _, err := txn.Get([]byte("m/restore")); err == nil {
-			return errors.New("m/restore present: a snapshot restore was left unfinished")
-		}
-		item, err := txn.Get([]byte("m/applied"))
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-		case err != nil:
-			return err
-		default:
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if len(v) != 16 {
-				return fmt.Errorf("m/applied has %d bytes", len(v))
-			}
-			st.applied = binary.BigEndian.Uint64(v)
-		}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("k/"), PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			st.data[string(it.Item().Key()[2:])] = digestLarge(v)
-		}
-		return nil
-	})
-	return st, err
+	n, err := inspect.Read(dir, digestLarge)
+	return nodeState{id: id, Node: n}, err
 }
 
 // largeData is the size above which readNodeState keeps a digest of a value
@@ -128,7 +59,7 @@ func (c *cluster) inspectNodes() []nodeState {
 			c.t.Fatalf("inspect node %d (%s): %v", n.id, dir, err)
 		}
 		c.logf("node %d on disk: applied=%d commit=%d term=%d log=(%d,%d] keys=%d",
-			n.id, st.applied, st.hs.Commit, st.hs.Term, st.snap, st.snap+uint64(len(st.entries)), len(st.data))
+			n.id, st.Applied, st.HardState.Commit, st.HardState.Term, st.Snapshot, st.Snapshot+uint64(len(st.Entries)), len(st.Data))
 		states = append(states, st)
 	}
 	return states
@@ -147,22 +78,22 @@ func compareStates(t testing.TB, states []nodeState) {
 	}
 	ref := states[0]
 	for _, s := range states[1:] {
-		if s.applied != ref.applied {
-			t.Errorf("node %d applied up to %d but node %d up to %d after a converged clean stop", s.id, s.applied, ref.id, ref.applied)
+		if s.Applied != ref.Applied {
+			t.Errorf("node %d applied up to %d but node %d up to %d after a converged clean stop", s.id, s.Applied, ref.id, ref.Applied)
 			continue
 		}
-		if diff := diffData(ref.data, s.data); diff != "" {
-			t.Errorf("nodes %d and %d applied the same index %d but hold different data: %s", ref.id, s.id, s.applied, diff)
+		if diff := diffData(ref.Data, s.Data); diff != "" {
+			t.Errorf("nodes %d and %d applied the same index %d but hold different data: %s", ref.id, s.id, s.Applied, diff)
 		}
 	}
 	for i, a := range states {
 		for _, b := range states[i+1:] {
-			lo := max(a.snap, b.snap) + 1
-			hi := min(a.committed(), b.committed(), a.snap+uint64(len(a.entries)), b.snap+uint64(len(b.entries)))
+			lo := max(a.Snapshot, b.Snapshot) + 1
+			hi := min(a.committed(), b.committed(), a.Snapshot+uint64(len(a.Entries)), b.Snapshot+uint64(len(b.Entries)))
 			compared, mismatches := 0, 0
 			for idx := lo; idx <= hi; idx++ {
-				ea, _ := a.entry(idx)
-				eb, _ := b.entry(idx)
+				ea, _ := a.Entry(idx)
+				eb, _ := b.Entry(idx)
 				compared++
 				if ea.Term != eb.Term || ea.Type != eb.Type || !bytes.Equal(ea.Data, eb.Data) {
 					mismatches++

@@ -3,7 +3,6 @@
 package powerloss_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -281,25 +280,25 @@ func converge(ctx context.Context, db *raftkv.DB) (uint64, error) {
 func compareReplicas(states []nodeState, hist *history, pos int) []string {
 	var problems []string
 	ref := states[0]
-	for k, v := range ref.data {
-		if msg := hist.check(k, v, pos); msg != "" {
+	for k, v := range ref.Data {
+		if msg := hist.check(k, []byte(v), pos); msg != "" {
 			problems = append(problems, "node 1 stored: "+msg)
 		}
 	}
-	lo := ref.applied
+	lo := ref.Applied
 	for _, s := range states {
-		lo = min(lo, s.applied)
+		lo = min(lo, s.Applied)
 	}
 	for i, s := range states {
 		if i > 0 {
-			if diff := diffData(ref.data, s.data); diff != "" {
+			if diff := diffData(ref.Data, s.Data); diff != "" {
 				problems = append(problems, fmt.Sprintf("nodes 1 and %d hold different data: %s", i+1, diff))
 			}
 		}
-		for idx := lo + 1; idx <= s.applied; idx++ {
-			e, ok := s.entry(idx)
+		for idx := lo + 1; idx <= s.Applied; idx++ {
+			e, ok := s.Entry(idx)
 			if !ok || len(e.Data) > 0 {
-				problems = append(problems, fmt.Sprintf("node %d applied %d, others only %d, and entry %d is not an empty entry (held: %v)", i+1, s.applied, lo, idx, ok))
+				problems = append(problems, fmt.Sprintf("node %d applied %d, others only %d, and entry %d is not an empty entry (held: %v)", i+1, s.Applied, lo, idx, ok))
 				break
 			}
 		}
@@ -308,12 +307,12 @@ func compareReplicas(states []nodeState, hist *history, pos int) []string {
 }
 
 // diffData describes how two nodes' data differ ("" when equal).
-func diffData(a, b map[string][]byte) string {
+func diffData(a, b map[string]string) string {
 	var diffs []string
 	for k, va := range a {
 		if vb, ok := b[k]; !ok {
 			diffs = append(diffs, k+" only on the first")
-		} else if !bytes.Equal(va, vb) {
+		} else if va != vb {
 			diffs = append(diffs, k+" differs")
 		}
 	}
