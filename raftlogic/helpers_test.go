@@ -80,7 +80,7 @@ func advance(n *Node) Ready {
 func mustStep(t testing.TB, n *Node, m Message) {
 	t.Helper()
 	if err := n.Step(m); err != nil {
-		t.Fatalf("node %d refused %v from %d: %v", n.ID(), m.Type, m.From, err)
+		t.Fatalf("node %d refused %v from %d: %v", n.id, m.Type, m.From, err)
 	}
 }
 
