@@ -254,17 +254,65 @@ func (c *cluster) route(m Message) {
 	c.queue = append(c.queue, m)
 }
 
-// handleReady does what a driver does with one Ready of node id: persist,
-// send, apply, collect reads, Advance. It reports whether there was one.
+// handleReady handles one Ready of node id with the shared driver step,
+// checking as it goes. It reports whether there was one.
 func (c *cluster) handleReady(id uint64) bool {
 	c.t.Helper()
 	tn := c.nodes[id]
-	n := tn.n
-	if n == nil || !n.HasReady() {
-		return false
+	return handleReady(c.t, tn.n, clusterDriver{c: c, tn: tn})
+}
+
+// clusterDriver is the cluster's readyDriver for one node: an in-memory
+// disk and state machine, the FIFO router, and no crashes in a Ready.
+type clusterDriver struct {
+	c  *cluster
+	tn *testNode
+}
+
+func (d clusterDriver) send(msgs []Message) {
+	c, tn := d.c, d.tn
+	c.t.Helper()
+	for _, m := range msgs {
+		if m.From != tn.id {
+			c.t.Fatalf("node %d sends a message from %d", tn.id, m.From)
+		}
+		if m.Type == MsgVoteResp && !m.Reject && (tn.disk.hs.Term != m.Term || tn.disk.hs.Vote != m.To) {
+			c.t.Fatalf("node %d grants its vote in term %d to %d, but its disk holds %+v", tn.id, m.Term, m.To, tn.disk.hs)
+		}
+		if m.Type == MsgSnap {
+			if m.Snapshot.Meta.Index != tn.disk.snap.Meta.Index {
+				c.t.Fatalf("node %d sends snapshot %d but holds %d", tn.id, m.Snapshot.Meta.Index, tn.disk.snap.Meta.Index)
+			}
+			m.Snapshot.Data = tn.disk.snap.Data
+		}
+		c.route(m)
 	}
-	rd := n.Ready()
-	// 1. Persist.
+}
+
+func (d clusterDriver) apply(e Entry) {
+	c, tn := d.c, d.tn
+	c.t.Helper()
+	if e.Index != tn.applied()+1 {
+		c.t.Fatalf("node %d applies %d after %d", tn.id, e.Index, tn.applied())
+	}
+	if !c.onDisk(tn, e) {
+		c.t.Fatalf("node %d applies entry %d (term %d) that is not durable", tn.id, e.Index, e.Term)
+	}
+	tn.sm = append(tn.sm, e)
+}
+
+func (d clusterDriver) install(s Snapshot) {
+	d.c.t.Helper()
+	var sm []Entry
+	if err := json.Unmarshal(s.Data, &sm); err != nil || uint64(len(sm)) != s.Meta.Index {
+		d.c.t.Fatalf("node %d: snapshot %d image holds %d entries (%v)", d.tn.id, s.Meta.Index, len(sm), err)
+	}
+	d.tn.sm = sm
+}
+
+func (d clusterDriver) persist(rd Ready) {
+	c, tn := d.c, d.tn
+	c.t.Helper()
 	if !rd.Snapshot.IsEmpty() {
 		tn.disk.snap = rd.Snapshot
 		tn.disk.ents = nil
@@ -273,53 +321,24 @@ func (c *cluster) handleReady(id uint64) bool {
 		first := rd.Entries[0].Index
 		keep := int(first) - int(tn.disk.snap.Meta.Index) - 1
 		if keep < 0 || keep > len(tn.disk.ents) {
-			c.t.Fatalf("node %d: Ready entries start at %d, disk holds (%d, %d]", id, first, tn.disk.snap.Meta.Index, tn.disk.snap.Meta.Index+uint64(len(tn.disk.ents)))
+			c.t.Fatalf("node %d: Ready entries start at %d, disk holds (%d, %d]", tn.id, first, tn.disk.snap.Meta.Index, tn.disk.snap.Meta.Index+uint64(len(tn.disk.ents)))
 		}
 		tn.disk.ents = append(slices.Clone(tn.disk.ents[:keep]), rd.Entries...)
 	}
 	if !rd.HardState.IsEmpty() {
 		tn.disk.hs = rd.HardState
 	}
-	// 2. Send.
-	for _, m := range rd.Messages {
-		if m.From != id {
-			c.t.Fatalf("node %d sends a message from %d", id, m.From)
-		}
-		if m.Type == MsgVoteResp && !m.Reject && (tn.disk.hs.Term != m.Term || tn.disk.hs.Vote != m.To) {
-			c.t.Fatalf("node %d grants its vote in term %d to %d, but its disk holds %+v", id, m.Term, m.To, tn.disk.hs)
-		}
-		if m.Type == MsgSnap {
-			if m.Snapshot.Meta.Index != tn.disk.snap.Meta.Index {
-				c.t.Fatalf("node %d sends snapshot %d but holds %d", id, m.Snapshot.Meta.Index, tn.disk.snap.Meta.Index)
-			}
-			m.Snapshot.Data = tn.disk.snap.Data
-		}
-		c.route(m)
-	}
-	// 3. Apply.
-	if !rd.Snapshot.IsEmpty() {
-		var sm []Entry
-		if err := json.Unmarshal(rd.Snapshot.Data, &sm); err != nil || uint64(len(sm)) != rd.Snapshot.Meta.Index {
-			c.t.Fatalf("node %d: snapshot %d image holds %d entries (%v)", id, rd.Snapshot.Meta.Index, len(sm), err)
-		}
-		tn.sm = sm
-	}
-	for _, e := range rd.CommittedEntries {
-		if e.Index != tn.applied()+1 {
-			c.t.Fatalf("node %d applies %d after %d", id, e.Index, tn.applied())
-		}
-		if !c.onDisk(tn, e) {
-			c.t.Fatalf("node %d applies entry %d (term %d) that is not durable", id, e.Index, e.Term)
-		}
-		tn.sm = append(tn.sm, e)
-	}
-	// 4. Reads.
-	tn.reads = append(tn.reads, rd.ReadStates...)
-	n.Advance(rd)
-	if got := n.Status().Applied; got != tn.applied() {
-		c.t.Fatalf("node %d: raftlogic says applied %d, state machine applied %d", id, got, tn.applied())
-	}
-	return true
+}
+
+func (clusterDriver) crash(crashPoint) bool { return false }
+
+func (d clusterDriver) answer(rs ReadState) { d.tn.reads = append(d.tn.reads, rs) }
+
+func (d clusterDriver) applied() uint64 { return d.tn.applied() }
+
+func (d clusterDriver) failf(format string, args ...any) {
+	d.c.t.Helper()
+	d.c.t.Fatalf(format, args...)
 }
 
 func (c *cluster) onDisk(tn *testNode, e Entry) bool {

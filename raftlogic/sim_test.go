@@ -156,8 +156,10 @@ type sim struct {
 }
 
 // simStats count what a run exercised, so a run that tests nothing shows.
+// readyCrashes counts the crashes (within crashes) at a crash point in the
+// middle of a Ready.
 type simStats struct {
-	acked, reads, failedReads, leaders, snapInstalls, crashes, transfers, steps int
+	acked, reads, failedReads, leaders, snapInstalls, crashes, readyCrashes, transfers, steps int
 }
 
 func (a *simStats) add(b simStats) {
@@ -167,6 +169,7 @@ func (a *simStats) add(b simStats) {
 	a.leaders += b.leaders
 	a.snapInstalls += b.snapInstalls
 	a.crashes += b.crashes
+	a.readyCrashes += b.readyCrashes
 	a.transfers += b.transfers
 	a.steps += b.steps
 }
@@ -310,50 +313,56 @@ func (s *sim) deliver(faults bool) {
 	}
 }
 
-// handleReady does what a driver does with a Ready, checking as it goes.
+// handleReady handles one Ready of sn with the shared driver step (the
+// node actor's order), checking as it goes. With faults, the node may crash
+// between any two of its steps.
 func (s *sim) handleReady(sn *simNode, faults bool) {
-	n := sn.node
-	if n == nil || !n.HasReady() {
-		return
-	}
-	rd := n.Ready()
-	// The order is the actor driver's (actors.nodeActor.handleReady), so the
-	// simulation checks the order that runs: the leader's replication
-	// messages leave first, committed entries (durable already) are applied,
-	// a received snapshot is installed, then the Ready is persisted, then
-	// the other messages leave. A crash may fall between any two steps.
-	early, late := rd.SplitMessages()
-	s.sendAll(sn, early, faults)
-	for _, e := range rd.CommittedEntries {
-		s.checkDurable(sn, e)
-		s.apply(sn, e)
-	}
-	if !rd.Snapshot.IsEmpty() {
-		sm := smFromImage(rd.Snapshot.Data)
-		if want, ok := s.chains[sm.applied]; ok && want != sm.chain {
-			s.failf("node %d installed a snapshot at %d that differs from what others applied", sn.id, sm.applied)
-		}
-		s.setApplied(sn, sm)
-		s.stats.snapInstalls++
-	}
-	if faults && s.r.IntN(1000) < s.p.crashPct {
-		s.crash(sn) // sent and applied, not persisted
-		return
-	}
-	s.persist(sn, rd)
-	if faults && s.r.IntN(1000) < s.p.crashPct {
-		s.crash(sn) // persisted, not all sent
-		return
-	}
-	s.sendAll(sn, late, faults)
-	for _, rs := range rd.ReadStates {
-		s.checkRead(sn, rs)
-	}
-	n.Advance(rd)
-	if st := n.Status(); st.Applied != sn.sm.applied {
-		s.failf("node %d: raftlogic applied %d, state machine applied %d", sn.id, st.Applied, sn.sm.applied)
-	}
+	handleReady(nil, sn.node, simDriver{s: s, sn: sn, faults: faults})
 }
+
+// simDriver is the simulation's readyDriver for one node.
+type simDriver struct {
+	s      *sim
+	sn     *simNode
+	faults bool
+}
+
+func (d simDriver) send(msgs []Message) { d.s.sendAll(d.sn, msgs, d.faults) }
+
+func (d simDriver) apply(e Entry) {
+	d.s.checkDurable(d.sn, e)
+	d.s.apply(d.sn, e)
+}
+
+func (d simDriver) install(snap Snapshot) {
+	s := d.s
+	sm := smFromImage(snap.Data)
+	if want, ok := s.chains[sm.applied]; ok && want != sm.chain {
+		s.failf("node %d installed a snapshot at %d that differs from what others applied", d.sn.id, sm.applied)
+	}
+	s.setApplied(d.sn, sm)
+	s.stats.snapInstalls++
+}
+
+func (d simDriver) persist(rd Ready) { d.s.persist(d.sn, rd) }
+
+// crash draws the per-step crash chance at each crash point: after
+// crashUnpersisted the node has sent and applied but not persisted, after
+// crashPersisted it has persisted but not sent all.
+func (d simDriver) crash(crashPoint) bool {
+	if d.faults && d.s.r.IntN(1000) < d.s.p.crashPct {
+		d.s.stats.readyCrashes++
+		d.s.crash(d.sn)
+		return true
+	}
+	return false
+}
+
+func (d simDriver) answer(rs ReadState) { d.s.checkRead(d.sn, rs) }
+
+func (d simDriver) applied() uint64 { return d.sn.sm.applied }
+
+func (d simDriver) failf(format string, args ...any) { d.s.failf(format, args...) }
 
 func (s *sim) persist(sn *simNode, rd Ready) {
 	if !rd.Snapshot.IsEmpty() {
@@ -802,7 +811,7 @@ func TestSimulation(t *testing.T) {
 	wg.Wait()
 	t.Logf("exercised: %+v", total)
 	// A simulation that stopped exercising the cluster would pass vacuously.
-	if n := uint64(*simSeeds); total.acked < int(n) || total.reads < int(n) || total.snapInstalls == 0 || total.transfers == 0 || total.crashes == 0 {
+	if n := uint64(*simSeeds); total.acked < int(n) || total.reads < int(n) || total.snapInstalls == 0 || total.transfers == 0 || total.crashes == 0 || total.readyCrashes == 0 {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
 	slices.SortFunc(failures, func(a, b failure) int { return cmp.Compare(a.seed, b.seed) })
