@@ -2,14 +2,26 @@ package raftlogic
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 )
 
-// This file holds a deterministic in-memory test cluster for the paper
-// tests: nodes with an in-memory disk and state machine, a FIFO message
-// router with per-link drop filters, and restart from disk.
+// These tests follow the Raft paper ("In Search of an Understandable
+// Consensus Algorithm", extended version) section by section, and Ongaro's
+// thesis for the extensions. Each test name says the rule it checks, and
+// each file holds one part: election_test.go (§5.1, §5.2, §5.4.1),
+// replication_test.go (§5.3), commit_test.go (§5.4.2, Figure 8, and
+// durability before commit), read_test.go (thesis 6.4), snapshot_test.go
+// (§7), prevote_test.go (thesis 9.6), checkquorum_test.go (thesis 6.2,
+// 4.2.3), transfer_test.go (thesis 3.10) and validation_test.go (inputs no
+// correct peer or driver gives).
+//
+// This file holds a deterministic in-memory test cluster for them: nodes
+// with an in-memory disk and state machine, a FIFO message router with
+// per-link drop filters, and restart from disk. Each Ready is handled by the
+// shared driver step in driver_test.go.
 
 const (
 	testElectionTick  = 10
@@ -75,6 +87,20 @@ func advance(n *Node) Ready {
 	rd := n.Ready()
 	n.Advance(rd)
 	return rd
+}
+
+func requireNotLeaderError(t *testing.T, err error, leader uint64) {
+	t.Helper()
+	var nle *NotLeaderError
+	if !errors.As(err, &nle) {
+		t.Fatalf("error %v (%T) is not a *NotLeaderError", err, err)
+	}
+	if !errors.Is(err, ErrNotLeader) || errors.Is(err, ErrTransferInProgress) {
+		t.Fatalf("error %v: errors.Is(ErrNotLeader)=%v, errors.Is(ErrTransferInProgress)=%v", err, errors.Is(err, ErrNotLeader), errors.Is(err, ErrTransferInProgress))
+	}
+	if nle.Leader != leader || nle.Transferring {
+		t.Fatalf("NotLeaderError names leader %d (transferring %v), want %d", nle.Leader, nle.Transferring, leader)
+	}
 }
 
 func mustStep(t testing.TB, n *Node, m Message) {
