@@ -260,3 +260,59 @@ func TestSnapshot_7_RestartFromSnapshotAndLog(t *testing.T) {
 		t.Fatalf("restarted state machine %v, want %v", c.nodes[2].sm, want)
 	}
 }
+
+// §7 with the simulation's replay: a leader that gives up waiting on
+// several followers' snapshots in one tick probes them in the order of the
+// voters, not in the order of a map. raftlogic's output must follow from its
+// inputs alone, or a failing simulation seed would not replay.
+func TestSnapshot_7_RetriesLeaveInVoterOrder(t *testing.T) {
+	// Go randomizes map order on every range: a map-ordered send comes out
+	// wrong in about a third of the rounds, so twenty all but always show it.
+	for range 20 {
+		retriesInVoterOrder(t)
+	}
+}
+
+func retriesInVoterOrder(t *testing.T) {
+	t.Helper()
+	voters := voterIDs(5)
+	// Every follower's log ends before the leader's starts (after a
+	// snapshot at 5), so each is sent a snapshot, and none answers.
+	st := InitialState{
+		HardState: HardState{Term: 1, Commit: 5},
+		Snapshot:  SnapshotMeta{Index: 5, Term: 1, ConfState: ConfState{Voters: voters}},
+		Applied:   5,
+	}
+	n := newTestNode(t, testConfig(1), st)
+	n.Campaign()
+	advance(n)
+	for _, from := range []uint64{2, 3} {
+		mustStep(t, n, Message{Type: MsgVoteResp, From: from, To: 1, Term: 2})
+	}
+	advance(n)
+	for _, from := range voters[1:] {
+		mustStep(t, n, Message{Type: MsgAppResp, From: from, To: 1, Term: 2, Index: 5, Reject: true})
+	}
+	sentTo := func(rd Ready, typ MessageType) []uint64 {
+		var to []uint64
+		for _, m := range msgsOfType(rd.Messages, typ) {
+			to = append(to, m.To)
+		}
+		return to
+	}
+	if got := sentTo(advance(n), MsgSnap); !slices.Equal(got, voters[1:]) {
+		t.Fatalf("snapshots sent to %v, want %v", got, voters[1:])
+	}
+	// The retry timeout is two election timeouts; then the leader probes
+	// each follower again, starting after the snapshot.
+	for tick := 1; tick <= 2*testElectionTick; tick++ {
+		n.Tick()
+		probed := sentTo(advance(n), MsgApp)
+		switch {
+		case tick < 2*testElectionTick && len(probed) > 0:
+			t.Fatalf("tick %d: followers %v probed before the retry timeout", tick, probed)
+		case tick == 2*testElectionTick && !slices.Equal(probed, voters[1:]):
+			t.Fatalf("followers probed in the order %v, want %v", probed, voters[1:])
+		}
+	}
+}
