@@ -1,6 +1,10 @@
 package raftlogic
 
-import "testing"
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
 
 // The one driver step the tests share. The paper tests' cluster
 // (helpers_test.go) and the simulation (sim_test.go) both handle a Ready
@@ -90,4 +94,58 @@ func handleReady(tb testing.TB, n *Node, d readyDriver) bool {
 		d.failf("node %d: raftlogic says applied %d, state machine applied %d", n.id, got, d.applied())
 	}
 	return true
+}
+
+// memDisk is a node's stable storage in the tests: what survives a crash.
+type memDisk struct {
+	hs   HardState
+	snap Snapshot
+	// ents is the log after snap.Meta.Index.
+	ents []Entry
+}
+
+// write persists rd as step 1 of the Ready contract says: the snapshot,
+// then the entries (replacing any stored from the same index on), then the
+// hard state. It refuses entries that would leave a gap.
+func (d *memDisk) write(rd Ready) error {
+	if !rd.Snapshot.IsEmpty() {
+		d.snap = rd.Snapshot
+		d.ents = nil
+	}
+	if len(rd.Entries) > 0 {
+		first := rd.Entries[0].Index
+		keep := int(first) - int(d.snap.Meta.Index) - 1
+		if keep < 0 || keep > len(d.ents) {
+			return fmt.Errorf("Ready entries start at %d, disk holds (%d, %d]", first, d.snap.Meta.Index, d.snap.Meta.Index+uint64(len(d.ents)))
+		}
+		d.ents = append(slices.Clone(d.ents[:keep]), rd.Entries...)
+	}
+	if !rd.HardState.IsEmpty() {
+		d.hs = rd.HardState
+	}
+	return nil
+}
+
+// holds reports whether the log on disk holds entry e (its index and term).
+func (d *memDisk) holds(e Entry) bool {
+	i := int(e.Index) - int(d.snap.Meta.Index) - 1
+	return i >= 0 && i < len(d.ents) && d.ents[i].Term == e.Term
+}
+
+// compact stores a snapshot the driver captured for Node.Compact, which
+// returned meta, and drops the log it covers.
+func (d *memDisk) compact(meta SnapshotMeta, image []byte) {
+	d.ents = slices.Clone(d.ents[meta.Index-d.snap.Meta.Index:])
+	d.snap = Snapshot{Meta: meta, Data: image}
+}
+
+// withImage attaches the image of the snapshot on disk to a MsgSnap, which
+// must name that snapshot: raftlogic sends only the snapshot its log starts
+// after, and the driver stored it before.
+func (d *memDisk) withImage(m Message) (Message, error) {
+	if m.Snapshot.Meta.Index != d.snap.Meta.Index {
+		return m, fmt.Errorf("sends snapshot %d but holds %d", m.Snapshot.Meta.Index, d.snap.Meta.Index)
+	}
+	m.Snapshot.Data = d.snap.Data
+	return m, nil
 }

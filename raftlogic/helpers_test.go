@@ -123,13 +123,6 @@ func msgsOfType(msgs []Message, typ MessageType) []Message {
 // logEntries returns a copy of the node's in-memory log after its snapshot.
 func logEntries(n *Node) []Entry { return slices.Clone(n.log.ents) }
 
-// memDisk is what survives a crash.
-type memDisk struct {
-	hs   HardState
-	snap Snapshot
-	ents []Entry
-}
-
 type testNode struct {
 	id   uint64
 	cfg  Config
@@ -306,10 +299,10 @@ func (d clusterDriver) send(msgs []Message) {
 			c.t.Fatalf("node %d grants its vote in term %d to %d, but its disk holds %+v", tn.id, m.Term, m.To, tn.disk.hs)
 		}
 		if m.Type == MsgSnap {
-			if m.Snapshot.Meta.Index != tn.disk.snap.Meta.Index {
-				c.t.Fatalf("node %d sends snapshot %d but holds %d", tn.id, m.Snapshot.Meta.Index, tn.disk.snap.Meta.Index)
+			var err error
+			if m, err = tn.disk.withImage(m); err != nil {
+				c.t.Fatalf("node %d %v", tn.id, err)
 			}
-			m.Snapshot.Data = tn.disk.snap.Data
 		}
 		c.route(m)
 	}
@@ -321,7 +314,7 @@ func (d clusterDriver) apply(e Entry) {
 	if e.Index != tn.applied()+1 {
 		c.t.Fatalf("node %d applies %d after %d", tn.id, e.Index, tn.applied())
 	}
-	if !c.onDisk(tn, e) {
+	if !tn.disk.holds(e) {
 		c.t.Fatalf("node %d applies entry %d (term %d) that is not durable", tn.id, e.Index, e.Term)
 	}
 	tn.sm = append(tn.sm, e)
@@ -337,22 +330,9 @@ func (d clusterDriver) install(s Snapshot) {
 }
 
 func (d clusterDriver) persist(rd Ready) {
-	c, tn := d.c, d.tn
-	c.t.Helper()
-	if !rd.Snapshot.IsEmpty() {
-		tn.disk.snap = rd.Snapshot
-		tn.disk.ents = nil
-	}
-	if len(rd.Entries) > 0 {
-		first := rd.Entries[0].Index
-		keep := int(first) - int(tn.disk.snap.Meta.Index) - 1
-		if keep < 0 || keep > len(tn.disk.ents) {
-			c.t.Fatalf("node %d: Ready entries start at %d, disk holds (%d, %d]", tn.id, first, tn.disk.snap.Meta.Index, tn.disk.snap.Meta.Index+uint64(len(tn.disk.ents)))
-		}
-		tn.disk.ents = append(slices.Clone(tn.disk.ents[:keep]), rd.Entries...)
-	}
-	if !rd.HardState.IsEmpty() {
-		tn.disk.hs = rd.HardState
+	d.c.t.Helper()
+	if err := d.tn.disk.write(rd); err != nil {
+		d.c.t.Fatalf("node %d: %v", d.tn.id, err)
 	}
 }
 
@@ -365,11 +345,6 @@ func (d clusterDriver) applied() uint64 { return d.tn.applied() }
 func (d clusterDriver) failf(format string, args ...any) {
 	d.c.t.Helper()
 	d.c.t.Fatalf(format, args...)
-}
-
-func (c *cluster) onDisk(tn *testNode, e Entry) bool {
-	i := int(e.Index) - int(tn.disk.snap.Meta.Index) - 1
-	return i >= 0 && i < len(tn.disk.ents) && tn.disk.ents[i].Term == e.Term
 }
 
 // deliver hands the queued messages to their nodes (each followed by its
@@ -526,8 +501,6 @@ func (c *cluster) compact(id, index uint64) error {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	drop := int(index - tn.disk.snap.Meta.Index)
-	tn.disk.ents = slices.Clone(tn.disk.ents[drop:])
-	tn.disk.snap = Snapshot{Meta: meta, Data: img}
+	tn.disk.compact(meta, img)
 	return nil
 }

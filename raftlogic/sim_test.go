@@ -65,13 +65,6 @@ func newSimParams(r *rand.Rand) simParams {
 	}
 }
 
-// simDisk is what survives a crash.
-type simDisk struct {
-	hs   HardState
-	snap Snapshot
-	ents []Entry
-}
-
 // simSM is a durable state machine: the chain hash of every applied entry,
 // written atomically with its applied index, as kvstate does.
 type simSM struct {
@@ -104,7 +97,7 @@ func chainNext(chain uint64, e Entry) uint64 {
 type simNode struct {
 	id   uint64
 	node *Node // nil while crashed
-	disk simDisk
+	disk memDisk
 	sm   simSM
 	// rate: the node's clock ticks once every rate steps.
 	rate int
@@ -365,22 +358,12 @@ func (d simDriver) applied() uint64 { return d.sn.sm.applied }
 func (d simDriver) failf(format string, args ...any) { d.s.failf(format, args...) }
 
 func (s *sim) persist(sn *simNode, rd Ready) {
-	if !rd.Snapshot.IsEmpty() {
-		sn.disk.snap = rd.Snapshot
-		sn.disk.ents = nil
-	}
-	if len(rd.Entries) > 0 {
-		s.checkNewEntries(sn, rd.Entries)
-		first := rd.Entries[0].Index
-		keep := int(first - sn.disk.snap.Meta.Index - 1)
-		if keep < 0 || keep > len(sn.disk.ents) {
-			s.failf("node %d: Ready entries start at %d, disk log is [%d, %d]", sn.id, first, sn.disk.snap.Meta.Index+1, sn.disk.snap.Meta.Index+uint64(len(sn.disk.ents)))
-		}
-		sn.disk.ents = append(append([]Entry(nil), sn.disk.ents[:keep]...), rd.Entries...)
-	}
+	s.checkNewEntries(sn, rd.Entries)
 	if !rd.HardState.IsEmpty() {
 		s.checkVote(sn, rd.HardState)
-		sn.disk.hs = rd.HardState
+	}
+	if err := sn.disk.write(rd); err != nil {
+		s.failf("node %d: %v", sn.id, err)
 	}
 }
 
@@ -390,10 +373,10 @@ func (s *sim) sendAll(sn *simNode, msgs []Message, faults bool) {
 			s.failf("node %d granted its vote in term %d to %d, but its durable vote is %d", sn.id, m.Term, m.To, s.votes[sn.id][m.Term])
 		}
 		if m.Type == MsgSnap {
-			if m.Snapshot.Meta.Index != sn.disk.snap.Meta.Index {
-				s.failf("node %d sends snapshot %d but holds %d", sn.id, m.Snapshot.Meta.Index, sn.disk.snap.Meta.Index)
+			var err error
+			if m, err = sn.disk.withImage(m); err != nil {
+				s.failf("node %d %v", sn.id, err)
 			}
-			m.Snapshot.Data = sn.disk.snap.Data
 		}
 		s.send(m, faults)
 	}
@@ -403,9 +386,7 @@ func (s *sim) sendAll(sn *simNode, msgs []Message, faults bool) {
 // on the node's disk, or a crash could leave the state machine ahead of a
 // log that never held the entry.
 func (s *sim) checkDurable(sn *simNode, e Entry) {
-	d := sn.disk
-	i := e.Index - d.snap.Meta.Index - 1
-	if e.Index <= d.snap.Meta.Index || i >= uint64(len(d.ents)) || d.ents[i].Term != e.Term {
+	if !sn.disk.holds(e) {
 		s.failf("node %d is handed entry %d (term %d) to apply, but its disk does not hold it", sn.id, e.Index, e.Term)
 	}
 }
@@ -634,9 +615,7 @@ func (s *sim) compact(sn *simNode) {
 	if err != nil {
 		s.failf("node %d: Compact(%d) refused: %v", sn.id, idx, err)
 	}
-	drop := idx - sn.disk.snap.Meta.Index
-	sn.disk.ents = append([]Entry(nil), sn.disk.ents[drop:]...)
-	sn.disk.snap = Snapshot{Meta: meta, Data: sn.sm.image()}
+	sn.disk.compact(meta, sn.sm.image())
 	s.tracef("node %d compacts to %d", sn.id, idx)
 }
 
