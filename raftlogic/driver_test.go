@@ -14,9 +14,9 @@ import (
 //
 // The actor itself does not call this: it installs a snapshot
 // asynchronously (the rest of the Ready waits for the apply actor's answer
-// while the node keeps taking input), fails the node on a storage error and
-// skips commit-only writes. A synchronous step exported for it would have
-// to be cut in two at the install, which is the actor's own business.
+// while the node keeps taking input) and fails the node on a storage error.
+// A synchronous step exported for it would have to be cut in two at the
+// install, which is the actor's own business.
 
 // crashPoint is where, within one Ready, a driver's process may die. A
 // crash before the first point loses nothing; after Advance, nothing is
@@ -43,7 +43,8 @@ type readyDriver interface {
 	apply(e Entry)
 	// install replaces the state machine with a received snapshot's image.
 	install(s Snapshot)
-	// persist writes the Ready's snapshot, entries and hard state to disk.
+	// persist writes the Ready's snapshot, entries and hard state to disk;
+	// it may skip a Ready that Ready.MustSync says needs no write.
 	persist(rd Ready)
 	// crash reports whether the node dies at p; if so the harness has
 	// already dropped it, and the Ready is never advanced.
