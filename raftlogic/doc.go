@@ -86,7 +86,8 @@
 //  1. Persist Snapshot (if not empty), then Entries, then HardState (if not
 //     empty), and sync. Entries replace any stored entries at the same index
 //     and after it. Ready.MustSync says whether there is anything to write:
-//     a change of the commit index alone need not be persisted.
+//     a change of the commit index alone need not be persisted when the
+//     state machine's applied index is durable, as it is in RaftKV.
 //  2. Send Messages. They may promise what step 1 makes durable (a vote, an
 //     acknowledgement of entries), so they leave only after it. A MsgSnap
 //     carries only the metadata of the snapshot the log starts after; the
