@@ -116,7 +116,7 @@
 //     driver, at restart, takes a state machine that is ahead of its log as
 //     the newest snapshot.
 //
-// Whatever the order, a crash between persisting a snapshot and installing
+// In the plain order, a crash between persisting a snapshot and installing
 // it leaves the state machine behind the log; InitialState.Applied may not be
 // below InitialState.Snapshot.Index, so the driver installs the durable
 // snapshot before it calls NewNode.
