@@ -42,6 +42,7 @@ type Config struct {
 // cluster starts every member with the zero HardState, no entries and a
 // Snapshot at index 0 whose ConfState lists the members.
 type InitialState struct {
+	// HardState is the term, vote and commit index last persisted.
 	HardState HardState
 	// Snapshot is the metadata of the newest snapshot; the log starts after
 	// Snapshot.Index. Its ConfState is the configuration.

@@ -1,14 +1,43 @@
 // Package raftlogic is the Raft consensus algorithm as a deterministic state
-// machine: no goroutines, no clocks, no I/O, no global state. It owns the
-// rules of Raft — elections, log replication, commitment, snapshots,
-// linearizable reads, leadership transfer — and nothing else. It must never
-// touch a disk, a network or a timer, so that every decision it makes can be
-// replayed exactly from its inputs; that is what lets the simulation in its
-// tests explore thousands of fault schedules.
+// machine: no goroutines, no clocks, no I/O, no global state.
+//
+// It owns the rules of Raft — elections, log replication, commitment,
+// snapshots, linearizable reads, leadership transfer — and nothing else. It
+// must never touch a disk, a network or a timer, so that every decision it
+// makes can be replayed exactly from its inputs; that is what lets the
+// simulation in its tests explore thousands of fault schedules. It must
+// never know what a command means, how a log is stored or how a message
+// travels: those belong to its driver.
+//
+// # A reusable core, with no compatibility promise yet
+//
+// raftlogic is RaftKV's Raft core, shaped like etcd-io/raft so that it could
+// serve another project: a driver feeds it Tick, Step and requests and acts
+// on the Ready it hands back. Nothing in it depends on the rest of RaftKV.
+// Its surface is deliberately small:
+//
+//   - building a node: NewNode, Config, InitialState;
+//   - inputs: Node.Tick, Node.Step, and the requests Node.Propose,
+//     Node.ReadIndex, Node.TransferLeadership, Node.Compact and
+//     Node.ReportSnapshot;
+//   - output: Node.HasReady, Node.Ready and Node.Advance, with the Ready
+//     helpers Ready.MustSync and Ready.SplitMessages; Node.Status for
+//     monitoring;
+//   - the data a driver stores and sends: Entry, HardState, Snapshot,
+//     SnapshotMeta, ConfState, Message, ReadState, SoftState and their
+//     enumerations (EntryType, MessageType, Role, None);
+//   - refusals: the sentinel errors (compare with errors.Is) and
+//     *NotLeaderError.
+//
+// Everything else is unexported; tests reach internals from inside the
+// package. Compatibility: none yet. The package is used only inside this
+// module, and its API changes together with its one driver (package actors)
+// whenever RaftKV needs it — membership change, for one, will add to it.
+// Applications use RaftKV through the root package, never through this one.
 //
 // # Driving a node
 //
-// A driver (in RaftKV, the node actors) owns one *Node and feeds it three
+// A driver (in RaftKV, the node actor) owns one *Node and feeds it three
 // kinds of input, all from one goroutine:
 //
 //   - Tick, at a fixed interval: time passes only through Tick. Election and
@@ -21,9 +50,9 @@
 //     names the known leader (errors.Is(err, ErrNotLeader)); nothing is ever
 //     dropped silently.
 //
-// After any input, the driver asks HasReady and, if so, takes a Ready, acts
-// on it in the order its documentation gives — persist, send, apply, answer
-// reads — and calls Advance. A minimal loop:
+// After any input, the driver asks HasReady and, if so, takes a Ready,
+// handles it as the Ready contract below says, and calls Advance. A minimal
+// loop, in the plain order:
 //
 //	for {
 //		select {
@@ -46,6 +75,52 @@
 // (InitialState), including how far the state machine applied, and carries
 // on where it stopped.
 //
+// # The Ready contract
+//
+// A driver holds at most one Ready at a time: it calls Advance with it
+// before it takes the next. Tick, Step and the requests may be called in
+// between (RaftKV's node actor keeps taking input while a snapshot
+// installs). Advance means every step below is done for that Ready. The
+// plain order is:
+//
+//  1. Persist Snapshot (if not empty), then Entries, then HardState (if not
+//     empty), and sync. Entries replace any stored entries at the same index
+//     and after it. Ready.MustSync says whether there is anything to write:
+//     a change of the commit index alone need not be persisted when the
+//     state machine's applied index is durable, as it is in RaftKV.
+//  2. Send Messages. They may promise what step 1 makes durable (a vote, an
+//     acknowledgement of entries), so they leave only after it. A MsgSnap
+//     carries only the metadata of the snapshot the log starts after; the
+//     driver attaches that image (the one it captured for Compact, or
+//     received) and later tells the leader how sending it ended with
+//     ReportSnapshot.
+//  3. Install Snapshot into the state machine (if not empty), then apply
+//     CommittedEntries in order.
+//  4. Answer ReadStates once the state machine has applied their Index.
+//
+// Three departures from the plain order are safe, and RaftKV's node actor
+// takes all three, in this order: the leader's early messages, apply,
+// install, persist, the other messages, reads, Advance. The simulation in
+// this package's tests drives nodes in that same order, with crashes between
+// the steps.
+//
+//   - A leader may send its replication messages before or while it
+//     persists its own Entries (Raft thesis 10.2.1): it counts its own log
+//     toward commit only when Advance reports it durable.
+//     Ready.SplitMessages says which messages may go early.
+//   - CommittedEntries may be applied before or while the Ready is
+//     persisted: every committed entry handed out is already durable in the
+//     local log, and a restarted node takes the state machine's applied
+//     index as committed.
+//   - A received Snapshot may be installed before it is persisted, if the
+//     driver, at restart, takes a state machine that is ahead of its log as
+//     the newest snapshot.
+//
+// In the plain order, a crash between persisting a snapshot and installing
+// it leaves the state machine behind the log; InitialState.Applied may not be
+// below InitialState.Snapshot.Index, so the driver installs the durable
+// snapshot before it calls NewNode.
+//
 // # What is covered
 //
 // Leader election with randomized timeouts and the log up-to-date check
@@ -57,4 +132,5 @@
 // compaction (§7), with the snapshot image supplied by the driver. The
 // configuration (ConfState) lives in snapshots and is restored with them;
 // changing membership at run time (EntryConfChange) is reserved for later.
+// The tests are named and filed by the section they check.
 package raftlogic

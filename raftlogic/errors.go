@@ -30,12 +30,15 @@ var (
 // NotLeaderError is returned when a request needs the leader. Leader is the
 // leader this node knows of, or None.
 type NotLeaderError struct {
+	// Leader is where to retry: the known leader, or during a transfer the
+	// transferee; None when no leader is known.
 	Leader uint64
 	// Transferring is set when this node is the leader but is handing
 	// leadership to Leader (the transferee).
 	Transferring bool
 }
 
+// Error names the leader to try instead, or says that none is known.
 func (e *NotLeaderError) Error() string {
 	if e.Transferring {
 		return fmt.Sprintf("%v: handing leadership to node %d", ErrTransferInProgress, e.Leader)

@@ -2,14 +2,26 @@ package raftlogic
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 )
 
-// This file holds a deterministic in-memory test cluster for the paper
-// tests: nodes with an in-memory disk and state machine, a FIFO message
-// router with per-link drop filters, and restart from disk.
+// These tests follow the Raft paper ("In Search of an Understandable
+// Consensus Algorithm", extended version) section by section, and Ongaro's
+// thesis for the extensions. Each test name says the rule it checks, and
+// each file holds one part: election_test.go (§5.1, §5.2, §5.4.1),
+// replication_test.go (§5.3), commit_test.go (§5.4.2, Figure 8, and
+// durability before commit), read_test.go (thesis 6.4), snapshot_test.go
+// (§7), prevote_test.go (thesis 9.6), checkquorum_test.go (thesis 6.2,
+// 4.2.3), transfer_test.go (thesis 3.10) and validation_test.go (inputs no
+// correct peer or driver gives).
+//
+// This file holds a deterministic in-memory test cluster for them: nodes
+// with an in-memory disk and state machine, a FIFO message router with
+// per-link drop filters, and restart from disk. Each Ready is handled by the
+// shared driver step in driver_test.go.
 
 const (
 	testElectionTick  = 10
@@ -77,10 +89,24 @@ func advance(n *Node) Ready {
 	return rd
 }
 
+func requireNotLeaderError(t *testing.T, err error, leader uint64) {
+	t.Helper()
+	var nle *NotLeaderError
+	if !errors.As(err, &nle) {
+		t.Fatalf("error %v (%T) is not a *NotLeaderError", err, err)
+	}
+	if !errors.Is(err, ErrNotLeader) || errors.Is(err, ErrTransferInProgress) {
+		t.Fatalf("error %v: errors.Is(ErrNotLeader)=%v, errors.Is(ErrTransferInProgress)=%v", err, errors.Is(err, ErrNotLeader), errors.Is(err, ErrTransferInProgress))
+	}
+	if nle.Leader != leader || nle.Transferring {
+		t.Fatalf("NotLeaderError names leader %d (transferring %v), want %d", nle.Leader, nle.Transferring, leader)
+	}
+}
+
 func mustStep(t testing.TB, n *Node, m Message) {
 	t.Helper()
 	if err := n.Step(m); err != nil {
-		t.Fatalf("node %d refused %v from %d: %v", n.ID(), m.Type, m.From, err)
+		t.Fatalf("node %d refused %v from %d: %v", n.id, m.Type, m.From, err)
 	}
 }
 
@@ -96,13 +122,6 @@ func msgsOfType(msgs []Message, typ MessageType) []Message {
 
 // logEntries returns a copy of the node's in-memory log after its snapshot.
 func logEntries(n *Node) []Entry { return slices.Clone(n.log.ents) }
-
-// memDisk is what survives a crash.
-type memDisk struct {
-	hs   HardState
-	snap Snapshot
-	ents []Entry
-}
 
 type testNode struct {
 	id   uint64
@@ -254,77 +273,78 @@ func (c *cluster) route(m Message) {
 	c.queue = append(c.queue, m)
 }
 
-// handleReady does what a driver does with one Ready of node id: persist,
-// send, apply, collect reads, Advance. It reports whether there was one.
+// handleReady handles one Ready of node id with the shared driver step,
+// checking as it goes. It reports whether there was one.
 func (c *cluster) handleReady(id uint64) bool {
 	c.t.Helper()
 	tn := c.nodes[id]
-	n := tn.n
-	if n == nil || !n.HasReady() {
-		return false
-	}
-	rd := n.Ready()
-	// 1. Persist.
-	if !rd.Snapshot.IsEmpty() {
-		tn.disk.snap = rd.Snapshot
-		tn.disk.ents = nil
-	}
-	if len(rd.Entries) > 0 {
-		first := rd.Entries[0].Index
-		keep := int(first) - int(tn.disk.snap.Meta.Index) - 1
-		if keep < 0 || keep > len(tn.disk.ents) {
-			c.t.Fatalf("node %d: Ready entries start at %d, disk holds (%d, %d]", id, first, tn.disk.snap.Meta.Index, tn.disk.snap.Meta.Index+uint64(len(tn.disk.ents)))
-		}
-		tn.disk.ents = append(slices.Clone(tn.disk.ents[:keep]), rd.Entries...)
-	}
-	if !rd.HardState.IsEmpty() {
-		tn.disk.hs = rd.HardState
-	}
-	// 2. Send.
-	for _, m := range rd.Messages {
-		if m.From != id {
-			c.t.Fatalf("node %d sends a message from %d", id, m.From)
+	return handleReady(c.t, tn.n, clusterDriver{c: c, tn: tn})
+}
+
+// clusterDriver is the cluster's readyDriver for one node: an in-memory
+// disk and state machine, the FIFO router, and no crashes in a Ready.
+type clusterDriver struct {
+	c  *cluster
+	tn *testNode
+}
+
+func (d clusterDriver) send(msgs []Message) {
+	c, tn := d.c, d.tn
+	c.t.Helper()
+	for _, m := range msgs {
+		if m.From != tn.id {
+			c.t.Fatalf("node %d sends a message from %d", tn.id, m.From)
 		}
 		if m.Type == MsgVoteResp && !m.Reject && (tn.disk.hs.Term != m.Term || tn.disk.hs.Vote != m.To) {
-			c.t.Fatalf("node %d grants its vote in term %d to %d, but its disk holds %+v", id, m.Term, m.To, tn.disk.hs)
+			c.t.Fatalf("node %d grants its vote in term %d to %d, but its disk holds %+v", tn.id, m.Term, m.To, tn.disk.hs)
 		}
 		if m.Type == MsgSnap {
-			if m.Snapshot.Meta.Index != tn.disk.snap.Meta.Index {
-				c.t.Fatalf("node %d sends snapshot %d but holds %d", id, m.Snapshot.Meta.Index, tn.disk.snap.Meta.Index)
+			var err error
+			if m, err = tn.disk.withImage(m); err != nil {
+				c.t.Fatalf("node %d %v", tn.id, err)
 			}
-			m.Snapshot.Data = tn.disk.snap.Data
 		}
 		c.route(m)
 	}
-	// 3. Apply.
-	if !rd.Snapshot.IsEmpty() {
-		var sm []Entry
-		if err := json.Unmarshal(rd.Snapshot.Data, &sm); err != nil || uint64(len(sm)) != rd.Snapshot.Meta.Index {
-			c.t.Fatalf("node %d: snapshot %d image holds %d entries (%v)", id, rd.Snapshot.Meta.Index, len(sm), err)
-		}
-		tn.sm = sm
-	}
-	for _, e := range rd.CommittedEntries {
-		if e.Index != tn.applied()+1 {
-			c.t.Fatalf("node %d applies %d after %d", id, e.Index, tn.applied())
-		}
-		if !c.onDisk(tn, e) {
-			c.t.Fatalf("node %d applies entry %d (term %d) that is not durable", id, e.Index, e.Term)
-		}
-		tn.sm = append(tn.sm, e)
-	}
-	// 4. Reads.
-	tn.reads = append(tn.reads, rd.ReadStates...)
-	n.Advance(rd)
-	if got := n.Status().Applied; got != tn.applied() {
-		c.t.Fatalf("node %d: raftlogic says applied %d, state machine applied %d", id, got, tn.applied())
-	}
-	return true
 }
 
-func (c *cluster) onDisk(tn *testNode, e Entry) bool {
-	i := int(e.Index) - int(tn.disk.snap.Meta.Index) - 1
-	return i >= 0 && i < len(tn.disk.ents) && tn.disk.ents[i].Term == e.Term
+func (d clusterDriver) apply(e Entry) {
+	c, tn := d.c, d.tn
+	c.t.Helper()
+	if e.Index != tn.applied()+1 {
+		c.t.Fatalf("node %d applies %d after %d", tn.id, e.Index, tn.applied())
+	}
+	if !tn.disk.holds(e) {
+		c.t.Fatalf("node %d applies entry %d (term %d) that is not durable", tn.id, e.Index, e.Term)
+	}
+	tn.sm = append(tn.sm, e)
+}
+
+func (d clusterDriver) install(s Snapshot) {
+	d.c.t.Helper()
+	var sm []Entry
+	if err := json.Unmarshal(s.Data, &sm); err != nil || uint64(len(sm)) != s.Meta.Index {
+		d.c.t.Fatalf("node %d: snapshot %d image holds %d entries (%v)", d.tn.id, s.Meta.Index, len(sm), err)
+	}
+	d.tn.sm = sm
+}
+
+func (d clusterDriver) persist(rd Ready) {
+	d.c.t.Helper()
+	if err := d.tn.disk.write(rd); err != nil {
+		d.c.t.Fatalf("node %d: %v", d.tn.id, err)
+	}
+}
+
+func (clusterDriver) crash(crashPoint) bool { return false }
+
+func (d clusterDriver) answer(rs ReadState) { d.tn.reads = append(d.tn.reads, rs) }
+
+func (d clusterDriver) applied() uint64 { return d.tn.applied() }
+
+func (d clusterDriver) failf(format string, args ...any) {
+	d.c.t.Helper()
+	d.c.t.Fatalf(format, args...)
 }
 
 // deliver hands the queued messages to their nodes (each followed by its
@@ -481,8 +501,6 @@ func (c *cluster) compact(id, index uint64) error {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	drop := int(index - tn.disk.snap.Meta.Index)
-	tn.disk.ents = slices.Clone(tn.disk.ents[drop:])
-	tn.disk.snap = Snapshot{Meta: meta, Data: img}
+	tn.disk.compact(meta, img)
 	return nil
 }

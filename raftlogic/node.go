@@ -67,9 +67,6 @@ func NewNode(cfg Config, st InitialState) (*Node, error) {
 	return n, nil
 }
 
-// ID returns the node's id.
-func (n *Node) ID() uint64 { return n.id }
-
 // Tick advances the node's clock by one tick.
 func (n *Node) Tick() {
 	if n.role == Leader {
@@ -79,13 +76,6 @@ func (n *Node) Tick() {
 	n.electionElapsed++
 	if n.electionElapsed >= n.randomizedTimeout {
 		n.electionElapsed = 0
-		n.hup(false)
-	}
-}
-
-// Campaign starts an election now, as if the election timeout had elapsed.
-func (n *Node) Campaign() {
-	if n.role != Leader {
 		n.hup(false)
 	}
 }
@@ -212,7 +202,9 @@ func (n *Node) Ready() Ready {
 	return rd
 }
 
-// Advance tells the node that rd was handled: persisted, sent and applied.
+// Advance tells the node that rd was handled: persisted, sent, installed,
+// applied and its reads answered (see the Ready contract in the package
+// documentation). rd must be the Ready last returned.
 func (n *Node) Advance(rd Ready) {
 	l := n.log
 	if rd.SoftState != nil {
@@ -246,16 +238,25 @@ func (n *Node) Advance(rd Ready) {
 	}
 }
 
-// Status is a snapshot of a node's state for monitoring and tests.
+// Status is a copy of a node's state, for monitoring.
 type Status struct {
-	ID        uint64
-	Role      Role
-	Lead      uint64
-	Term      uint64
-	Vote      uint64
-	Commit    uint64
-	Applied   uint64
-	Stabled   uint64
+	// ID is the node's id.
+	ID uint64
+	// Role and Lead are the node's part and the leader it knows of (None
+	// if none).
+	Role Role
+	Lead uint64
+	// Term and Vote are as in HardState.
+	Term uint64
+	Vote uint64
+	// Commit is the highest index known committed, Applied the highest the
+	// driver reported applied (through Advance), Stabled the highest it
+	// reported durable.
+	Commit  uint64
+	Applied uint64
+	Stabled uint64
+	// FirstIdx and LastIndex bound the entries the log holds; FirstIdx is
+	// Snapshot.Index+1, and the log is empty when LastIndex < FirstIdx.
 	FirstIdx  uint64
 	LastIndex uint64
 	// Snapshot is the metadata of the snapshot the log starts after.

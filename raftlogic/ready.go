@@ -1,23 +1,10 @@
 package raftlogic
 
-// Ready is everything a node needs its driver to do. The driver handles one
-// Ready in this order, then calls Advance with it:
-//
-//  1. Persist Snapshot (if not empty), then Entries, then HardState (if not
-//     empty), and sync. Entries replace any stored entries at the same index
-//     and after it.
-//  2. Send Messages. They may depend on step 1 (a vote, an acknowledgement of
-//     entries), so they leave only after it is durable. One exception makes
-//     the leader fast (Raft thesis 10.2.1): a leader may send its replication
-//     messages before or while it persists its own Entries, because it counts
-//     its own log toward commit only when Advance reports it durable;
-//     SplitMessages says which messages may go early.
-//  3. Install Snapshot into the state machine (if not empty), then apply
-//     CommittedEntries in order. Every committed entry handed out is already
-//     durable in the local log, so a driver may apply them before or while it
-//     persists this Ready (a lower commit index on disk is harmless: a
-//     restarted node takes the state machine's applied index as committed).
-//  4. Answer ReadStates once the state machine has applied their Index.
+// Ready is everything a node needs its driver to do. The driver persists
+// it, sends its messages, applies and installs what it hands out, answers
+// its reads, then calls Advance with it. "The Ready contract" in the
+// package documentation gives the order and the departures from it that are
+// safe.
 type Ready struct {
 	// SoftState is non-nil when the role or known leader changed.
 	SoftState *SoftState

@@ -65,13 +65,6 @@ func newSimParams(r *rand.Rand) simParams {
 	}
 }
 
-// simDisk is what survives a crash.
-type simDisk struct {
-	hs   HardState
-	snap Snapshot
-	ents []Entry
-}
-
 // simSM is a durable state machine: the chain hash of every applied entry,
 // written atomically with its applied index, as kvstate does.
 type simSM struct {
@@ -104,7 +97,7 @@ func chainNext(chain uint64, e Entry) uint64 {
 type simNode struct {
 	id   uint64
 	node *Node // nil while crashed
-	disk simDisk
+	disk memDisk
 	sm   simSM
 	// rate: the node's clock ticks once every rate steps.
 	rate int
@@ -156,8 +149,10 @@ type sim struct {
 }
 
 // simStats count what a run exercised, so a run that tests nothing shows.
+// readyCrashes counts the crashes (within crashes) at a crash point in the
+// middle of a Ready.
 type simStats struct {
-	acked, reads, failedReads, leaders, snapInstalls, crashes, transfers, steps int
+	acked, reads, failedReads, leaders, snapInstalls, crashes, readyCrashes, transfers, steps int
 }
 
 func (a *simStats) add(b simStats) {
@@ -167,6 +162,7 @@ func (a *simStats) add(b simStats) {
 	a.leaders += b.leaders
 	a.snapInstalls += b.snapInstalls
 	a.crashes += b.crashes
+	a.readyCrashes += b.readyCrashes
 	a.transfers += b.transfers
 	a.steps += b.steps
 }
@@ -310,68 +306,73 @@ func (s *sim) deliver(faults bool) {
 	}
 }
 
-// handleReady does what a driver does with a Ready, checking as it goes.
+// handleReady handles one Ready of sn with the shared driver step (the
+// node actor's order), checking as it goes. With faults, the node may crash
+// between any two of its steps.
 func (s *sim) handleReady(sn *simNode, faults bool) {
-	n := sn.node
-	if n == nil || !n.HasReady() {
-		return
+	handleReady(nil, sn.node, simDriver{s: s, sn: sn, faults: faults})
+}
+
+// simDriver is the simulation's readyDriver for one node.
+type simDriver struct {
+	s      *sim
+	sn     *simNode
+	faults bool
+}
+
+func (d simDriver) send(msgs []Message) { d.s.sendAll(d.sn, msgs, d.faults) }
+
+func (d simDriver) apply(e Entry) {
+	d.s.checkDurable(d.sn, e)
+	d.s.apply(d.sn, e)
+}
+
+func (d simDriver) install(snap Snapshot) {
+	s := d.s
+	sm := smFromImage(snap.Data)
+	if want, ok := s.chains[sm.applied]; ok && want != sm.chain {
+		s.failf("node %d installed a snapshot at %d that differs from what others applied", d.sn.id, sm.applied)
 	}
-	rd := n.Ready()
-	// The order is the actor driver's (actors.nodeActor.handleReady), so the
-	// simulation checks the order that runs: the leader's replication
-	// messages leave first, committed entries (durable already) are applied,
-	// a received snapshot is installed, then the Ready is persisted, then
-	// the other messages leave. A crash may fall between any two steps.
-	early, late := rd.SplitMessages()
-	s.sendAll(sn, early, faults)
-	for _, e := range rd.CommittedEntries {
-		s.checkDurable(sn, e)
-		s.apply(sn, e)
-	}
-	if !rd.Snapshot.IsEmpty() {
-		sm := smFromImage(rd.Snapshot.Data)
-		if want, ok := s.chains[sm.applied]; ok && want != sm.chain {
-			s.failf("node %d installed a snapshot at %d that differs from what others applied", sn.id, sm.applied)
-		}
-		s.setApplied(sn, sm)
-		s.stats.snapInstalls++
-	}
-	if faults && s.r.IntN(1000) < s.p.crashPct {
-		s.crash(sn) // sent and applied, not persisted
-		return
-	}
-	s.persist(sn, rd)
-	if faults && s.r.IntN(1000) < s.p.crashPct {
-		s.crash(sn) // persisted, not all sent
-		return
-	}
-	s.sendAll(sn, late, faults)
-	for _, rs := range rd.ReadStates {
-		s.checkRead(sn, rs)
-	}
-	n.Advance(rd)
-	if st := n.Status(); st.Applied != sn.sm.applied {
-		s.failf("node %d: raftlogic applied %d, state machine applied %d", sn.id, st.Applied, sn.sm.applied)
+	s.setApplied(d.sn, sm)
+	s.stats.snapInstalls++
+}
+
+// persist skips a write that only the commit index would make, as the node
+// actor does (Ready.MustSync). That is safe here because the simulated state
+// machine is durable, as kvstate is: a restart takes its applied index as
+// committed. The paper tests' cluster, whose state machine is volatile,
+// writes every Ready.
+func (d simDriver) persist(rd Ready) {
+	if rd.MustSync(d.sn.disk.hs) {
+		d.s.persist(d.sn, rd)
 	}
 }
 
+// crash draws the per-step crash chance at each crash point: after
+// crashUnpersisted the node has sent and applied but not persisted, after
+// crashPersisted it has persisted but not sent all.
+func (d simDriver) crash(crashPoint) bool {
+	if d.faults && d.s.r.IntN(1000) < d.s.p.crashPct {
+		d.s.stats.readyCrashes++
+		d.s.crash(d.sn)
+		return true
+	}
+	return false
+}
+
+func (d simDriver) answer(rs ReadState) { d.s.checkRead(d.sn, rs) }
+
+func (d simDriver) applied() uint64 { return d.sn.sm.applied }
+
+func (d simDriver) failf(format string, args ...any) { d.s.failf(format, args...) }
+
 func (s *sim) persist(sn *simNode, rd Ready) {
-	if !rd.Snapshot.IsEmpty() {
-		sn.disk.snap = rd.Snapshot
-		sn.disk.ents = nil
-	}
-	if len(rd.Entries) > 0 {
-		s.checkNewEntries(sn, rd.Entries)
-		first := rd.Entries[0].Index
-		keep := int(first - sn.disk.snap.Meta.Index - 1)
-		if keep < 0 || keep > len(sn.disk.ents) {
-			s.failf("node %d: Ready entries start at %d, disk log is [%d, %d]", sn.id, first, sn.disk.snap.Meta.Index+1, sn.disk.snap.Meta.Index+uint64(len(sn.disk.ents)))
-		}
-		sn.disk.ents = append(append([]Entry(nil), sn.disk.ents[:keep]...), rd.Entries...)
-	}
+	s.checkNewEntries(sn, rd.Entries)
 	if !rd.HardState.IsEmpty() {
 		s.checkVote(sn, rd.HardState)
-		sn.disk.hs = rd.HardState
+	}
+	if err := sn.disk.write(rd); err != nil {
+		s.failf("node %d: %v", sn.id, err)
 	}
 }
 
@@ -381,10 +382,10 @@ func (s *sim) sendAll(sn *simNode, msgs []Message, faults bool) {
 			s.failf("node %d granted its vote in term %d to %d, but its durable vote is %d", sn.id, m.Term, m.To, s.votes[sn.id][m.Term])
 		}
 		if m.Type == MsgSnap {
-			if m.Snapshot.Meta.Index != sn.disk.snap.Meta.Index {
-				s.failf("node %d sends snapshot %d but holds %d", sn.id, m.Snapshot.Meta.Index, sn.disk.snap.Meta.Index)
+			var err error
+			if m, err = sn.disk.withImage(m); err != nil {
+				s.failf("node %d %v", sn.id, err)
 			}
-			m.Snapshot.Data = sn.disk.snap.Data
 		}
 		s.send(m, faults)
 	}
@@ -394,9 +395,7 @@ func (s *sim) sendAll(sn *simNode, msgs []Message, faults bool) {
 // on the node's disk, or a crash could leave the state machine ahead of a
 // log that never held the entry.
 func (s *sim) checkDurable(sn *simNode, e Entry) {
-	d := sn.disk
-	i := e.Index - d.snap.Meta.Index - 1
-	if e.Index <= d.snap.Meta.Index || i >= uint64(len(d.ents)) || d.ents[i].Term != e.Term {
+	if !sn.disk.holds(e) {
 		s.failf("node %d is handed entry %d (term %d) to apply, but its disk does not hold it", sn.id, e.Index, e.Term)
 	}
 }
@@ -625,9 +624,7 @@ func (s *sim) compact(sn *simNode) {
 	if err != nil {
 		s.failf("node %d: Compact(%d) refused: %v", sn.id, idx, err)
 	}
-	drop := idx - sn.disk.snap.Meta.Index
-	sn.disk.ents = append([]Entry(nil), sn.disk.ents[drop:]...)
-	sn.disk.snap = Snapshot{Meta: meta, Data: sn.sm.image()}
+	sn.disk.compact(meta, sn.sm.image())
 	s.tracef("node %d compacts to %d", sn.id, idx)
 }
 
@@ -802,7 +799,7 @@ func TestSimulation(t *testing.T) {
 	wg.Wait()
 	t.Logf("exercised: %+v", total)
 	// A simulation that stopped exercising the cluster would pass vacuously.
-	if n := uint64(*simSeeds); total.acked < int(n) || total.reads < int(n) || total.snapInstalls == 0 || total.transfers == 0 || total.crashes == 0 {
+	if n := uint64(*simSeeds); total.acked < int(n) || total.reads < int(n) || total.snapInstalls == 0 || total.transfers == 0 || total.crashes == 0 || total.readyCrashes == 0 {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
 	slices.SortFunc(failures, func(a, b failure) int { return cmp.Compare(a.seed, b.seed) })

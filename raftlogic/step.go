@@ -168,8 +168,10 @@ func (n *Node) tickLeader() {
 		// take proposals again.
 		n.leadTransferee = None
 	}
-	for id, pr := range n.prs {
-		if pr.state == snapshotState {
+	// In voter order, not map order: what a node sends must follow from its
+	// inputs alone, so that a simulated run replays from its seed.
+	for _, id := range n.voters {
+		if pr := n.prs[id]; pr.state == snapshotState {
 			pr.snapshotElapsed++
 			if pr.snapshotElapsed >= 2*n.cfg.ElectionTick {
 				// The snapshot or its answer was lost; start over.

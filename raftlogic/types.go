@@ -18,6 +18,7 @@ const (
 	Leader
 )
 
+// String names the role in lower case, as logs and status show it.
 func (r Role) String() string {
 	switch r {
 	case Follower:
@@ -46,10 +47,14 @@ const (
 
 // Entry is one record of the replicated log.
 type Entry struct {
+	// Index is the entry's position in the log, from 1.
 	Index uint64
-	Term  uint64
-	Type  EntryType
-	Data  []byte
+	// Term is the term of the leader that created the entry.
+	Term uint64
+	// Type says how to read Data.
+	Type EntryType
+	// Data is the command, opaque to raftlogic.
+	Data []byte
 }
 
 // HardState is what a node must have on stable storage before it answers any
@@ -57,8 +62,11 @@ type Entry struct {
 // index it knows committed (commit is persisted to apply faster after a
 // restart; safety does not depend on it).
 type HardState struct {
-	Term   uint64
-	Vote   uint64
+	// Term is the latest term the node has seen.
+	Term uint64
+	// Vote is the node voted for in Term, or None.
+	Vote uint64
+	// Commit is the highest index known committed.
 	Commit uint64
 }
 
@@ -67,14 +75,18 @@ func (h HardState) IsEmpty() bool { return h == HardState{} }
 
 // ConfState is a cluster configuration: the ids of the voting members.
 type ConfState struct {
+	// Voters are the ids of the members, each non-zero and listed once.
 	Voters []uint64
 }
 
 // SnapshotMeta says what a snapshot covers: every entry up to Index, whose
 // term is Term, under configuration ConfState.
 type SnapshotMeta struct {
-	Index     uint64
-	Term      uint64
+	// Index is the last entry the snapshot covers.
+	Index uint64
+	// Term is the term of the entry at Index.
+	Term uint64
+	// ConfState is the configuration as of Index.
 	ConfState ConfState
 }
 
@@ -82,7 +94,9 @@ type SnapshotMeta struct {
 // raftlogic only carries it. A transport may send Data in chunks or fill it
 // in at send time, as long as the receiver gets the image Meta describes.
 type Snapshot struct {
+	// Meta says what the image covers.
 	Meta SnapshotMeta
+	// Data is the image, or what the driver uses to find it.
 	Data []byte
 }
 
@@ -114,6 +128,7 @@ var msgNames = [...]string{
 	MsgHeartbeatResp: "MsgHeartbeatResp", MsgSnap: "MsgSnap", MsgTimeoutNow: "MsgTimeoutNow",
 }
 
+// String returns the constant's name, as traces and logs show it.
 func (t MessageType) String() string {
 	if int(t) < len(msgNames) && msgNames[t] != "" {
 		return msgNames[t]
@@ -123,9 +138,14 @@ func (t MessageType) String() string {
 
 // Message is one Raft RPC or response. Fields a type does not use are zero.
 type Message struct {
+	// Type says which RPC or response this is.
 	Type MessageType
+	// From is the sender; raftlogic sets it on every message it sends.
 	From uint64
-	To   uint64
+	// To is the receiver; Step refuses a message addressed to another node.
+	To uint64
+	// Term is the sender's term, or for MsgPreVote the term it would
+	// campaign in. Step refuses a zero term.
 	Term uint64
 
 	// MsgApp: Index and LogTerm identify the entry preceding Entries.
@@ -157,13 +177,19 @@ type Message struct {
 // applied Index, a read of it is linearizable. Err is non-nil when the read
 // can no longer be served (the node lost leadership); Index is then zero.
 type ReadState struct {
-	Index      uint64
+	// Index is the commit index the read must wait for.
+	Index uint64
+	// RequestCtx is what the driver passed to ReadIndex, to match the answer
+	// to its request.
 	RequestCtx []byte
-	Err        error
+	// Err, when set, refuses the read (a *NotLeaderError).
+	Err error
 }
 
 // SoftState is volatile information a node reports when it changes.
 type SoftState struct {
+	// Lead is the leader this node knows of, or None.
 	Lead uint64
+	// Role is the part this node plays now.
 	Role Role
 }
