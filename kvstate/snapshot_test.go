@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 )
 
@@ -243,16 +244,16 @@ func TestRestoreCrashRecovery(t *testing.T) {
 			}
 			if crashAt == "half-moved" {
 				staged := rawKeys(t, db, prefixStaging)
-				bw := &batchWriter{db: db}
+				w := persist.NewTxnWriter(db, nil)
 				for _, k := range staged[:len(staged)/2] {
-					if err := bw.set([]byte(k[len(prefixStaging):]), []byte("placeholder")); err != nil {
+					if err := w.Set([]byte(k[len(prefixStaging):]), []byte("placeholder")); err != nil {
 						t.Fatal(err)
 					}
-					if err := bw.del([]byte(k)); err != nil {
+					if err := w.Delete([]byte(k)); err != nil {
 						t.Fatal(err)
 					}
 				}
-				if err := bw.flush(); err != nil {
+				if err := w.Commit(); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -274,6 +274,11 @@ func (s *State) ApplyDecided(entries []raftlogic.Entry, decided func([]Result)) 
 	if err := checkOrder(todo, applied, term); err != nil {
 		return nil, err
 	}
+	// Badger refusing a transaction as full is handled here, not with
+	// persist.TxnWriter: that commits what fits and carries on, which would
+	// commit part of an entry's effects, or effects without the applied
+	// index that covers them. Instead a refused transaction is discarded
+	// whole and the same entries are applied again in smaller ones.
 	results := make([]Result, 0, len(todo))
 	limit := len(todo) // entries per transaction; lowered once Badger refuses one
 	for len(todo) > 0 {

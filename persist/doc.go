@@ -26,7 +26,7 @@
 // of the log. Below it they are compacted entries not yet deleted (Compact
 // hides them by writing r/snap, then deletes them without holding up Save);
 // above it they are leftovers of a batch too big for one Badger
-// transaction that a crash interrupted (see LogStore.Save), which the next
+// transaction that a crash interrupted (see split.go), which the next
 // Save deletes. Recording r/last is what lets such a batch be written in
 // pieces and still appear all at once.
 //
@@ -38,7 +38,7 @@
 // for every entry and vote the Ready carries). A batch too big for one
 // transaction is written in several, each durable before the next starts,
 // in an order that leaves a valid log after a crash between any two (see
-// Save). Compact and SaveSnapshotMeta are durable when they return too;
+// split.go; TxnWriter feeds the transactions, here and in kvstate). Compact and SaveSnapshotMeta are durable when they return too;
 // Compact may only be called once the state machine's own database holds
 // everything up to the compacted index, which kvstate's synced commits
 // guarantee.
