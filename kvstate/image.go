@@ -2,7 +2,6 @@ package kvstate
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash"
@@ -95,7 +94,7 @@ func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
 	err = iterate(txn, prefixSession, true, func(item *badger.Item) error {
 		id, ok := parseU64Key(item.Key(), prefixSession)
 		if !ok {
-			return fmt.Errorf("%w: session key %q", ErrCorruptState, item.Key())
+			return fmt.Errorf("%w: session key %q", errCorruptState, item.Key())
 		}
 		return item.Value(func(v []byte) error {
 			ss, err := decodeSession(v)
@@ -129,17 +128,6 @@ func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
 		return 0, 0, fmt.Errorf("kvstate: writing snapshot: %w", sw.err)
 	}
 	return index, term, nil
-}
-
-// SnapshotBytes returns Snapshot's image as one byte slice, with the applied
-// index and term it covers. Meant for small states (tests, simulation).
-func (s *State) SnapshotBytes() ([]byte, uint64, uint64, error) {
-	var b bytes.Buffer
-	index, term, err := s.Snapshot(&b)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	return b.Bytes(), index, term, nil
 }
 
 // newCRC returns the snapshot checksum: CRC-32C, which has hardware support

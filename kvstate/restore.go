@@ -37,7 +37,7 @@ import (
 // Both phases are idempotent, and Open completes them when it finds
 // m/restore, so a crash after the switch point ends with the new state.
 // If a database error stops step 3 in this process, every method returns
-// ErrRestoreUnfinished until the State is reopened.
+// an error ("restore unfinished") until the State is reopened.
 //
 // Memory stays bounded whatever the image's size: records go to Badger in
 // transactions of bounded size as they are read.
@@ -75,7 +75,7 @@ func (s *State) Restore(r io.Reader, opts ...RestoreOption) (index, term uint64,
 		return 0, 0, fmt.Errorf("kvstate: restore: marking the switch: %w", err)
 	}
 	if err := finishRestore(s.db, index, term, 1, o.progress); err != nil {
-		s.broken = fmt.Errorf("%w: %w", ErrRestoreUnfinished, err)
+		s.broken = fmt.Errorf("%w: %w", errRestoreUnfinished, err)
 		return 0, 0, s.broken
 	}
 	s.applied, s.term = index, term
@@ -109,7 +109,7 @@ func (s *State) recoverRestore() error {
 		return deletePrefix(s.db, prefixStaging, nil, nil)
 	}
 	if len(marker) != 17 || marker[16] < 1 || marker[16] > 2 {
-		return fmt.Errorf("%w: restore marker of %d bytes", ErrCorruptState, len(marker))
+		return fmt.Errorf("%w: restore marker of %d bytes", errCorruptState, len(marker))
 	}
 	index, term := binary.BigEndian.Uint64(marker), binary.BigEndian.Uint64(marker[8:])
 	return finishRestore(s.db, index, term, marker[16], nil)

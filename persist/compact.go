@@ -36,7 +36,7 @@ func (s *LogStore) Compact(index uint64) error {
 	}
 	if index > s.last {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: compact to %d, past the last index %d", ErrInvalid, index, s.last)
+		return fmt.Errorf("%w: compact to %d, past the last index %d", errInvalid, index, s.last)
 	}
 	term, err := s.term(index)
 	if err == nil {
@@ -54,7 +54,7 @@ func (s *LogStore) Compact(index uint64) error {
 // index (same term) to change only the ConfState: that is how a new node is
 // bootstrapped, with SnapshotMeta{ConfState: members} at index 0. A meta
 // older than the stored one lost a race with a newer snapshot and is a
-// no-op. Its term must match the stored entry at its index (ErrInvalid).
+// no-op. Its term must match the stored entry at its index.
 // Like Compact, it is durable when it returns.
 func (s *LogStore) SaveSnapshotMeta(meta raftlogic.SnapshotMeta) error {
 	s.mu.Lock()
@@ -65,13 +65,13 @@ func (s *LogStore) SaveSnapshotMeta(meta raftlogic.SnapshotMeta) error {
 	var err error
 	switch {
 	case meta.Index > s.last:
-		err = fmt.Errorf("%w: snapshot at %d, past the last index %d", ErrInvalid, meta.Index, s.last)
+		err = fmt.Errorf("%w: snapshot at %d, past the last index %d", errInvalid, meta.Index, s.last)
 	case meta.Index == s.snap.Index && meta.Term != s.snap.Term:
-		err = fmt.Errorf("%w: snapshot term %d at index %d, stored term %d", ErrInvalid, meta.Term, meta.Index, s.snap.Term)
+		err = fmt.Errorf("%w: snapshot term %d at index %d, stored term %d", errInvalid, meta.Term, meta.Index, s.snap.Term)
 	case meta.Index > s.snap.Index:
 		var term uint64
 		if term, err = s.term(meta.Index); err == nil && term != meta.Term {
-			err = fmt.Errorf("%w: snapshot term %d at index %d, stored entry term %d", ErrInvalid, meta.Term, meta.Index, term)
+			err = fmt.Errorf("%w: snapshot term %d at index %d, stored entry term %d", errInvalid, meta.Term, meta.Index, term)
 		}
 	}
 	if err == nil {

@@ -24,7 +24,8 @@ type dbConfig struct {
 	diskReserve int64
 }
 
-// WithLogger sets where warnings go (default slog.Default()). For OpenDB,
+// WithLogger sets where warnings go (by default nowhere: a node passes its
+// own logger, and this package never reaches for a global one). For OpenDB,
 // that is Badger's warnings and errors; its informational chatter goes to l
 // at debug level.
 func WithLogger(l *slog.Logger) Option {
@@ -47,10 +48,10 @@ func WithLargestValue(n int) Option {
 	return func(c *dbConfig) { c.largest = n }
 }
 
-// WithInMemory keeps the whole database in memory, for tests that do not
+// withInMemory keeps the whole database in memory, for tests that do not
 // care about durability. dir must then be empty. Sync is a no-op, so nothing
 // such a database holds survives Close.
-func WithInMemory(on bool) Option {
+func withInMemory(on bool) Option {
 	return func(c *dbConfig) { c.inMemory = on }
 }
 
@@ -103,7 +104,7 @@ func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 		o(&cfg)
 	}
 	if cfg.logger == nil {
-		cfg.logger = slog.Default()
+		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	switch {
 	case cfg.inMemory && dir != "":
@@ -171,7 +172,7 @@ func removeEmptyLogFiles(dir string, log *slog.Logger) error {
 		removed = true
 	}
 	if removed {
-		return SyncDir(dir)
+		return syncDir(dir)
 	}
 	return nil
 }

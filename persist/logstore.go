@@ -13,21 +13,24 @@ import (
 	"github.com/raftkv/raftkv/raftlogic"
 )
 
+// ErrUnavailable reports a request to Entries for entries beyond the last
+// index: the log does not hold them (yet).
+var ErrUnavailable = errors.New("persist: entries unavailable")
+
+// Errors only this package's callers see in messages; tests compare them.
 var (
-	// ErrCorrupt reports stored data that is not what this package wrote:
+	// errCorrupt reports stored data that is not what this package wrote:
 	// an undecodable record, an entry under the wrong key, a hole in the
 	// log. The message names the key.
-	ErrCorrupt = errors.New("persist: stored data is corrupt")
-	// ErrCompacted reports a request for entries at or below the snapshot.
-	ErrCompacted = errors.New("persist: entries compacted")
-	// ErrUnavailable reports a request for entries beyond the last index.
-	ErrUnavailable = errors.New("persist: entries unavailable")
-	// ErrInvalid reports a request that would break the log: a gap, entries
+	errCorrupt = errors.New("persist: stored data is corrupt")
+	// errCompacted reports a request for entries at or below the snapshot.
+	errCompacted = errors.New("persist: entries compacted")
+	// errInvalid reports a request that would break the log: a gap, entries
 	// out of order, a snapshot older than the stored one, a compaction past
 	// the end of the log.
-	ErrInvalid = errors.New("persist: invalid request")
-	// ErrNotLoaded reports use of a LogStore before a successful Load.
-	ErrNotLoaded = errors.New("persist: log store not loaded")
+	errInvalid = errors.New("persist: invalid request")
+	// errNotLoaded reports use of a LogStore before a successful Load.
+	errNotLoaded = errors.New("persist: log store not loaded")
 )
 
 // Keys. Everything this package stores starts with prefix; the state machine
@@ -57,7 +60,7 @@ func parseEntryKey(k []byte) (uint64, bool) {
 func entryKeyName(i uint64) string { return fmt.Sprintf("%s%d", entryPrefix, i) }
 
 func corrupt(key string, format string, args ...any) error {
-	return fmt.Errorf("%w: key %s: %s", ErrCorrupt, key, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: key %s: %s", errCorrupt, key, fmt.Sprintf(format, args...))
 }
 
 // LogStore is the durable Raft state of one node: hard state, snapshot
@@ -104,14 +107,14 @@ func NewLogStore(db *badger.DB, opts ...Option) *LogStore {
 		o(&cfg)
 	}
 	if cfg.logger == nil {
-		cfg.logger = slog.Default()
+		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	return &LogStore{db: db, log: cfg.logger.With("component", "persist"), reserve: cfg.diskReserve}
 }
 
 func (s *LogStore) usable() error {
 	if !s.loaded {
-		return ErrNotLoaded
+		return errNotLoaded
 	}
 	if s.failed != nil {
 		return fmt.Errorf("persist: an earlier write failed, Load again: %w", s.failed)
@@ -126,8 +129,9 @@ func (s *LogStore) usable() error {
 // Applied is set to Snapshot.Index. The state machine knows how far it has
 // really applied and the caller must override Applied with that.
 //
-// Load fails with ErrCorrupt, naming the key, if a record does not decode,
-// an entry is stored under another index's key, or the log has a hole.
+// Load fails with an error naming the key ("stored data is corrupt") if a
+// record does not decode, an entry is stored under another index's key, or
+// the log has a hole.
 // Entries above the last index, left by a crash in the middle of a split
 // batch (see Save), are not part of the log: Load ignores them and the next
 // Save deletes them.
@@ -200,7 +204,7 @@ func getRecord[T any](txn *badger.Txn, key string, decode func([]byte) (T, error
 	err = item.Value(func(b []byte) error {
 		var derr error
 		if v, derr = decode(b); derr != nil {
-			return fmt.Errorf("%w: key %s: %w", ErrCorrupt, key, derr)
+			return fmt.Errorf("%w: key %s: %w", errCorrupt, key, derr)
 		}
 		return nil
 	})
@@ -253,7 +257,7 @@ func readEntries(txn *badger.Txn, lo, hi uint64) ([]raftlogic.Entry, error) {
 		err := item.Value(func(b []byte) error {
 			e, err := decodeEntry(b)
 			if err != nil {
-				return fmt.Errorf("%w: key %s: %w", ErrCorrupt, entryKeyName(i), err)
+				return fmt.Errorf("%w: key %s: %w", errCorrupt, entryKeyName(i), err)
 			}
 			if e.Index != i {
 				return corrupt(entryKeyName(i), "holds entry %d", e.Index)
@@ -284,9 +288,11 @@ func readEntries(txn *badger.Txn, lo, hi uint64) ([]raftlogic.Entry, error) {
 	return ents, nil
 }
 
-// Entries returns the stored entries [lo, hi). It reads the disk on every
-// call and is meant for tests and debugging; raftlogic keeps its own copy of
-// the log.
+// Entries returns the stored entries [lo, hi), or an error wrapping
+// ErrUnavailable when the log ends before hi-1. It reads the disk on every
+// call, so it is for rare recoveries, not the steady path, where raftlogic
+// hands out entries from its own copy of the log: the apply actor uses it
+// to fetch committed entries it lost when it restarted.
 func (s *LogStore) Entries(lo, hi uint64) ([]raftlogic.Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -295,9 +301,9 @@ func (s *LogStore) Entries(lo, hi uint64) ([]raftlogic.Entry, error) {
 	}
 	switch {
 	case lo > hi:
-		return nil, fmt.Errorf("%w: range [%d, %d)", ErrInvalid, lo, hi)
+		return nil, fmt.Errorf("%w: range [%d, %d)", errInvalid, lo, hi)
 	case lo <= s.snap.Index:
-		return nil, fmt.Errorf("%w: index %d, the log starts at %d", ErrCompacted, lo, s.snap.Index+1)
+		return nil, fmt.Errorf("%w: index %d, the log starts at %d", errCompacted, lo, s.snap.Index+1)
 	case hi > s.last+1:
 		return nil, fmt.Errorf("%w: index %d, the log ends at %d", ErrUnavailable, hi-1, s.last)
 	case lo == hi:
@@ -322,22 +328,6 @@ func (s *LogStore) PauseWrites(f func() error) error {
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
 	return f()
-}
-
-// FirstIndex returns the index of the first entry of the log, one past the
-// snapshot's (it may not exist yet: then LastIndex is one less).
-func (s *LogStore) FirstIndex() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.snap.Index + 1
-}
-
-// LastIndex returns the index of the last entry of the log, or the
-// snapshot's index if the log after it is empty.
-func (s *LogStore) LastIndex() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last
 }
 
 func cloneMeta(m raftlogic.SnapshotMeta) raftlogic.SnapshotMeta {

@@ -23,7 +23,7 @@ import (
 //
 //   - Installing a snapshot discards the whole stored log, before and after
 //     its index, because raftlogic resets its log when it installs one. A
-//     snapshot older than the stored one is refused (ErrInvalid).
+//     snapshot older than the stored one is refused.
 //   - Entries must be contiguous and start no later than one past the last
 //     index.
 //     Entries at or below the snapshot index are already covered and are
@@ -111,7 +111,7 @@ func (s *LogStore) plan(hs raftlogic.HardState, entries []raftlogic.Entry, snap 
 	if snap.Index > 0 {
 		if snap.Index < s.snap.Index || (snap.Index == s.snap.Index && snap.Term != s.snap.Term) {
 			return nil, fmt.Errorf("%w: snapshot (index %d, term %d) does not follow the stored one (index %d, term %d)",
-				ErrInvalid, snap.Index, snap.Term, s.snap.Index, s.snap.Term)
+				errInvalid, snap.Index, snap.Term, s.snap.Index, s.snap.Term)
 		}
 		p.snap, p.install = cloneMeta(snap), true
 		p.last, p.keep = snap.Index, snap.Index
@@ -119,11 +119,11 @@ func (s *LogStore) plan(hs raftlogic.HardState, entries []raftlogic.Entry, snap 
 	if len(entries) > 0 {
 		first := entries[0].Index
 		if first == 0 {
-			return nil, fmt.Errorf("%w: entry index 0", ErrInvalid)
+			return nil, fmt.Errorf("%w: entry index 0", errInvalid)
 		}
 		for i, e := range entries {
 			if e.Index != first+uint64(i) {
-				return nil, fmt.Errorf("%w: entries not contiguous: index %d follows %d", ErrInvalid, e.Index, entries[i-1].Index)
+				return nil, fmt.Errorf("%w: entries not contiguous: index %d follows %d", errInvalid, e.Index, entries[i-1].Index)
 			}
 		}
 		if k := p.snap.Index + 1; first < k {
@@ -133,7 +133,7 @@ func (s *LogStore) plan(hs raftlogic.HardState, entries []raftlogic.Entry, snap 
 	if len(entries) > 0 {
 		first := entries[0].Index
 		if first > p.last+1 {
-			return nil, fmt.Errorf("%w: entry %d would leave a gap after the last index %d", ErrInvalid, first, p.last)
+			return nil, fmt.Errorf("%w: entry %d would leave a gap after the last index %d", errInvalid, first, p.last)
 		}
 		p.ents = entries
 		p.keep = min(p.keep, first-1)

@@ -285,7 +285,7 @@ func TestLargestEntryIsStored(t *testing.T) {
 	}
 	st.Entries = nil
 
-	sm, err := kvstate.Open(db)
+	sm, err := kvstate.Open(db, kvstate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestLargestEntryIsStored(t *testing.T) {
 	// log first): the session fields only add bytes, checked above.
 	first := cmd
 	first.ClientID, first.Seq = 0, 0
-	res, err := sm.Apply([]raftlogic.Entry{{Index: 1, Term: 1, Data: first.Encode()}})
+	res, err := sm.Apply([]raftlogic.Entry{{Index: 1, Term: 1, Data: first.Encode()}}, nil)
 	if err != nil || len(res) != 1 || res[0].Err != nil {
 		t.Fatalf("apply the largest command: %v, %+v", err, res)
 	}
