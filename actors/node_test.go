@@ -41,6 +41,7 @@ func nodeConfig(sys *actor.ActorSystem, dir string, members ...uint64) NodeConfi
 	return NodeConfig{
 		ID: 1, Peers: peers, ClusterID: testCluster, DataDir: dir,
 		TickInterval: 5 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1,
+		SnapshotEntries: 10000, SnapshotBytes: 64 << 20, // config's defaults
 		Logger: quietLogger(),
 	}
 }

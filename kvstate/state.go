@@ -61,6 +61,9 @@ func encodeIndexTerm(index, term uint64) []byte {
 // tens of bytes each on disk). In time that is as long as the cluster takes
 // to commit 2^20 entries: about a minute at the fastest write rate measured
 // (18,100 puts/s, README); clients bound their retries well inside it.
+// This is its only home: it is no operator setting (config has no key for
+// it, since every replica must use the same), and only tests change it,
+// through Options.
 const defaultSessionTTL = 1 << 20
 
 // Options tune a State. They must be identical on every replica of a
