@@ -83,8 +83,8 @@ type Command struct {
 //	valLen   uvarint, value bytes
 //
 // Varints keep the common case (small ids, short keys) compact. Encode does
-// not validate: callers check with ValidateKV first, and Apply (decodeCommand)
-// refuses what should not have been sent.
+// not validate: callers check with ValidateKV first, and Apply answers
+// what should not have been sent with ErrBadCommand.
 func (c Command) Encode() []byte {
 	n := MaxCommandOverhead + len(c.Key) + len(c.Value)
 	b := make([]byte, 0, n)

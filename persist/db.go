@@ -56,10 +56,11 @@ func withInMemory(on bool) Option {
 }
 
 // WithBadgerOptions lets the caller change any Badger option after OpenDB
-// has applied its own. It is an escape hatch for tests and tools (read-only
-// inspection, smaller tables): the defaults are chosen so that several nodes
-// fit in one small process, and turning SyncWrites off breaks every
-// durability promise this package and kvstate make.
+// has applied its own. It is an escape hatch for tests (of this package and
+// of the ones that open a node's databases: read-only inspection, smaller
+// files), which is why it is exported: the defaults are chosen so that
+// several nodes fit in one small process, and turning SyncWrites off breaks
+// every durability promise this package and kvstate make.
 func WithBadgerOptions(f func(badger.Options) badger.Options) Option {
 	return func(c *dbConfig) { c.tune = append(c.tune, f) }
 }

@@ -15,12 +15,13 @@ import (
 //
 // The writes therefore become durable in several steps, and a crash between
 // two of them leaves only a prefix of them on disk. Use a TxnWriter only
-// where every such prefix is a state the reader accepts: persist writes a
-// split batch beyond the end of the log Load reads, and kvstate stages a
-// snapshot image under a prefix nothing reads before the switch. Writes that
-// must be all or nothing (kvstate's Apply: an entry's effects and the
-// applied index that covers them) need one transaction each and cannot use
-// it.
+// where every such prefix is a state the reader accepts or recovers from:
+// persist writes a split batch beyond the end of the log Load reads, and
+// kvstate stages a snapshot image under a prefix nothing reads, then deletes
+// and moves records in restore phases that Open resumes from a marker.
+// Writes that must be all or nothing (kvstate's Apply: an entry's effects
+// and the applied index that covers them) need one transaction each and
+// cannot use it.
 //
 // Badger keeps the key and value slices until the transaction commits, so
 // the caller must not change them before Commit. A TxnWriter is not safe for
