@@ -113,7 +113,7 @@ func withStorageOptions(opts ...persist.Option) Option {
 }
 
 // withSessionTTL makes client sessions expire after ttl applied entries
-// instead of kvstate.DefaultSessionTTL; tests use it to see expiry happen.
+// instead of kvstate's default (2^20); tests use it to see expiry happen.
 // Every node of a cluster must use the same value.
 func withSessionTTL(ttl uint64) Option {
 	return func(o *options) error { o.sessionTTL = ttl; return nil }

@@ -47,7 +47,7 @@ import (
 // How long a write is retried. Retrying helps only while the write's session
 // is alive: a copy that arrives after the session expired is refused (never
 // executed; see kvstate), and the write then ends as ErrOutcomeUnknown. A
-// session outlives its last command by kvstate.DefaultSessionTTL = 2^20
+// session outlives its last command by kvstate's session TTL, 2^20
 // entries, about 58 s at the fastest write rate measured here (18,100
 // puts/s); a write is retried for at most maxWriteRetry = 20 s, a third of
 // that, whatever the caller's deadline. Safety does not depend on these

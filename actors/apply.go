@@ -86,7 +86,7 @@ func (a *applyActor) applyEntries(ctx actor.Context, ents []raftlogic.Entry) {
 	// state machine's commit syncs: the answers follow from the committed
 	// log alone, so a crash before the commit changes none of them. Reads
 	// wait for the commit (serveReads below).
-	_, err := a.sm.ApplyDecided(ents, func(results []kvstate.Result) {
+	_, err := a.sm.Apply(ents, func(results []kvstate.Result) {
 		for _, r := range results {
 			a.answer(ctx, r)
 		}

@@ -223,10 +223,10 @@ func TestApplyActorInstallsSnapshot(t *testing.T) {
 		img = append(img, cmdEntry(i, 1, putCmd("filler", "x")))
 	}
 	img = append(img, cmdEntry(10, 3, putCmd("s", "snap")))
-	if _, err := other.sm.Apply(img); err != nil {
+	if _, err := other.sm.Apply(img, nil); err != nil {
 		t.Fatal(err)
 	}
-	data, index, term, err := other.sm.SnapshotBytes()
+	data, index, term, err := snapshotBytes(other.sm)
 	if err != nil || index != 10 || term != 3 {
 		t.Fatalf("SnapshotBytes: index %d term %d err %v", index, term, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/persist"
 )
 
@@ -26,11 +27,12 @@ type NodeConfig struct {
 	ElectionTicks  int
 	HeartbeatTicks int
 	// SnapshotEntries is how many applied entries the log keeps behind a
-	// snapshot before it is compacted.
+	// snapshot before it is compacted (config's snapshotEntries; required).
 	SnapshotEntries uint64
 	// SnapshotBytes bounds the log's entry data (it is held in memory):
 	// past it the log is compacted even before SnapshotEntries, and the
-	// entries kept for catching up weigh at most half of it.
+	// entries kept for catching up weigh at most half of it (config's
+	// snapshotBytes; required).
 	SnapshotBytes int64
 	// CatchUpEntries is how many of the newest applied entries a compaction
 	// keeps, so a follower briefly behind catches up from the log instead
@@ -41,11 +43,12 @@ type NodeConfig struct {
 	// and the node stops with an error wrapping persist.ErrDiskFull. 0
 	// turns the check off.
 	DiskReserve int64
-	// SnapshotChunkSize bounds one snapshot message (default 256 KiB); it
-	// must stay well under the transport's message limit.
+	// SnapshotChunkSize bounds one snapshot message; it must stay well
+	// under the transport's message limit. Zero means
+	// limits.SnapshotChunkSize (256 KiB), which Open passes too.
 	SnapshotChunkSize int
 	// SnapshotIdleTimeout bounds how long a snapshot may make no progress
-	// (default 30 s): a partly received image that no chunk has extended
+	// (zero: defaultSnapshotIdleTimeout, 30 s; only tests shorten it): a partly received image that no chunk has extended
 	// for this long is dropped, and an install that has read or written
 	// nothing for this long stops the node. It bounds idleness, not
 	// duration, so an image of any size may take as long as it needs.
@@ -81,7 +84,8 @@ type NodeConfig struct {
 	// MaxStoredEntry is the largest record the node stores under one key
 	// (a log entry carrying the largest value the cluster accepts, as
 	// internal/limits derives it); the node's databases are sized for it.
-	// Zero means the default value limit's.
+	// Zero leaves them at persist.OpenDB's smallest value-log files (16 MiB),
+	// which hold the entries of config's default value limit (1 MiB).
 	MaxStoredEntry int
 	// StorageOptions are passed to persist.OpenDB for both of the node's
 	// databases, after the node's own; tests use them to shrink Badger's
@@ -104,6 +108,11 @@ type testHooks struct {
 	restoreReader func(io.Reader) io.Reader
 }
 
+// defaultSnapshotIdleTimeout is how long a snapshot transfer or install may
+// make no progress. It is no operator setting (config has no key for it):
+// this is its only home, and tests shorten it through NodeConfig.
+const defaultSnapshotIdleTimeout = 30 * time.Second
+
 // ErrWrongCluster refuses to start a node on data written by a node of a
 // different cluster membership.
 var ErrWrongCluster = errors.New("actors: data directory belongs to another cluster")
@@ -123,17 +132,19 @@ func (c *NodeConfig) validate() error {
 	case c.DataDir == "":
 		return fmt.Errorf("actors: node %d has no data directory", c.ID)
 	}
+	// The operator's settings come from package config, the one home of
+	// their defaults: a node takes them as given and invents none.
+	switch {
+	case c.SnapshotEntries == 0:
+		return fmt.Errorf("actors: node %d: snapshot entries (config's snapshotEntries) must be at least 1", c.ID)
+	case c.SnapshotBytes <= 0:
+		return fmt.Errorf("actors: node %d: snapshot bytes (config's snapshotBytes) must be positive, got %d", c.ID, c.SnapshotBytes)
+	}
 	if c.SnapshotChunkSize <= 0 {
-		c.SnapshotChunkSize = 256 << 10
+		c.SnapshotChunkSize = limits.SnapshotChunkSize
 	}
 	if c.SnapshotIdleTimeout <= 0 {
-		c.SnapshotIdleTimeout = 30 * time.Second
-	}
-	if c.SnapshotEntries == 0 {
-		c.SnapshotEntries = 10000
-	}
-	if c.SnapshotBytes <= 0 {
-		c.SnapshotBytes = 64 << 20
+		c.SnapshotIdleTimeout = defaultSnapshotIdleTimeout
 	}
 	if c.CatchUpEntries >= c.SnapshotEntries {
 		return fmt.Errorf("actors: catch-up entries (%d) must be below snapshot entries (%d)", c.CatchUpEntries, c.SnapshotEntries)

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -20,6 +21,14 @@ import (
 const waitTimeout = 10 * time.Second
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// snapshotBytes returns sm's snapshot image in memory, with the applied
+// index and term it covers.
+func snapshotBytes(sm *kvstate.State) ([]byte, uint64, uint64, error) {
+	var b bytes.Buffer
+	index, term, err := sm.Snapshot(&b)
+	return b.Bytes(), index, term, err
+}
 
 // newSystem returns a local actor system (no Remote) that logs nothing.
 func newSystem(t *testing.T) *actor.ActorSystem {
@@ -59,7 +68,7 @@ func openStoreAt(t *testing.T, dir string, opts ...persist.Option) *store {
 		return db
 	}
 	logDB, stateDB := open(persist.LogDir(dir)), open(persist.StateDir(dir))
-	sm, err := kvstate.Open(stateDB)
+	sm, err := kvstate.Open(stateDB, kvstate.Options{})
 	if err != nil {
 		t.Fatalf("kvstate.Open: %v", err)
 	}

@@ -240,7 +240,7 @@ func (n *nodeActor) open() error {
 		return err
 	}
 	dbOpts := append([]persist.Option{persist.WithLogger(n.log),
-		persist.WithLargestValue(max(n.cfg.MaxStoredEntry, kvstate.DefaultMaxValueSize+kvstate.MaxKeySize))},
+		persist.WithLargestValue(n.cfg.MaxStoredEntry)},
 		n.cfg.StorageOptions...)
 	logDB, err := persist.OpenDB(persist.LogDir(n.cfg.DataDir), dbOpts...)
 	if err != nil {
@@ -253,7 +253,7 @@ func (n *nodeActor) open() error {
 	}
 	n.storage.stateDB = stateDB
 	n.logStore = persist.NewLogStore(logDB, persist.WithLogger(n.log), persist.WithDiskReserve(n.cfg.DiskReserve))
-	if n.sm, err = kvstate.OpenWithOptions(stateDB, kvstate.Options{SessionTTL: n.cfg.SessionTTL}); err != nil {
+	if n.sm, err = kvstate.Open(stateDB, kvstate.Options{SessionTTL: n.cfg.SessionTTL}); err != nil {
 		return err
 	}
 	st, err := n.logStore.Load()

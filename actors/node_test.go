@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,6 +42,7 @@ func nodeConfig(sys *actor.ActorSystem, dir string, members ...uint64) NodeConfi
 	return NodeConfig{
 		ID: 1, Peers: peers, ClusterID: testCluster, DataDir: dir,
 		TickInterval: 5 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1,
+		SnapshotEntries: 10000, SnapshotBytes: 64 << 20, // config's defaults
 		Logger: quietLogger(),
 	}
 }
@@ -328,6 +330,22 @@ func TestNodeRefusesDataOfAnotherMembership(t *testing.T) {
 	again := startNode(t, sys, nodeConfig(sys, dir))
 	if err := again.startErr(); err != nil {
 		t.Fatalf("restart with the stored membership: %v", err)
+	}
+}
+
+// The operator's settings come from package config: a node given none
+// refuses to start, naming config's key, instead of inventing a default.
+func TestNewNodePropsTakesConfigValues(t *testing.T) {
+	sys := newSystem(t)
+	for key, mutate := range map[string]func(*NodeConfig){
+		"snapshotEntries": func(c *NodeConfig) { c.SnapshotEntries = 0 },
+		"snapshotBytes":   func(c *NodeConfig) { c.SnapshotBytes = 0 },
+	} {
+		cfg := nodeConfig(sys, t.TempDir())
+		mutate(&cfg)
+		if _, err := NewNodeProps(cfg); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s zero: NewNodeProps = %v, want an error naming %s", key, err, key)
+		}
 	}
 }
 

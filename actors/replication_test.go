@@ -62,7 +62,7 @@ func spawnReplicator(t *testing.T, sys *actor.ActorSystem, peerPID *actor.PID, a
 	for i := uint64(1); i <= 20; i++ {
 		ents = append(ents, cmdEntry(i, 2, putCmd(fmt.Sprintf("key-%02d", i), fmt.Sprintf("value number %d", i))))
 	}
-	if _, err := s.sm.Apply(ents); err != nil {
+	if _, err := s.sm.Apply(ents, nil); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(s.dir, snapshotDirName)
@@ -127,7 +127,7 @@ func TestReplicationActorStreamsSnapshotInChunks(t *testing.T) {
 	var mode atomic.Int32
 	peer, peerRec := spawnPeer(t, sys, &mode)
 	s, repl, rec := spawnReplicator(t, sys, peer, 0)
-	image, index, term, err := s.sm.SnapshotBytes()
+	image, index, term, err := snapshotBytes(s.sm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestReplicationActorSnapshotFailures(t *testing.T) {
 		if d := expect[*snapshotDone](t, rec, nil); !d.ok {
 			t.Fatalf("snapshotDone = %+v on the retry, want ok", d)
 		}
-		image, _, _, _ := s.sm.SnapshotBytes()
+		image, _, _, _ := snapshotBytes(s.sm)
 		var got []byte
 		for {
 			c, ok := take[*raftpb.SnapshotChunk](peerRec, nil)

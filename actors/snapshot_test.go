@@ -46,7 +46,7 @@ func openState(t *testing.T, dir string) (sm *kvstate.State, done func()) {
 		}
 	}
 	t.Cleanup(func() { db.Close() })
-	if sm, err = kvstate.Open(db); err != nil {
+	if sm, err = kvstate.Open(db, kvstate.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	return sm, done
@@ -65,7 +65,7 @@ func fillState(t *testing.T, dir string, keys, valueSize int, term uint64) {
 		for ; i < keys && len(ents)*valueSize < 1<<20; i++ {
 			ents = append(ents, cmdEntry(uint64(i+1), term, putCmd(fmt.Sprintf("key-%05d", i), value)))
 		}
-		if _, err := sm.Apply(ents); err != nil {
+		if _, err := sm.Apply(ents, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,13 +12,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/limits"
 )
 
 func mustParse(t *testing.T, yaml string) Config {
 	t.Helper()
-	c, err := Parse([]byte(yaml))
+	c, err := parse([]byte(yaml))
 	if err != nil {
-		t.Fatalf("Parse(%q): %v", yaml, err)
+		t.Fatalf("parse(%q): %v", yaml, err)
 	}
 	return c
 }
@@ -63,11 +65,11 @@ func TestModeDefaultIgnoresOtherKeys(t *testing.T) {
 	// Ignored values are not validated either...
 	mustParse(t, "mode: default\nport: 0\nserversNum: 1000\n")
 	// ...but unknown keys and wrong types are still refused.
-	if _, err := Parse([]byte("mode: default\nserverNum: 5\n")); !errors.Is(err, ErrUnknownKey) {
-		t.Fatalf("unknown key under mode: default: err = %v, want ErrUnknownKey", err)
+	if _, err := parse([]byte("mode: default\nserverNum: 5\n")); !errors.Is(err, errUnknownKey) {
+		t.Fatalf("unknown key under mode: default: err = %v, want errUnknownKey", err)
 	}
-	if _, err := Parse([]byte("mode: default\nport: abc\n")); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("wrong type under mode: default: err = %v, want ErrInvalid", err)
+	if _, err := parse([]byte("mode: default\nport: abc\n")); !errors.Is(err, errInvalid) {
+		t.Fatalf("wrong type under mode: default: err = %v, want errInvalid", err)
 	}
 }
 
@@ -183,7 +185,7 @@ func TestDerivedServers(t *testing.T) {
 }
 
 func TestServersOnUncheckedCount(t *testing.T) {
-	for _, n := range []int{0, -1, MaxServers + 1, 1 << 60} {
+	for _, n := range []int{0, -1, limits.MaxServers + 1, 1 << 60} {
 		c := Default()
 		c.ServersNum = n
 		if got := c.Servers(); got != nil {
@@ -262,8 +264,8 @@ func TestLoad(t *testing.T) {
 		func(p string) error { _, _, err := LoadOptional(p); return err },
 	} {
 		err := load(bad)
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "port") {
-			t.Errorf("loading %s: err = %v, want ErrInvalid naming the file and port", bad, err)
+		if !errors.Is(err, errInvalid) || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "port") {
+			t.Errorf("loading %s: err = %v, want errInvalid naming the file and port", bad, err)
 		}
 	}
 
@@ -272,8 +274,8 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(huge, []byte("mode: config\n"+strings.Repeat("#", maxFileBytes)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(huge); !errors.Is(err, ErrInvalid) {
-		t.Errorf("Load(huge) = %v, want ErrInvalid", err)
+	if _, err := Load(huge); !errors.Is(err, errInvalid) {
+		t.Errorf("Load(huge) = %v, want errInvalid", err)
 	}
 }
 
@@ -305,7 +307,7 @@ func TestShippedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Parse(data)
+	c, err := parse(data)
 	if err != nil {
 		t.Fatalf("shipped config.yaml: %v", err)
 	}
@@ -316,7 +318,7 @@ func TestShippedConfig(t *testing.T) {
 	setting := regexp.MustCompile(`(?m)^#([a-zA-Z]|  - )`)
 	edited := setting.ReplaceAllString(string(data), "$1")
 	edited = strings.Replace(edited, "mode: default", "mode: config", 1)
-	c, err = Parse([]byte(edited))
+	c, err = parse([]byte(edited))
 	if err != nil {
 		t.Fatalf("uncommented config.yaml: %v\n%s", err, edited)
 	}

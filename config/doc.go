@@ -17,10 +17,22 @@
 // keeping its data under persistPath/node<i>) or listed explicitly under
 // `servers:` for clusters spread over several hosts. See Config for every key.
 //
-// Every error about the configuration wraps ErrInvalid or ErrUnknownKey and
-// names the YAML key it is about (and the line, when it comes from a file),
-// because the YAML key is what an operator has to go and edit. Errors reading
-// the file wrap the os error, so errors.Is(err, fs.ErrNotExist) works.
+// Every error about the configuration names the YAML key it is about (and
+// the line, when it comes from a file; an unknown key gets the closest known
+// one as a suggestion), because the YAML key is what an operator has to go
+// and edit. Errors reading the file wrap the os error, so
+// errors.Is(err, fs.ErrNotExist) works.
+//
+// config is the one home of the defaults an operator can change (Default,
+// defaults.go); the packages below it take their values from a Config and
+// keep no copies. Sizes derived from maxValueSize live in internal/limits.
+// Files: config.go (Config and its accessors), defaults.go, load.go (the
+// schema and the two modes), yamlcheck.go (the schema-independent YAML
+// checker: key paths, lines, "did you mean"), validate.go.
+//
+// config is a part of RaftKV's implementation and carries no compatibility
+// promise: it exports only what the other packages of the module use, and
+// applications import the root package raftkv instead.
 //
 // What this package must never do: no I/O other than reading the one file
 // named to Load or LoadOptional (it does not create persistPath, resolve host

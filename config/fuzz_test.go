@@ -30,22 +30,22 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse(data)
+		c, err := parse(data)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrUnknownKey) {
-				t.Fatalf("Parse(%q) error wraps no sentinel: %v", data, err)
+			if !errors.Is(err, errInvalid) && !errors.Is(err, errUnknownKey) {
+				t.Fatalf("parse(%q) error wraps no sentinel: %v", data, err)
 			}
 			return
 		}
 		if err := c.Validate(); err != nil {
-			t.Fatalf("Parse(%q) accepted a Config that Validate refuses: %v", data, err)
+			t.Fatalf("parse(%q) accepted a Config that Validate refuses: %v", data, err)
 		}
 		if n := len(c.Servers()); n != c.ServersNum || n < 1 {
-			t.Fatalf("Parse(%q): %d servers, ServersNum %d", data, n, c.ServersNum)
+			t.Fatalf("parse(%q): %d servers, ServersNum %d", data, n, c.ServersNum)
 		}
 		for _, s := range c.Servers() {
 			if got, ok := c.Server(s.ID); !ok || got != s || c.RemoteAddr(s.ID) == "" {
-				t.Fatalf("Parse(%q): lookup of server %d failed", data, s.ID)
+				t.Fatalf("parse(%q): lookup of server %d failed", data, s.ID)
 			}
 		}
 	})

@@ -11,7 +11,7 @@ import (
 )
 
 // Validate reports every problem of c, joined with errors.Join; each one
-// wraps ErrInvalid and names the YAML key to edit. It checks only what the
+// names the YAML key to edit. It checks only what the
 // cluster uses: with ServerList set, Address and the port bases are ignored
 // and not checked.
 //
@@ -27,8 +27,8 @@ func (c Config) Validate() error {
 	}
 	if strings.TrimSpace(c.ClusterID) == "" {
 		add("clusterId", "%q is empty; name the cluster", c.ClusterID)
-	} else if len(c.ClusterID) > MaxClusterIDBytes {
-		add("clusterId", "%d bytes; at most %d (every message between nodes carries it)", len(c.ClusterID), MaxClusterIDBytes)
+	} else if len(c.ClusterID) > limits.MaxClusterIDBytes {
+		add("clusterId", "%d bytes; at most %d (every message between nodes carries it)", len(c.ClusterID), limits.MaxClusterIDBytes)
 	}
 	if strings.TrimSpace(c.PersistPath) == "" {
 		add("persistPath", "%q is empty; give the directory for node data", c.PersistPath)
@@ -70,9 +70,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// invalid builds an ErrInvalid error about key.
+// invalid builds an errInvalid error about key.
 func invalid(key, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s: %s", errInvalid, key, fmt.Sprintf(format, args...))
 }
 
 // validateServers checks the node list, explicit or derived, and then that
@@ -93,8 +93,8 @@ func (c Config) validateServers() []error {
 // validateList checks an explicit servers list.
 func (c Config) validateList() []error {
 	var errs []error
-	if len(c.ServerList) > MaxServers {
-		errs = append(errs, invalid("servers", "%d entries; at most %d", len(c.ServerList), MaxServers))
+	if len(c.ServerList) > limits.MaxServers {
+		errs = append(errs, invalid("servers", "%d entries; at most %d", len(c.ServerList), limits.MaxServers))
 	}
 	if c.ServersNum != len(c.ServerList) {
 		errs = append(errs, invalid("serversNum", "%d disagrees with the %d entries of servers; drop serversNum or make them agree", c.ServersNum, len(c.ServerList)))
@@ -119,8 +119,8 @@ func (c Config) validateList() []error {
 
 // validateDerived checks the keys nodes are derived from.
 func (c Config) validateDerived() []error {
-	if c.ServersNum < 1 || c.ServersNum > MaxServers {
-		return []error{invalid("serversNum", "%d is outside 1..%d", c.ServersNum, MaxServers)}
+	if c.ServersNum < 1 || c.ServersNum > limits.MaxServers {
+		return []error{invalid("serversNum", "%d is outside 1..%d", c.ServersNum, limits.MaxServers)}
 	}
 	var errs []error
 	errs = appendErr(errs, checkHost("address", c.Address))

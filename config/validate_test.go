@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/limits"
 )
 
 // checkErr asserts that err wraps sentinel and mentions every one of words
@@ -28,7 +30,7 @@ servers:
 `
 
 // TestValidationRules parses one bad file per rule (all with mode: config)
-// and checks the error wraps ErrInvalid and names the key and value.
+// and checks the error wraps errInvalid and names the key and value.
 func TestValidationRules(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -106,8 +108,8 @@ func TestValidationRules(t *testing.T) {
 			if !strings.HasPrefix(doc, "mode:") && tt.name != "mode missing" && tt.name != "empty file" {
 				doc = "mode: config\n" + doc
 			}
-			c, err := Parse([]byte(doc))
-			checkErr(t, err, ErrInvalid, tt.words...)
+			c, err := parse([]byte(doc))
+			checkErr(t, err, errInvalid, tt.words...)
 			if c.ServersNum != 0 || c.ServerList != nil {
 				t.Errorf("Parse returned a Config with its error: %+v", c)
 			}
@@ -121,7 +123,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.Port = 0
 	c.LogLevel = "loud"
 	err := c.Validate()
-	checkErr(t, err, ErrInvalid, "clusterId", "port", "logLevel")
+	checkErr(t, err, errInvalid, "clusterId", "port", "logLevel")
 }
 
 func TestValidateBounds(t *testing.T) {
@@ -134,7 +136,7 @@ func TestValidateBounds(t *testing.T) {
 		}
 	}
 	ok(func(c *Config) { c.ServersNum = 1 })
-	ok(func(c *Config) { c.ServersNum = MaxServers })
+	ok(func(c *Config) { c.ServersNum = limits.MaxServers })
 	ok(func(c *Config) { c.Port = 65535 - 2 }) // three nodes end at 65535
 	ok(func(c *Config) { c.MetricsPort = 2112 })
 	ok(func(c *Config) { c.MaxValueSize = MaxValueSizeLimit })
@@ -151,15 +153,15 @@ func TestValidateBounds(t *testing.T) {
 	// A list built in code must agree with ServersNum.
 	c := Default()
 	c.ServerList = []Server{{ID: 1, Address: "h", Port: 1, ClientPort: 2}}
-	checkErr(t, c.Validate(), ErrInvalid, "serversNum", "3")
+	checkErr(t, c.Validate(), errInvalid, "serversNum", "3")
 
 	c = Default()
-	c.ServerList = make([]Server, MaxServers+1)
+	c.ServerList = make([]Server, limits.MaxServers+1)
 	for i := range c.ServerList {
 		c.ServerList[i] = Server{ID: uint64(i + 1), Address: "h", Port: 1000 + i, ClientPort: 2000 + i}
 	}
 	c.ServersNum = len(c.ServerList)
-	checkErr(t, c.Validate(), ErrInvalid, "servers", "100")
+	checkErr(t, c.Validate(), errInvalid, "servers", "100")
 }
 
 func TestUnknownKey(t *testing.T) {
@@ -174,15 +176,15 @@ func TestUnknownKey(t *testing.T) {
 		{"mode: config\nservers:\n  - id: 1\n    adress: h\n", []string{`"servers[0].adress"`, "line 4", `"address"`}},
 	}
 	for _, tt := range tests {
-		_, err := Parse([]byte(tt.yaml))
-		checkErr(t, err, ErrUnknownKey, tt.words...)
-		if errors.Is(err, ErrInvalid) {
-			t.Errorf("%q: an unknown key alone should not also be ErrInvalid: %v", tt.yaml, err)
+		_, err := parse([]byte(tt.yaml))
+		checkErr(t, err, errUnknownKey, tt.words...)
+		if errors.Is(err, errInvalid) {
+			t.Errorf("%q: an unknown key alone should not also be errInvalid: %v", tt.yaml, err)
 		}
 	}
 	// All unknown keys are reported at once.
-	_, err := Parse([]byte("mode: config\nfoo: 1\nbar: 2\n"))
-	checkErr(t, err, ErrUnknownKey, `"foo"`, `"bar"`, "line 2", "line 3")
+	_, err := parse([]byte("mode: config\nfoo: 1\nbar: 2\n"))
+	checkErr(t, err, errUnknownKey, `"foo"`, `"bar"`, "line 2", "line 3")
 }
 
 func TestWrongType(t *testing.T) {
@@ -211,8 +213,8 @@ func TestWrongType(t *testing.T) {
 		{"mode: config\n? [a]\n: 1\n", []string{"line 2", "plain names"}},
 	}
 	for _, tt := range tests {
-		_, err := Parse([]byte(tt.yaml))
-		checkErr(t, err, ErrInvalid, tt.words...)
+		_, err := parse([]byte(tt.yaml))
+		checkErr(t, err, errInvalid, tt.words...)
 	}
 }
 
@@ -229,9 +231,35 @@ servers:
 		t.Fatalf("aliased port = %d, want 8100", got)
 	}
 	// A server listed twice through an alias is a duplicate id.
-	_, err := Parse([]byte("mode: config\nservers:\n  - &s {id: 1, address: a, port: 1, clientPort: 2}\n  - *s\n"))
-	checkErr(t, err, ErrInvalid, "servers[1].id")
+	_, err := parse([]byte("mode: config\nservers:\n  - &s {id: 1, address: a, port: 1, clientPort: 2}\n  - *s\n"))
+	checkErr(t, err, errInvalid, "servers[1].id")
 	// Merge keys are not part of the format.
-	_, err = Parse([]byte("mode: config\nservers:\n  - &s {id: 1, address: a, port: 1, clientPort: 2}\n  - {<<: *s, id: 2, address: b}\n"))
-	checkErr(t, err, ErrUnknownKey, "servers[1].<<")
+	_, err = parse([]byte("mode: config\nservers:\n  - &s {id: 1, address: a, port: 1, clientPort: 2}\n  - {<<: *s, id: 2, address: b}\n"))
+	checkErr(t, err, errUnknownKey, "servers[1].<<")
+}
+
+// TestConfigRefusesWhatLimitsRefuse: Validate reports For's refusal
+// against maxValueSize, and bounds clusterId, which the overheads assume.
+func TestConfigRefusesWhatLimitsRefuse(t *testing.T) {
+	cfg := Default()
+	cfg.MaxValueSize = limits.MaxValueSize
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("maxValueSize %d (the limit): %v", limits.MaxValueSize, err)
+	}
+	cfg.MaxValueSize = limits.MaxValueSize + 1
+	if err := cfg.Validate(); !errors.Is(err, errInvalid) || !strings.Contains(err.Error(), "maxValueSize") {
+		t.Errorf("maxValueSize %d: %v; want errInvalid naming maxValueSize", cfg.MaxValueSize, err)
+	}
+	cfg = Default()
+	cfg.ClusterID = strings.Repeat("c", limits.MaxClusterIDBytes)
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("clusterId of %d bytes: %v", limits.MaxClusterIDBytes, err)
+	}
+	cfg.ClusterID += "c"
+	if err := cfg.Validate(); !errors.Is(err, errInvalid) || !strings.Contains(err.Error(), "clusterId") {
+		t.Errorf("clusterId of %d bytes: %v; want errInvalid naming clusterId", len(cfg.ClusterID), err)
+	}
+	if MaxValueSizeLimit != limits.MaxValueSize {
+		t.Errorf("MaxValueSizeLimit %d, limits.MaxValueSize %d", MaxValueSizeLimit, limits.MaxValueSize)
+	}
 }

@@ -27,21 +27,6 @@ const (
 	OpRegister
 )
 
-// String names the op for logs and errors.
-func (o Op) String() string {
-	switch o {
-	case OpPut:
-		return "put"
-	case OpUpdate:
-		return "update"
-	case OpRemove:
-		return "remove"
-	case OpRegister:
-		return "register"
-	}
-	return fmt.Sprintf("op(%d)", uint8(o))
-}
-
 func (o Op) valid() bool { return o >= OpPut && o <= OpRegister }
 
 // Limits on keys and values.
@@ -51,13 +36,9 @@ const (
 	// key under a prefix of up to 6 bytes ("m/x/k/" while a Restore stages
 	// it); 64000 keeps a round number with room to spare.
 	MaxKeySize = 64000
-	// DefaultMaxValueSize is the value limit ValidateKV applies when given a
-	// limit of zero or less. The proposer enforces the limit, not Apply: a
-	// limit is configuration, and Apply must answer the same on every replica
-	// whatever each one is configured with.
-	DefaultMaxValueSize = 1 << 20
 	// MaxValueSizeLimit is the largest value limit any configuration may
-	// set (64 MiB). Every value travels inside a Raft log entry and a
+	// set (64 MiB; internal/limits derives every other size from the
+	// configured one). Every value travels inside a Raft log entry and a
 	// replication message, so values of hundreds of megabytes would stall
 	// replication for every other write.
 	MaxValueSizeLimit = 64 << 20
@@ -102,8 +83,8 @@ type Command struct {
 //	valLen   uvarint, value bytes
 //
 // Varints keep the common case (small ids, short keys) compact. Encode does
-// not validate: callers check with ValidateKV first, and DecodeCommand
-// refuses what should not have been sent.
+// not validate: callers check with ValidateKV first, and Apply answers
+// what should not have been sent with ErrBadCommand.
 func (c Command) Encode() []byte {
 	n := MaxCommandOverhead + len(c.Key) + len(c.Value)
 	b := make([]byte, 0, n)
@@ -115,23 +96,6 @@ func (c Command) Encode() []byte {
 	b = binary.AppendUvarint(b, uint64(len(c.Value)))
 	b = append(b, c.Value...)
 	return b
-}
-
-// DecodeCommand parses bytes made by Command.Encode. Anything else (wrong
-// version, unknown op, short or overlong input, empty or oversized key, a
-// value on a remove, a session with sequence 0, a register carrying
-// anything) gives an error wrapping ErrBadCommand. The returned Value is a
-// copy; b may be reused.
-func DecodeCommand(b []byte) (Command, error) {
-	rc, err := decodeCommand(b)
-	if err != nil {
-		return Command{}, err
-	}
-	c := Command{ClientID: rc.clientID, Seq: rc.seq, Op: rc.op, Key: string(rc.key)}
-	if rc.value != nil {
-		c.Value = append([]byte{}, rc.value...)
-	}
-	return c, nil
 }
 
 // rawCommand is a decoded command whose key and value alias the input, so
@@ -221,12 +185,12 @@ func (d *decoder) bytes(what string) []byte {
 }
 
 // ValidateKV checks a key and value before they are proposed. maxValue is
-// the value limit in bytes; zero or less means DefaultMaxValueSize. Pass a
-// nil value to check a key alone (for Get or Remove).
+// the value limit in bytes, the configuration's maxValueSize (package config
+// holds its default). The proposer enforces it, not Apply: a limit is
+// configuration, and Apply must answer the same on every replica whatever
+// each one is configured with. Pass a nil value to check a key alone (for
+// Get or Remove); maxValue is then not consulted.
 func ValidateKV(key string, value []byte, maxValue int) error {
-	if maxValue <= 0 {
-		maxValue = DefaultMaxValueSize
-	}
 	if err := validateKey(key); err != nil {
 		return err
 	}

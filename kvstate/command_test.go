@@ -16,9 +16,9 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Op: OpRegister},
 	}
 	for _, c := range cases {
-		got, err := DecodeCommand(c.Encode())
+		got, err := decodeCopy(c.Encode())
 		if err != nil {
-			t.Fatalf("DecodeCommand(%v): %v", c.Op, err)
+			t.Fatalf("decodeCopy(%v): %v", c.Op, err)
 		}
 		if got.ClientID != c.ClientID || got.Seq != c.Seq || got.Op != c.Op || got.Key != c.Key || !bytes.Equal(got.Value, c.Value) {
 			t.Fatalf("round trip: got %+v, want %+v", got, c)
@@ -49,15 +49,20 @@ func TestDecodeCommandRejects(t *testing.T) {
 		"register+value": Command{Op: OpRegister, Value: []byte("v")}.Encode(),
 	}
 	for name, b := range cases {
-		if _, err := DecodeCommand(b); !errors.Is(err, ErrBadCommand) {
+		if _, err := decodeCopy(b); !errors.Is(err, ErrBadCommand) {
 			t.Errorf("%s: DecodeCommand = %v, want ErrBadCommand", name, err)
 		}
 	}
 }
 
 func TestValidateKV(t *testing.T) {
-	if err := ValidateKV("k", make([]byte, DefaultMaxValueSize), 0); err != nil {
-		t.Fatalf("value at the default limit: %v", err)
+	const limit = 1 << 20
+	if err := ValidateKV("k", make([]byte, limit), limit); err != nil {
+		t.Fatalf("value at the limit: %v", err)
+	}
+	// A key alone is checked without a limit (Get, Remove).
+	if err := ValidateKV("k", nil, 0); err != nil {
+		t.Fatalf("key alone: %v", err)
 	}
 	cases := []struct {
 		key   string
@@ -68,7 +73,8 @@ func TestValidateKV(t *testing.T) {
 	}{
 		{"", nil, 0, ErrEmptyKey, "empty key"},
 		{strings.Repeat("k", 70000), nil, 0, ErrKeyTooLarge, "key of 70000 bytes exceeds the 64000-byte limit"},
-		{"k", make([]byte, DefaultMaxValueSize+1), 0, ErrValueTooLarge, "value of 1048577 bytes exceeds the 1048576-byte limit"},
+		{"k", make([]byte, limit+1), limit, ErrValueTooLarge, "value of 1048577 bytes exceeds the 1048576-byte limit"},
+		{"k", []byte("v"), 0, ErrValueTooLarge, "value of 1 bytes exceeds the 0-byte limit"},
 		{"k", make([]byte, 11), 10, ErrValueTooLarge, "value of 11 bytes exceeds the 10-byte limit"},
 	}
 	for _, c := range cases {
@@ -86,7 +92,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte{2, 2, 0x80})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := DecodeCommand(b)
+		c, err := decodeCopy(b)
 		if err != nil {
 			if !errors.Is(err, ErrBadCommand) {
 				t.Fatalf("error %v does not wrap ErrBadCommand", err)
@@ -94,7 +100,7 @@ func FuzzDecodeCommand(f *testing.F) {
 			return
 		}
 		// Whatever decodes must survive its own round trip.
-		c2, err := DecodeCommand(c.Encode())
+		c2, err := decodeCopy(c.Encode())
 		if err != nil {
 			t.Fatalf("re-decoding %+v: %v", c, err)
 		}

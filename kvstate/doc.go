@@ -51,4 +51,14 @@
 // Reads (Get) see the latest applied state. Linearizable reads are the
 // caller's job: obtain a read index (ReadIndex) and wait until Applied
 // reaches it before calling Get.
+//
+// kvstate is a part of RaftKV's implementation and carries no compatibility
+// promise: it exports only what the other packages of the module use, and
+// applications import the root package raftkv instead.
+//
+// Files: state.go (State, Open, Apply, Get), command.go (the command
+// encoding and key/value checks), session.go (the session rules), image.go
+// and imageread.go (the snapshot image: writing, reading and checking it),
+// restore.go (replacing the state with an image, crash-safely), badger.go
+// (prefix walks and deletes, through persist.TxnWriter), errors.go.
 package kvstate

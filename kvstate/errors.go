@@ -42,19 +42,23 @@ var (
 	// of an unknown format. Restore leaves the current state unchanged when
 	// it returns this error.
 	ErrBadSnapshot = errors.New("kvstate: bad snapshot")
+)
 
-	// ErrEntryOrder refuses an Apply whose entries are not consecutive from
+// Errors no other package tells apart: each stops the node, and the message
+// says why. This package's tests compare them.
+var (
+	// errEntryOrder refuses an Apply whose entries are not consecutive from
 	// the applied index, or whose terms go backwards. Applying them would
 	// skip or reorder commands; it is a bug in the caller.
-	ErrEntryOrder = errors.New("kvstate: entries out of order")
+	errEntryOrder = errors.New("kvstate: entries out of order")
 
-	// ErrCorruptState marks state-machine records in the database that this
+	// errCorruptState marks state-machine records in the database that this
 	// code cannot read (a damaged record, or a layout version other than
 	// the one it writes).
-	ErrCorruptState = errors.New("kvstate: corrupt stored state")
+	errCorruptState = errors.New("kvstate: corrupt stored state")
 
-	// ErrRestoreUnfinished is returned by every method after a Restore failed
+	// errRestoreUnfinished is returned by every method after a Restore failed
 	// past its point of no return (a database error while switching to the
 	// new image). Reopening the State finishes the restore.
-	ErrRestoreUnfinished = errors.New("kvstate: restore unfinished, reopen to complete it")
+	errRestoreUnfinished = errors.New("kvstate: restore unfinished, reopen to complete it")
 )

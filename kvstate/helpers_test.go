@@ -1,6 +1,7 @@
 package kvstate
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -27,7 +28,7 @@ func newState(t testing.TB, opts Options) (*State, *badger.DB, string) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
 	t.Cleanup(func() { db.Close() })
-	s, err := OpenWithOptions(db, opts)
+	s, err := Open(db, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -70,7 +71,7 @@ func noop(idx, term uint64) raftlogic.Entry {
 
 func mustApply(t testing.TB, s *State, entries ...raftlogic.Entry) []Result {
 	t.Helper()
-	res, err := s.Apply(entries)
+	res, err := s.Apply(entries, nil)
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -109,4 +110,32 @@ func rawKeys(t testing.TB, db *badger.DB, prefix string) []string {
 		t.Fatal(err)
 	}
 	return keys
+}
+
+// snapshotBytes returns Snapshot's image as one byte slice, with the applied
+// index and term it covers. Meant for small states (tests, simulation).
+func (s *State) snapshotBytes() ([]byte, uint64, uint64, error) {
+	var b bytes.Buffer
+	index, term, err := s.Snapshot(&b)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return b.Bytes(), index, term, nil
+}
+
+// decodeCopy parses bytes made by Command.Encode. Anything else (wrong
+// version, unknown op, short or overlong input, empty or oversized key, a
+// value on a remove, a session with sequence 0, a register carrying
+// anything) gives an error wrapping ErrBadCommand. The returned Value is a
+// copy; b may be reused.
+func decodeCopy(b []byte) (Command, error) {
+	rc, err := decodeCommand(b)
+	if err != nil {
+		return Command{}, err
+	}
+	c := Command{ClientID: rc.clientID, Seq: rc.seq, Op: rc.op, Key: string(rc.key)}
+	if rc.value != nil {
+		c.Value = append([]byte{}, rc.value...)
+	}
+	return c, nil
 }

@@ -68,7 +68,7 @@ func (s session) encode() []byte {
 
 func decodeSession(b []byte) (session, error) {
 	if len(b) != sessionLen || b[16] > codeNotFound {
-		return session{}, fmt.Errorf("%w: session record of %d bytes", ErrCorruptState, len(b))
+		return session{}, fmt.Errorf("%w: session record of %d bytes", errCorruptState, len(b))
 	}
 	return session{
 		seq:       binary.BigEndian.Uint64(b[0:]),
@@ -143,7 +143,7 @@ func gcSessions(sv *sessionView, upto, ttl uint64) (next uint64, err error) {
 		idx, ok := parseU64Key(item.Key(), prefixExpiry)
 		if !ok {
 			it.Close()
-			return 0, fmt.Errorf("%w: expiry key %q", ErrCorruptState, item.Key())
+			return 0, fmt.Errorf("%w: expiry key %q", errCorruptState, item.Key())
 		}
 		if live(idx, upto, ttl) {
 			next = satAdd(idx, ttl)
@@ -156,7 +156,7 @@ func gcSessions(sv *sessionView, upto, ttl uint64) (next uint64, err error) {
 		var id uint64
 		if err := item.Value(func(v []byte) error {
 			if len(v) != 8 {
-				return fmt.Errorf("%w: expiry record of %d bytes", ErrCorruptState, len(v))
+				return fmt.Errorf("%w: expiry record of %d bytes", errCorruptState, len(v))
 			}
 			id = binary.BigEndian.Uint64(v)
 			return nil

@@ -38,7 +38,7 @@ func TestSessionCacheAnswersDuplicates(t *testing.T) {
 	mustApply(t, s, ent(4, 1, put(1, 1, "k", "dup-next-batch")))
 	mustGet(t, s, "k", "v1")
 	// A fresh State on the same data (empty cache) agrees.
-	s2, err := Open(db)
+	s2, err := Open(db, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 )
 
@@ -29,7 +30,7 @@ func populate(t testing.TB, s *State) {
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	src, _, _ := newState(t, Options{})
 	populate(t, src)
-	img, idx, term, err := src.SnapshotBytes()
+	img, idx, term, err := src.snapshotBytes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		if ai, at := dst.Applied(); ai != idx || at != term {
 			t.Fatalf("Applied after restore = %d, %d", ai, at)
 		}
-		img2, _, _, err := dst.SnapshotBytes()
+		img2, _, _, err := dst.snapshotBytes()
 		if err != nil || !bytes.Equal(img, img2) {
 			t.Fatalf("restored state differs from the source (err %v)", err)
 		}
@@ -83,19 +84,19 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		if fmt.Sprint(ra) != fmt.Sprint(rb) || ra[0].Err != ErrNotFound || ra[1].Err != nil {
 			t.Fatalf("answers after restore differ: %v vs %v", ra, rb)
 		}
-		a, _, _, _ := src.SnapshotBytes()
-		b, _, _, _ := dst.SnapshotBytes()
+		a, _, _, _ := src.snapshotBytes()
+		b, _, _, _ := dst.snapshotBytes()
 		if !bytes.Equal(a, b) {
 			t.Fatal("states diverged after restore")
 		}
 		// The restored state survives a reopen.
 		db.Close()
 		db2 := openDB(t, dir)
-		s2, err := Open(db2)
+		s2, err := Open(db2, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, _, _, _ := s2.SnapshotBytes()
+		c, _, _, _ := s2.snapshotBytes()
 		if !bytes.Equal(a, c) {
 			t.Fatal("restored state changed across reopen")
 		}
@@ -110,7 +111,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 
 func TestSnapshotOfEmptyState(t *testing.T) {
 	src, _, _ := newState(t, Options{})
-	img, idx, term, err := src.SnapshotBytes()
+	img, idx, term, err := src.snapshotBytes()
 	if err != nil || idx != 0 || term != 0 {
 		t.Fatalf("SnapshotBytes = %d, %d, %v", idx, term, err)
 	}
@@ -128,14 +129,14 @@ func TestSnapshotOfEmptyState(t *testing.T) {
 func TestRestoreRejectsBadImages(t *testing.T) {
 	src, _, _ := newState(t, Options{})
 	populate(t, src)
-	img, _, _, err := src.SnapshotBytes()
+	img, _, _, err := src.snapshotBytes()
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	dst, db, _ := newState(t, Options{})
 	mustApply(t, dst, register(1, 1), ent(2, 1, put(1, 1, "mine", "v")))
-	before, _, _, _ := dst.SnapshotBytes()
+	before, _, _, _ := dst.snapshotBytes()
 
 	bad := map[string][]byte{
 		"empty":     {},
@@ -172,7 +173,7 @@ func TestRestoreRejectsBadImages(t *testing.T) {
 			t.Errorf("%s: Restore = %v, want ErrBadSnapshot", name, err)
 			continue
 		}
-		after, _, _, err := dst.SnapshotBytes()
+		after, _, _, err := dst.snapshotBytes()
 		if err != nil || !bytes.Equal(before, after) {
 			t.Fatalf("%s: a rejected restore changed the state (%v)", name, err)
 		}
@@ -203,18 +204,18 @@ func recrc(t *testing.T, img []byte, edit func(body []byte)) []byte {
 func TestRestoreCrashRecovery(t *testing.T) {
 	src, _, _ := newState(t, Options{})
 	populate(t, src)
-	img, idx, _, _ := src.SnapshotBytes()
+	img, idx, _, _ := src.snapshotBytes()
 
 	for _, crashAt := range []string{"staged", "switched", "phase2", "half-moved"} {
 		t.Run(crashAt, func(t *testing.T) {
 			dir := t.TempDir()
 			db := openDB(t, dir)
-			s, err := Open(db)
+			s, err := Open(db, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			mustApply(t, s, ent(1, 1, put(0, 0, "old", "v")))
-			oldImg, _, _, _ := s.SnapshotBytes()
+			oldImg, _, _, _ := s.snapshotBytes()
 
 			// Run Restore's steps by hand, stopping at crashAt.
 			i, term, err := stage(db, bytes.NewReader(img), nil)
@@ -243,16 +244,16 @@ func TestRestoreCrashRecovery(t *testing.T) {
 			}
 			if crashAt == "half-moved" {
 				staged := rawKeys(t, db, prefixStaging)
-				bw := &batchWriter{db: db}
+				w := persist.NewTxnWriter(db, nil)
 				for _, k := range staged[:len(staged)/2] {
-					if err := bw.set([]byte(k[len(prefixStaging):]), []byte("placeholder")); err != nil {
+					if err := w.Set([]byte(k[len(prefixStaging):]), []byte("placeholder")); err != nil {
 						t.Fatal(err)
 					}
-					if err := bw.del([]byte(k)); err != nil {
+					if err := w.Delete([]byte(k)); err != nil {
 						t.Fatal(err)
 					}
 				}
-				if err := bw.flush(); err != nil {
+				if err := w.Commit(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -260,11 +261,11 @@ func TestRestoreCrashRecovery(t *testing.T) {
 
 			db = openDB(t, dir)
 			defer db.Close()
-			s, err = Open(db)
+			s, err = Open(db, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, gi, _, err := s.SnapshotBytes()
+			got, gi, _, err := s.snapshotBytes()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -295,7 +296,7 @@ func TestRestoreCrashRecovery(t *testing.T) {
 func FuzzRestore(f *testing.F) {
 	src, _, _ := newState(f, Options{})
 	mustApply(f, src, register(1, 1), ent(2, 1, put(1, 1, "a", "1")), ent(3, 1, put(0, 0, "b", "")))
-	img, _, _, err := src.SnapshotBytes()
+	img, _, _, err := src.snapshotBytes()
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -318,7 +319,7 @@ func TestVerifySnapshot(t *testing.T) {
 	src, _, _ := newState(t, Options{})
 	big := strings.Repeat("0123456789abcdef", 20<<10) // 320 KiB, several skip buffers
 	mustApply(t, src, ent(1, 2, put(0, 0, "big", big)), ent(2, 3, put(0, 0, "small", "v")))
-	img, idx, term, err := src.SnapshotBytes()
+	img, idx, term, err := src.snapshotBytes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +344,7 @@ func TestRestoreReportsProgress(t *testing.T) {
 	open := func() (*State, *badger.DB) {
 		db := openDB(t, t.TempDir(), small)
 		t.Cleanup(func() { db.Close() })
-		s, err := Open(db)
+		s, err := Open(db, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,7 +360,7 @@ func TestRestoreReportsProgress(t *testing.T) {
 	}
 	src, _ := open()
 	fill(src, "n")
-	img, _, _, err := src.SnapshotBytes()
+	img, _, _, err := src.snapshotBytes()
 	if err != nil {
 		t.Fatal(err)
 	}

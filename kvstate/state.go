@@ -55,20 +55,23 @@ func encodeIndexTerm(index, term uint64) []byte {
 	return binary.BigEndian.AppendUint64(u64(index), term)
 }
 
-// DefaultSessionTTL is the default Options.SessionTTL: about a million
+// defaultSessionTTL is the default Options.SessionTTL: about a million
 // entries, so a client's retries are recognised for that long after its last
 // command, and the session table holds at most that many sessions (a few
 // tens of bytes each on disk). In time that is as long as the cluster takes
 // to commit 2^20 entries: about a minute at the fastest write rate measured
 // (18,100 puts/s, README); clients bound their retries well inside it.
-const DefaultSessionTTL = 1 << 20
+// This is its only home: it is no operator setting (config has no key for
+// it, since every replica must use the same), and only tests change it,
+// through Options.
+const defaultSessionTTL = 1 << 20
 
 // Options tune a State. They must be identical on every replica of a
 // cluster, because SessionTTL changes what commands answer.
 type Options struct {
 	// SessionTTL is how many applied entries a client session outlives its
 	// registration or last executed command (see the session rules in
-	// session.go and ErrSessionExpired). Zero means DefaultSessionTTL.
+	// session.go and ErrSessionExpired). Zero means 2^20 (defaultSessionTTL).
 	SessionTTL uint64
 }
 
@@ -112,19 +115,17 @@ type State struct {
 	broken  error // set when a Restore failed past its point of no return
 }
 
-// Open loads the state machine kept in db with default Options.
-func Open(db *badger.DB) (*State, error) { return OpenWithOptions(db, Options{}) }
-
-// OpenWithOptions loads the state machine kept in db. It first settles any
-// Restore a crash interrupted: before its switch point the staged image is
-// discarded (the old state stays); after it the switch is completed.
-func OpenWithOptions(db *badger.DB, opts Options) (*State, error) {
+// Open loads the state machine kept in db (the zero Options are the
+// defaults). It first settles any Restore a crash interrupted: before its
+// switch point the staged image is discarded (the old state stays); after it
+// the switch is completed.
+func Open(db *badger.DB, opts Options) (*State, error) {
 	if db == nil {
 		return nil, errors.New("kvstate: nil database")
 	}
 	s := &State{db: db, ttl: opts.SessionTTL, sessions: map[uint64]*session{}}
 	if s.ttl == 0 {
-		s.ttl = DefaultSessionTTL
+		s.ttl = defaultSessionTTL
 	}
 	if err := s.recoverRestore(); err != nil {
 		return nil, err
@@ -161,9 +162,9 @@ func (s *State) checkVersion() error {
 			case "1":
 				return fmt.Errorf("%w: layout version 1 was written by an older RaftKV (sessions created by their first command); "+
 					"this version reads only layout %q, where sessions are registered through the log, and cannot convert it: "+
-					"a node must apply its whole log under one set of session rules", ErrCorruptState, layoutVersion)
+					"a node must apply its whole log under one set of session rules", errCorruptState, layoutVersion)
 			}
-			return fmt.Errorf("%w: layout version %q, this code reads %q", ErrCorruptState, v, layoutVersion)
+			return fmt.Errorf("%w: layout version %q, this code reads %q", errCorruptState, v, layoutVersion)
 		})
 	})
 }
@@ -180,7 +181,7 @@ func readApplied(txn *badger.Txn) (index, term uint64, err error) {
 	}
 	err = item.Value(func(v []byte) error {
 		if len(v) != 16 {
-			return fmt.Errorf("%w: applied record of %d bytes", ErrCorruptState, len(v))
+			return fmt.Errorf("%w: applied record of %d bytes", errCorruptState, len(v))
 		}
 		index, term = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
 		return nil
@@ -238,7 +239,8 @@ func (s *State) Get(key string) ([]byte, error) {
 // it applied (entries at or below the applied index are skipped silently,
 // so re-applying after a restart is harmless). The remaining entries must be
 // consecutive from the applied index with non-decreasing terms; otherwise
-// Apply applies nothing and returns an error wrapping ErrEntryOrder.
+// Apply applies nothing and returns an error (entries out of order: a bug in
+// the caller).
 //
 // All entries go into one Badger transaction together with the new applied
 // index and term; only if Badger refuses the transaction as too big is the
@@ -246,20 +248,17 @@ func (s *State) Get(key string) ([]byte, error) {
 // is durable when it returns (the database syncs it), so the entries it
 // covers may then be compacted out of the Raft log.
 //
+// decided, if not nil, is called with each transaction's Results as soon as
+// they are known, just before that transaction is committed and synced. The
+// Results are final at that point: they depend only on the committed
+// entries and the state before them, so a crash before the commit ends in
+// the same Results when the entries are applied again. That lets the caller
+// answer clients while the sync runs; it must not serve reads from the state
+// before Apply returns.
+//
 // A non-nil error means the database failed; the Results returned cover the
 // entries committed before the failure, and Applied tells where to resume.
-func (s *State) Apply(entries []raftlogic.Entry) ([]Result, error) {
-	return s.ApplyDecided(entries, nil)
-}
-
-// ApplyDecided is Apply, and also calls decided (if not nil) with each
-// transaction's Results as soon as they are known, just before that
-// transaction is committed and synced. The Results are final at that point:
-// they depend only on the committed entries and the state before them, so
-// a crash before the commit ends in the same Results when the entries are
-// applied again. That lets the caller answer clients while the sync runs;
-// it must not serve reads from the state before ApplyDecided returns.
-func (s *State) ApplyDecided(entries []raftlogic.Entry, decided func([]Result)) ([]Result, error) {
+func (s *State) Apply(entries []raftlogic.Entry, decided func([]Result)) ([]Result, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	applied, term, err := s.appliedForWrite()
@@ -274,6 +273,11 @@ func (s *State) ApplyDecided(entries []raftlogic.Entry, decided func([]Result)) 
 	if err := checkOrder(todo, applied, term); err != nil {
 		return nil, err
 	}
+	// Badger refusing a transaction as full is handled here, not with
+	// persist.TxnWriter: that commits what fits and carries on, which would
+	// commit part of an entry's effects, or effects without the applied
+	// index that covers them. Instead a refused transaction is discarded
+	// whole and the same entries are applied again in smaller ones.
 	results := make([]Result, 0, len(todo))
 	limit := len(todo) // entries per transaction; lowered once Badger refuses one
 	for len(todo) > 0 {
@@ -314,10 +318,10 @@ func (s *State) appliedForWrite() (index, term uint64, err error) {
 func checkOrder(entries []raftlogic.Entry, applied, term uint64) error {
 	for _, e := range entries {
 		if e.Index != applied+1 {
-			return fmt.Errorf("%w: entry %d follows applied index %d", ErrEntryOrder, e.Index, applied)
+			return fmt.Errorf("%w: entry %d follows applied index %d", errEntryOrder, e.Index, applied)
 		}
 		if e.Term < term {
-			return fmt.Errorf("%w: entry %d has term %d below the previous term %d", ErrEntryOrder, e.Index, e.Term, term)
+			return fmt.Errorf("%w: entry %d has term %d below the previous term %d", errEntryOrder, e.Index, e.Term, term)
 		}
 		applied, term = e.Index, e.Term
 	}

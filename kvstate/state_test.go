@@ -65,7 +65,7 @@ func TestAppliedPersistsAndReapplyIsNoop(t *testing.T) {
 	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("r/log"), []byte("raft")) }); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(db)
+	s, err := Open(db, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestAppliedPersistsAndReapplyIsNoop(t *testing.T) {
 
 	db = openDB(t, dir)
 	defer db.Close()
-	s, err = Open(db)
+	s, err = Open(db, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +117,8 @@ func TestApplyRefusesGapsAndBackwardTerms(t *testing.T) {
 		"term backward": {ent(2, 1, put(0, 0, "b", "1"))},
 	}
 	for name, es := range cases {
-		if _, err := s.Apply(es); !errors.Is(err, ErrEntryOrder) {
-			t.Errorf("%s: Apply = %v, want ErrEntryOrder", name, err)
+		if _, err := s.Apply(es, nil); !errors.Is(err, errEntryOrder) {
+			t.Errorf("%s: Apply = %v, want errEntryOrder", name, err)
 		}
 	}
 	if idx, _ := s.Applied(); idx != 1 {
@@ -290,7 +290,7 @@ func TestDeterministicAcrossBatching(t *testing.T) {
 				answers = append(answers, fmt.Sprint(r.Err))
 			}
 		}
-		img, idx, _, err := s.SnapshotBytes()
+		img, idx, _, err := s.snapshotBytes()
 		if err != nil || idx != 300 {
 			t.Fatalf("SnapshotBytes: %v, index %d", err, idx)
 		}
@@ -307,7 +307,7 @@ func TestApplySplitsTooBigTransactions(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir, func(o badger.Options) badger.Options { return o.WithMemTableSize(1 << 20).WithValueThreshold(1 << 10) })
 	defer db.Close()
-	s, err := Open(db)
+	s, err := Open(db, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func BenchmarkApply(b *testing.B) {
 	val := bytes.Repeat([]byte("v"), 256)
 	const batch = 64
 	const clients = 16
-	if _, err := s.Apply(registered(clients)); err != nil {
+	if _, err := s.Apply(registered(clients), nil); err != nil {
 		b.Fatal(err)
 	}
 	seq := make([]uint64, clients+1)
@@ -386,7 +386,7 @@ func BenchmarkApply(b *testing.B) {
 			c := Command{ClientID: id, Seq: seq[id], Op: OpPut, Key: fmt.Sprintf("key%08d", idx%100000), Value: val}
 			es[j] = raftlogic.Entry{Index: idx, Term: 1, Data: c.Encode()}
 		}
-		if _, err := s.Apply(es); err != nil {
+		if _, err := s.Apply(es, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -405,8 +405,8 @@ func TestOpenRefusesLayoutVersion1(t *testing.T) {
 	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyVersion), []byte("1")) }); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(db)
-	if !errors.Is(err, ErrCorruptState) || !strings.Contains(err.Error(), "older RaftKV") {
-		t.Fatalf("Open of layout 1 = %v, want ErrCorruptState naming an older RaftKV", err)
+	_, err := Open(db, Options{})
+	if !errors.Is(err, errCorruptState) || !strings.Contains(err.Error(), "older RaftKV") {
+		t.Fatalf("Open of layout 1 = %v, want errCorruptState naming an older RaftKV", err)
 	}
 }

@@ -29,7 +29,7 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// errRecord is the cause decoders report; callers wrap it with ErrCorrupt
+// errRecord is the cause decoders report; callers wrap it with errCorrupt
 // and the key it was read from, which the decoder does not know.
 var errRecord = errors.New("malformed record")
 

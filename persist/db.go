@@ -24,7 +24,8 @@ type dbConfig struct {
 	diskReserve int64
 }
 
-// WithLogger sets where warnings go (default slog.Default()). For OpenDB,
+// WithLogger sets where warnings go (by default nowhere: a node passes its
+// own logger, and this package never reaches for a global one). For OpenDB,
 // that is Badger's warnings and errors; its informational chatter goes to l
 // at debug level.
 func WithLogger(l *slog.Logger) Option {
@@ -47,18 +48,19 @@ func WithLargestValue(n int) Option {
 	return func(c *dbConfig) { c.largest = n }
 }
 
-// WithInMemory keeps the whole database in memory, for tests that do not
+// withInMemory keeps the whole database in memory, for tests that do not
 // care about durability. dir must then be empty. Sync is a no-op, so nothing
 // such a database holds survives Close.
-func WithInMemory(on bool) Option {
+func withInMemory(on bool) Option {
 	return func(c *dbConfig) { c.inMemory = on }
 }
 
 // WithBadgerOptions lets the caller change any Badger option after OpenDB
-// has applied its own. It is an escape hatch for tests and tools (read-only
-// inspection, smaller tables): the defaults are chosen so that several nodes
-// fit in one small process, and turning SyncWrites off breaks every
-// durability promise this package and kvstate make.
+// has applied its own. It is an escape hatch for tests (of this package and
+// of the ones that open a node's databases: read-only inspection, smaller
+// files), which is why it is exported: the defaults are chosen so that
+// several nodes fit in one small process, and turning SyncWrites off breaks
+// every durability promise this package and kvstate make.
 func WithBadgerOptions(f func(badger.Options) badger.Options) Option {
 	return func(c *dbConfig) { c.tune = append(c.tune, f) }
 }
@@ -103,7 +105,7 @@ func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 		o(&cfg)
 	}
 	if cfg.logger == nil {
-		cfg.logger = slog.Default()
+		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	switch {
 	case cfg.inMemory && dir != "":
@@ -171,7 +173,7 @@ func removeEmptyLogFiles(dir string, log *slog.Logger) error {
 		removed = true
 	}
 	if removed {
-		return SyncDir(dir)
+		return syncDir(dir)
 	}
 	return nil
 }

@@ -60,12 +60,12 @@ func MkdirDurable(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("persist: create %s: %w", dir, err)
 	}
-	return SyncDir(parent)
+	return syncDir(parent)
 }
 
-// SyncDir makes the entries of dir (files created, renamed or removed in
+// syncDir makes the entries of dir (files created, renamed or removed in
 // it) durable.
-func SyncDir(dir string) error {
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("persist: sync directory %s: %w", dir, err)
@@ -105,5 +105,5 @@ func WriteFileAtomic(path string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("persist: write %s: %w", path, err)
 	}
-	return SyncDir(dir)
+	return syncDir(dir)
 }

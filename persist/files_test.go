@@ -108,8 +108,8 @@ func TestSaveRefusesBelowDiskReserve(t *testing.T) {
 	if err := full.Save(raftlogic.HardState{Term: 1, Commit: 1}, ents, raftlogic.SnapshotMeta{}); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("Save = %v, want ErrDiskFull", err)
 	}
-	if full.LastIndex() != 0 {
-		t.Fatalf("last index %d after a refused Save", full.LastIndex())
+	if full.lastIndex() != 0 {
+		t.Fatalf("last index %d after a refused Save", full.lastIndex())
 	}
 	ok := NewLogStore(db, quiet)
 	st, err := ok.Load()

@@ -138,7 +138,7 @@ func checkEntries(t *testing.T, got, want []raftlogic.Entry) {
 
 func checkBounds(t *testing.T, s *LogStore, first, last uint64) {
 	t.Helper()
-	if f, l := s.FirstIndex(), s.LastIndex(); f != first || l != last {
+	if f, l := s.firstIndex(), s.lastIndex(); f != first || l != last {
 		t.Fatalf("bounds [%d, %d], want [%d, %d]", f, l, first, last)
 	}
 }
@@ -216,8 +216,8 @@ func TestSaveRefusesBrokenLogs(t *testing.T) {
 		"not contigous": append(mkEntries(11, 11, 1, 0), mkEntries(13, 13, 1, 0)...),
 		"index zero":    mkEntries(0, 1, 1, 0),
 	} {
-		if err := n.store.Save(raftlogic.HardState{}, ents, raftlogic.SnapshotMeta{}); !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		if err := n.store.Save(raftlogic.HardState{}, ents, raftlogic.SnapshotMeta{}); !errors.Is(err, errInvalid) {
+			t.Errorf("%s: got %v, want errInvalid", name, err)
 		}
 	}
 	// Refused requests change nothing and do not poison the store.
@@ -241,7 +241,7 @@ func TestSnapshotInstallDiscardsLog(t *testing.T) {
 	if got := n.keysPresent(1, 40); fmt.Sprint(got) != "[21 22]" {
 		t.Fatalf("keys on disk %v, want [21 22]", got)
 	}
-	if _, err := n.store.Entries(20, 22); !errors.Is(err, ErrCompacted) {
+	if _, err := n.store.Entries(20, 22); !errors.Is(err, errCompacted) {
 		t.Fatalf("Entries below the snapshot: %v", err)
 	}
 	if _, err := n.store.Entries(21, 24); !errors.Is(err, ErrUnavailable) {
@@ -266,7 +266,7 @@ func TestSnapshotInstallDiscardsLog(t *testing.T) {
 	// Appending right after it works; an older snapshot is refused.
 	n.save(raftlogic.HardState{}, mkEntries(51, 51, 4, 0), raftlogic.SnapshotMeta{})
 	err := n.store.Save(raftlogic.HardState{}, nil, raftlogic.SnapshotMeta{Index: 40, Term: 4})
-	if !errors.Is(err, ErrInvalid) {
+	if !errors.Is(err, errInvalid) {
 		t.Fatalf("older snapshot: %v", err)
 	}
 }
@@ -287,16 +287,16 @@ func TestCompact(t *testing.T) {
 	if got := n.keysPresent(1, 60); len(got) != 0 {
 		t.Fatalf("compacted keys %v remain", got)
 	}
-	if _, err := n.store.Entries(60, 62); !errors.Is(err, ErrCompacted) {
+	if _, err := n.store.Entries(60, 62); !errors.Is(err, errCompacted) {
 		t.Fatalf("Entries(60, 62): %v", err)
 	}
 	if err := n.store.Compact(30); err != nil {
 		t.Fatalf("compacting behind the snapshot: %v", err)
 	}
-	if err := n.store.Compact(101); !errors.Is(err, ErrInvalid) {
+	if err := n.store.Compact(101); !errors.Is(err, errInvalid) {
 		t.Fatalf("compacting past the end: %v", err)
 	}
-	if err := n.store.SaveSnapshotMeta(raftlogic.SnapshotMeta{Index: 70, Term: 1}); !errors.Is(err, ErrInvalid) {
+	if err := n.store.SaveSnapshotMeta(raftlogic.SnapshotMeta{Index: 70, Term: 1}); !errors.Is(err, errInvalid) {
 		t.Fatalf("snapshot meta with the wrong term: %v", err)
 	}
 	if err := n.store.SaveSnapshotMeta(raftlogic.SnapshotMeta{Index: 70, Term: 2, ConfState: voters}); err != nil {
@@ -408,13 +408,13 @@ func TestLoadReportsCorruptRecords(t *testing.T) {
 			n.close()
 			n.open()
 			_, err := n.store.Load()
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Load: %v, want ErrCorrupt", err)
+			if !errors.Is(err, errCorrupt) {
+				t.Fatalf("Load: %v, want errCorrupt", err)
 			}
 			if !strings.Contains(err.Error(), c.wantKey) {
 				t.Fatalf("error %q does not name %s", err, c.wantKey)
 			}
-			if err := n.store.Save(raftlogic.HardState{Term: 2}, nil, raftlogic.SnapshotMeta{}); !errors.Is(err, ErrNotLoaded) {
+			if err := n.store.Save(raftlogic.HardState{Term: 2}, nil, raftlogic.SnapshotMeta{}); !errors.Is(err, errNotLoaded) {
 				t.Fatalf("Save after a failed Load: %v", err)
 			}
 		})
@@ -491,13 +491,13 @@ func TestBatchesLargerThanATransaction(t *testing.T) {
 
 func TestUseBeforeLoad(t *testing.T) {
 	n := newNode(t)
-	if err := n.store.Save(raftlogic.HardState{Term: 1}, nil, raftlogic.SnapshotMeta{}); !errors.Is(err, ErrNotLoaded) {
+	if err := n.store.Save(raftlogic.HardState{Term: 1}, nil, raftlogic.SnapshotMeta{}); !errors.Is(err, errNotLoaded) {
 		t.Fatalf("Save: %v", err)
 	}
-	if err := n.store.Compact(1); !errors.Is(err, ErrNotLoaded) {
+	if err := n.store.Compact(1); !errors.Is(err, errNotLoaded) {
 		t.Fatalf("Compact: %v", err)
 	}
-	if _, err := n.store.Entries(1, 2); !errors.Is(err, ErrNotLoaded) {
+	if _, err := n.store.Entries(1, 2); !errors.Is(err, errNotLoaded) {
 		t.Fatalf("Entries: %v", err)
 	}
 }
@@ -535,7 +535,7 @@ func TestOtherPrefixesUntouched(t *testing.T) {
 }
 
 func TestOpenDBInMemory(t *testing.T) {
-	db, err := OpenDB("", WithInMemory(true), WithLogger(slog.New(slog.DiscardHandler)))
+	db, err := OpenDB("", withInMemory(true), WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +547,7 @@ func TestOpenDBInMemory(t *testing.T) {
 	if err := s.Save(raftlogic.HardState{Term: 1}, mkEntries(1, 3, 1, 0), raftlogic.SnapshotMeta{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenDB(t.TempDir(), WithInMemory(true)); err == nil {
+	if _, err := OpenDB(t.TempDir(), withInMemory(true)); err == nil {
 		t.Fatal("an in-memory database accepted a directory")
 	}
 	if _, err := OpenDB(""); err == nil {

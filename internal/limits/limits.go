@@ -22,6 +22,12 @@ const (
 	// MaxClusterIDBytes bounds the cluster id, which every peer message
 	// carries.
 	MaxClusterIDBytes = 255
+	// MaxServers bounds the nodes of a cluster (config refuses more): peer
+	// messages and client status replies carry a list of up to this many.
+	// Raft clusters beyond a handful of voters only slow down commits; the
+	// bound also turns a typo such as "serversNum: 300" into an error
+	// instead of hundreds of processes, ports and data directories.
+	MaxServers = 99
 
 	// MaxBytesPerMsg bounds the entry data in one MsgApp beyond its first
 	// entry (raftlogic.Config.MaxBytesPerMsg): small entries travel in
@@ -45,8 +51,7 @@ const (
 	peerEntryOverhead = 48
 	// peerFixedOverhead bounds a peer message's bytes besides its entries,
 	// payload, value or chunk: the envelope, every scalar field, the
-	// cluster id (MaxClusterIDBytes) and a list of config.MaxServers (99)
-	// voters.
+	// cluster id (MaxClusterIDBytes) and a list of MaxServers voters.
 	peerFixedOverhead = 4 << 10
 	// peerBatchOverhead is what protoactor adds to each message in a batch
 	// (envelope fields, type name and target tables); remote.Start checks a

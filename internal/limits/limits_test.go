@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/raftkv/raftkv/config"
 	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/persist"
@@ -88,32 +87,6 @@ func TestForRefusesOutOfRange(t *testing.T) {
 	}
 }
 
-// TestConfigRefusesWhatLimitsRefuse: config.Validate reports For's refusal
-// against maxValueSize, and bounds clusterId, which the overheads assume.
-func TestConfigRefusesWhatLimitsRefuse(t *testing.T) {
-	cfg := config.Default()
-	cfg.MaxValueSize = limits.MaxValueSize
-	if err := cfg.Validate(); err != nil {
-		t.Errorf("maxValueSize %d (the limit): %v", limits.MaxValueSize, err)
-	}
-	cfg.MaxValueSize = limits.MaxValueSize + 1
-	if err := cfg.Validate(); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "maxValueSize") {
-		t.Errorf("maxValueSize %d: %v; want ErrInvalid naming maxValueSize", cfg.MaxValueSize, err)
-	}
-	cfg = config.Default()
-	cfg.ClusterID = strings.Repeat("c", limits.MaxClusterIDBytes)
-	if err := cfg.Validate(); err != nil {
-		t.Errorf("clusterId of %d bytes: %v", limits.MaxClusterIDBytes, err)
-	}
-	cfg.ClusterID += "c"
-	if err := cfg.Validate(); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "clusterId") {
-		t.Errorf("clusterId of %d bytes: %v; want ErrInvalid naming clusterId", len(cfg.ClusterID), err)
-	}
-	if config.MaxValueSizeLimit != limits.MaxValueSize {
-		t.Errorf("config.MaxValueSizeLimit %d, limits.MaxValueSize %d", config.MaxValueSizeLimit, limits.MaxValueSize)
-	}
-}
-
 // TestOverheadsCoverRealMessages encodes the largest message of every kind
 // that crosses a link, every number field at its widest, and checks it
 // against the derived limit: the overhead constants are bounds, not
@@ -121,7 +94,7 @@ func TestConfigRefusesWhatLimitsRefuse(t *testing.T) {
 func TestOverheadsCoverRealMessages(t *testing.T) {
 	const maxU = math.MaxUint64
 	clusterID := strings.Repeat("c", limits.MaxClusterIDBytes)
-	voters := make([]uint64, config.MaxServers)
+	voters := make([]uint64, limits.MaxServers)
 	for i := range voters {
 		voters[i] = maxU - uint64(i)
 	}
@@ -189,14 +162,14 @@ func TestOverheadsCoverRealMessages(t *testing.T) {
 	}
 	status := &raftpb.ClusterStatusResponse{}
 	addr := strings.Repeat("h", 253) + ":65535"
-	for i := range config.MaxServers {
+	for i := range limits.MaxServers {
 		status.Nodes = append(status.Nodes, &raftpb.NodeStatus{Id: maxU - uint64(i), Address: addr, ClientAddress: addr, Reachable: true,
 			Status: &raftpb.StatusResponse{Id: maxU, Role: "pre-candidate", Term: maxU, Leader: maxU, Commit: maxU, Applied: maxU,
 				FirstIndex: maxU, LastIndex: maxU, SnapshotIndex: maxU, LsmBytes: maxU, VlogBytes: maxU, LeaderChanges: maxU, Proposals: maxU}})
 	}
 	l, _ := limits.For(1)
 	if n := proto.Size(status); n > l.ClientMaxSendMsgSize || n > limits.ClientCallMaxRecvMsgSize {
-		t.Errorf("a status of %d nodes (%d bytes) exceeds the client API's limits", config.MaxServers, n)
+		t.Errorf("a status of %d nodes (%d bytes) exceeds the client API's limits", limits.MaxServers, n)
 	}
 }
 
@@ -285,7 +258,7 @@ func TestLargestEntryIsStored(t *testing.T) {
 	}
 	st.Entries = nil
 
-	sm, err := kvstate.Open(db)
+	sm, err := kvstate.Open(db, kvstate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +266,7 @@ func TestLargestEntryIsStored(t *testing.T) {
 	// log first): the session fields only add bytes, checked above.
 	first := cmd
 	first.ClientID, first.Seq = 0, 0
-	res, err := sm.Apply([]raftlogic.Entry{{Index: 1, Term: 1, Data: first.Encode()}})
+	res, err := sm.Apply([]raftlogic.Entry{{Index: 1, Term: 1, Data: first.Encode()}}, nil)
 	if err != nil || len(res) != 1 || res[0].Err != nil {
 		t.Fatalf("apply the largest command: %v, %+v", err, res)
 	}
