@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/raftkv/raftkv/clientpb"
+	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/internal/limits"
-	"github.com/raftkv/raftkv/kvstate"
-	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,18 +28,23 @@ import (
 type Client struct {
 	endpoints []string
 	conns     []*grpc.ClientConn
-	kv        []raftpb.KVClient
+	kv        []clientpb.KVClient
 	// preferred is the endpoint that answered last.
 	preferred atomic.Int64
 	sessions  sessionPool
 	timeout   time.Duration
-	closed    atomic.Bool
+	closeOnce sync.Once
+	// closing is closed by Close, ending the calls in flight.
+	closing  chan struct{}
+	closeErr error
 }
 
 var _ KV = (*Client)(nil)
 
-// clientTryTimeout bounds one read or status attempt at one endpoint.
-const clientTryTimeout = 2 * time.Second
+// clientTryTimeout bounds one read or status attempt at one endpoint: twice
+// a node's own try (readTryTimeout), so that the node the client asks has
+// time to try a second node itself when the first is silent.
+const clientTryTimeout = 2 * readTryTimeout
 
 // clientWriteTryTimeout bounds one write attempt at one endpoint. A node
 // answers a write once it knows the outcome, waiting up to
@@ -66,7 +71,7 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 	if len(endpoints) == 0 {
 		return nil, fmt.Errorf("%w: Dial needs at least one endpoint", ErrInvalidOption)
 	}
-	c := &Client{endpoints: endpoints, timeout: DefaultRequestTimeout}
+	c := &Client{endpoints: endpoints, timeout: DefaultRequestTimeout, closing: make(chan struct{})}
 	c.sessions.register = c.registerSession
 	for _, ep := range endpoints {
 		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -81,7 +86,7 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 			return nil, fmt.Errorf("raftkv: endpoint %q: %w", ep, err)
 		}
 		c.conns = append(c.conns, conn)
-		c.kv = append(c.kv, raftpb.NewKVClient(conn))
+		c.kv = append(c.kv, clientpb.NewKVClient(conn))
 	}
 	nodes, err := c.Status(ctx)
 	if err != nil {
@@ -94,56 +99,59 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 
 // preferLeader points the client at the leader's endpoint when it is one of
 // the client's, sparing every call the follower's forwarding hop.
-func (c *Client) preferLeader(nodes []*raftpb.NodeStatus) {
+func (c *Client) preferLeader(nodes []NodeStatus) {
 	var leader uint64
 	for _, n := range nodes {
-		if l := n.GetStatus().GetLeader(); l != 0 {
-			leader = l
+		if n.Leader != 0 {
+			leader = n.Leader
 		}
 	}
 	for _, n := range nodes {
-		if n.GetId() != leader {
+		if n.ID != leader {
 			continue
 		}
-		if i := slices.Index(c.endpoints, n.GetClientAddress()); i >= 0 {
+		if i := slices.Index(c.endpoints, n.ClientAddress); i >= 0 {
 			c.preferred.Store(int64(i))
 		}
 	}
 }
 
-// Close releases the connections.
+// Close releases the connections; calls in flight end with ErrClosed.
 func (c *Client) Close() error {
-	c.closed.Store(true)
-	var errs []error
-	for _, conn := range c.conns {
-		errs = append(errs, conn.Close())
-	}
-	return errors.Join(errs...)
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		var errs []error
+		for _, conn := range c.conns {
+			errs = append(errs, conn.Close())
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
 }
 
 // Put inserts or overwrites key.
 func (c *Client) Put(ctx context.Context, key string, value []byte) error {
-	return c.write(ctx, raftpb.Op_OP_PUT, key, value)
+	return c.write(ctx, clientpb.Op_OP_PUT, key, value)
 }
 
 // Update overwrites key only if it exists; otherwise ErrNotFound.
 func (c *Client) Update(ctx context.Context, key string, value []byte) error {
-	return c.write(ctx, raftpb.Op_OP_UPDATE, key, value)
+	return c.write(ctx, clientpb.Op_OP_UPDATE, key, value)
 }
 
 // Remove deletes key; ErrNotFound when it is absent.
 func (c *Client) Remove(ctx context.Context, key string) error {
-	return c.write(ctx, raftpb.Op_OP_REMOVE, key, nil)
+	return c.write(ctx, clientpb.Op_OP_REMOVE, key, nil)
 }
 
 // Get returns key's value (linearizable), or ErrNotFound.
 func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := kvstate.ValidateKV(key, nil, 0); err != nil {
+	if err := validate(key, nil, 0); err != nil {
 		return nil, err
 	}
-	var resp *raftpb.ReadResponse
-	err := c.do(ctx, clientTryTimeout, 0, func(ctx context.Context, kv raftpb.KVClient) (err error) {
-		resp, err = kv.Read(ctx, &raftpb.ReadRequest{Key: key})
+	var resp *clientpb.ReadResponse
+	_, err := c.do(ctx, clientTryTimeout, 0, func(ctx context.Context, kv clientpb.KVClient) (err error) {
+		resp, err = kv.Read(ctx, &clientpb.ReadRequest{Key: key})
 		return err
 	})
 	if err != nil {
@@ -153,19 +161,26 @@ func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Status reports every node of the cluster, as one node sees it.
-func (c *Client) Status(ctx context.Context) ([]*raftpb.NodeStatus, error) {
-	var resp *raftpb.ClusterStatusResponse
-	err := c.do(ctx, clientTryTimeout, 0, func(ctx context.Context, kv raftpb.KVClient) (err error) {
-		resp, err = kv.Status(ctx, &raftpb.ClusterStatusRequest{})
+func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
+	var resp *clientpb.ClusterStatusResponse
+	_, err := c.do(ctx, clientTryTimeout, 0, func(ctx context.Context, kv clientpb.KVClient) (err error) {
+		resp, err = kv.Status(ctx, &clientpb.ClusterStatusRequest{})
 		return err
 	})
-	return resp.GetNodes(), err
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]NodeStatus, 0, len(resp.GetNodes()))
+	for _, n := range resp.GetNodes() {
+		nodes = append(nodes, apiwire.NodeFromClient(n))
+	}
+	return nodes, nil
 }
 
-func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []byte) error {
+func (c *Client) write(ctx context.Context, op clientpb.Op, key string, value []byte) error {
 	// Keys are checked here, and values against the most any cluster
 	// accepts; the cluster enforces its own value limit.
-	if err := kvstate.ValidateKV(key, value, limits.MaxValueSize); err != nil {
+	if err := validate(key, value, limits.MaxValueSize); err != nil {
 		return err
 	}
 	ctx, cancel := bounded(ctx, c.timeout)
@@ -173,24 +188,20 @@ func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []by
 	return c.sessions.write(ctx, func(ctx context.Context, clientID, seq uint64) (bool, error) {
 		ctx, cancel := context.WithTimeout(ctx, maxWriteRetry)
 		defer cancel()
-		req := &raftpb.WriteRequest{ClientId: clientID, Seq: seq, Op: op, Key: key, Value: value}
+		req := &clientpb.WriteRequest{ClientId: clientID, Seq: seq, Op: op, Key: key, Value: value}
 		// sent: an attempt ended without the cluster's answer, so that
 		// copy may have been proposed (conservatively: it may also never
 		// have left this process).
 		sent := false
-		err := c.do(ctx, clientWriteTryTimeout, len(key)+len(value), func(ctx context.Context, kv raftpb.KVClient) error {
+		final, err := c.do(ctx, clientWriteTryTimeout, len(key)+len(value), func(ctx context.Context, kv clientpb.KVClient) error {
 			_, err := kv.Write(ctx, req)
-			if err != nil && fromStatus(err) == nil {
+			if _, final := apiwire.FromStatus(err); !final {
 				sent = true
 			}
 			return err
 		})
-		// The cluster's own answers are final; transport failures are not.
-		final := err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrSessionExpired) ||
-			errors.Is(err, ErrStaleRequest) || errors.Is(err, ErrEmptyKey) || errors.Is(err, ErrKeyTooLarge) ||
-			errors.Is(err, ErrValueTooLarge) || errors.Is(err, errInvalidRequest)
 		if sent && (!final || errors.Is(err, ErrSessionExpired)) {
-			err = outcomeUnknown(err)
+			err = apiwire.OutcomeUnknown(err)
 		}
 		return final, err
 	})
@@ -198,9 +209,9 @@ func (c *Client) write(ctx context.Context, op raftpb.Op, key string, value []by
 
 // registerSession asks the cluster for a new client session.
 func (c *Client) registerSession(ctx context.Context) (uint64, error) {
-	var resp *raftpb.RegisterSessionResponse
-	err := c.do(ctx, clientWriteTryTimeout, 0, func(ctx context.Context, kv raftpb.KVClient) (err error) {
-		resp, err = kv.RegisterSession(ctx, &raftpb.RegisterSessionRequest{})
+	var resp *clientpb.RegisterSessionResponse
+	_, err := c.do(ctx, clientWriteTryTimeout, 0, func(ctx context.Context, kv clientpb.KVClient) (err error) {
+		resp, err = kv.RegisterSession(ctx, &clientpb.RegisterSessionRequest{})
 		return err
 	})
 	if err != nil {
@@ -214,24 +225,13 @@ func (c *Client) registerSession(ctx context.Context) (uint64, error) {
 
 // do runs one call against the preferred endpoint, each attempt bounded by
 // try (grown for the sends bytes the call carries), moving on to the next
-// endpoint on a failure that another node may not have, until the context
-// ends.
-func (c *Client) do(ctx context.Context, try time.Duration, sends int, call func(context.Context, raftpb.KVClient) error) error {
-	ctx, cancel := bounded(ctx, c.timeout)
-	defer cancel()
-	var bo backoff
-	var last error
+// endpoint on a failure that another node may not have, until the call is
+// answered or the context ends (the shared retry loop, retry.go). final
+// reports whether the cluster answered; err is then the answer, as the
+// API's error.
+func (c *Client) do(ctx context.Context, try time.Duration, sends int, call func(context.Context, clientpb.KVClient) error) (final bool, err error) {
 	slow := 0
-	for {
-		if c.closed.Load() {
-			return ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			if last == nil {
-				last = err
-			}
-			return fmt.Errorf("%w: %w (last error: %v)", ErrUnavailable, err, last)
-		}
+	return retry(ctx, c.timeout, c.closing, func(ctx context.Context) (next, error) {
 		i := int(c.preferred.Load()) % len(c.kv)
 		// A try gets time for the value it carries (limits.TryTimeout); a
 		// reply's size is not known in advance, so each try that runs out
@@ -242,26 +242,24 @@ func (c *Client) do(ctx context.Context, try time.Duration, sends int, call func
 		if timedOut {
 			slow++
 		}
-		if err == nil {
-			return nil
+		if err, final := apiwire.FromStatus(err); final {
+			return answered, err
 		}
-		if final := fromStatus(err); final != nil {
-			return final
-		}
-		last = err
-		// This node is down, cut off or without a leader: try the next.
+		// This node is down, cut off or without a leader: try the next,
+		// pausing after each round of them.
 		c.preferred.CompareAndSwap(int64(i), int64(i+1))
 		if (i+1)%len(c.kv) == 0 {
-			bo.pause(ctx, nil)
+			return later, err
 		}
-	}
+		return again, err
+	})
 }
 
 // attempt runs call once at kv, for at most try. A long attempt (a write)
 // probes the node every clientProbeEvery and is given up when the node is
 // silent: a node that is alive answers the write itself once it knows the
 // outcome.
-func (c *Client) attempt(ctx context.Context, kv raftpb.KVClient, try time.Duration, call func(context.Context, raftpb.KVClient) error) (timedOut bool, err error) {
+func (c *Client) attempt(ctx context.Context, kv clientpb.KVClient, try time.Duration, call func(context.Context, clientpb.KVClient) error) (timedOut bool, err error) {
 	tryCtx, cancel := context.WithTimeout(ctx, try)
 	defer cancel()
 	defer func() {
@@ -290,50 +288,9 @@ func (c *Client) attempt(ctx context.Context, kv raftpb.KVClient, try time.Durat
 
 // alive probes a node with a read of the empty key: any node that runs
 // refuses it at once (INVALID_ARGUMENT) without involving the cluster.
-func alive(ctx context.Context, kv raftpb.KVClient) bool {
+func alive(ctx context.Context, kv clientpb.KVClient) bool {
 	ctx, cancel := context.WithTimeout(ctx, clientProbeTimeout)
 	defer cancel()
-	_, err := kv.Read(ctx, &raftpb.ReadRequest{})
+	_, err := kv.Read(ctx, &clientpb.ReadRequest{})
 	return err == nil || status.Code(err) == codes.InvalidArgument
-}
-
-// errInvalidRequest marks a request the server refused as malformed.
-var errInvalidRequest = errors.New("raftkv: invalid request")
-
-// fromStatus maps a final gRPC answer to the API's error, or returns nil
-// for a failure worth retrying elsewhere.
-func fromStatus(err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return nil
-	}
-	msg := st.Message()
-	switch st.Code() {
-	case codes.NotFound:
-		return ErrNotFound
-	case codes.InvalidArgument:
-		for _, e := range []error{ErrEmptyKey, ErrKeyTooLarge, ErrValueTooLarge} {
-			if strings.HasPrefix(msg, e.Error()) {
-				return fmt.Errorf("%w (%s)", e, msg)
-			}
-		}
-		return fmt.Errorf("%w: %s", errInvalidRequest, msg)
-	case codes.Aborted:
-		return fmt.Errorf("%w: %s", ErrStaleRequest, msg)
-	case codes.FailedPrecondition:
-		return fmt.Errorf("%w: %s", ErrSessionExpired, msg)
-	case codes.ResourceExhausted:
-		// gRPC's answer to a message over a receive or send limit: the
-		// server's, for a write larger than its maxValueSize allows, or
-		// this client's. Another node or a retry would refuse it again.
-		return fmt.Errorf("%w: %s", ErrValueTooLarge, msg)
-	case codes.Unknown:
-		// The server's mark for an expired session after it had sent an
-		// earlier copy (see toStatus); anything else unknown is the
-		// transport's and worth a retry.
-		if strings.HasPrefix(msg, ErrSessionExpired.Error()) {
-			return outcomeUnknown(fmt.Errorf("%w: %s", ErrSessionExpired, msg))
-		}
-	}
-	return nil
 }

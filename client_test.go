@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/internal/limits"
-	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
 )
 
@@ -70,7 +70,7 @@ func TestClientAgainstServedDB(t *testing.T) {
 	}
 	leaders := 0
 	for _, n := range st {
-		if n.GetStatus().GetRole() == "leader" {
+		if n.Role == "leader" {
 			leaders++
 		}
 	}
@@ -144,20 +144,20 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // skip a follower's forwarding hop; unknown leaders or endpoints leave the
 // choice alone.
 func TestClientPrefersLeaderEndpoint(t *testing.T) {
-	node := func(id, leader uint64, addr string) *raftpb.NodeStatus {
-		return &raftpb.NodeStatus{Id: id, ClientAddress: addr, Status: &raftpb.StatusResponse{Leader: leader}}
+	node := func(id, leader uint64, addr string) NodeStatus {
+		return NodeStatus{ID: id, ClientAddress: addr, Leader: leader}
 	}
 	c := &Client{endpoints: []string{"h:1", "h:2", "h:3"}}
-	c.preferLeader([]*raftpb.NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
+	c.preferLeader([]NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
 	if got := c.preferred.Load(); got != 1 {
 		t.Fatalf("preferred endpoint %d, want 1 (the leader's)", got)
 	}
 	c = &Client{endpoints: []string{"h:1", "h:3"}}
-	c.preferLeader([]*raftpb.NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
+	c.preferLeader([]NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
 	if got := c.preferred.Load(); got != 0 {
 		t.Fatalf("preferred endpoint %d, want 0: the leader's endpoint is not among the client's", got)
 	}
-	c.preferLeader([]*raftpb.NodeStatus{node(1, 0, "h:1"), node(3, 0, "h:3")})
+	c.preferLeader([]NodeStatus{node(1, 0, "h:1"), node(3, 0, "h:3")})
 	if got := c.preferred.Load(); got != 0 {
 		t.Fatalf("preferred endpoint %d with no leader known, want 0", got)
 	}
@@ -175,15 +175,15 @@ func TestWriteErrorsSurviveTheWire(t *testing.T) {
 		want    []error // matched by the client's error; nil: a retryable failure
 		notWant error
 	}{
-		{"expired after a copy was sent", outcomeUnknown(expired), []error{ErrSessionExpired, ErrOutcomeUnknown}, nil},
+		{"expired after a copy was sent", apiwire.OutcomeUnknown(expired), []error{ErrSessionExpired, ErrOutcomeUnknown}, nil},
 		{"expired before any copy ran", expired, []error{ErrSessionExpired}, ErrOutcomeUnknown},
 		{"not found", ErrNotFound, []error{ErrNotFound}, ErrOutcomeUnknown},
 		{"stale", fmt.Errorf("%w: seq 3 after 4", ErrStaleRequest), []error{ErrStaleRequest}, ErrOutcomeUnknown},
-		{"unavailable after a send", outcomeUnknown(fmt.Errorf("%w: %w", ErrUnavailable, context.DeadlineExceeded)), nil, nil},
-		{"closed", outcomeUnknown(ErrClosed), nil, nil},
+		{"unavailable after a send", apiwire.OutcomeUnknown(fmt.Errorf("%w: %w", ErrUnavailable, context.DeadlineExceeded)), nil, nil},
+		{"closed", apiwire.OutcomeUnknown(ErrClosed), nil, nil},
 	}
 	for _, c := range cases {
-		got := fromStatus(toStatus(c.err))
+		got := fromStatus(apiwire.ToStatus(c.err))
 		if c.want == nil {
 			if got != nil {
 				t.Errorf("%s: the client sees %v, want a failure to retry elsewhere", c.name, got)
@@ -199,4 +199,13 @@ func TestWriteErrorsSurviveTheWire(t *testing.T) {
 			t.Errorf("%s: the client sees %v, which must not match %v", c.name, got, c.notWant)
 		}
 	}
+}
+
+// fromStatus is the API error the Client makes of a client API status, or
+// nil for a failure it retries elsewhere.
+func fromStatus(err error) error {
+	if err, final := apiwire.FromStatus(err); final {
+		return err
+	}
+	return nil
 }

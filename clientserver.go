@@ -2,24 +2,24 @@ package raftkv
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net"
 	"strconv"
 
+	"github.com/raftkv/raftkv/clientpb"
+	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/kvstate"
-	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
-// RegisterClientAPI serves the client API (the raftkv.v1.KV gRPC service)
-// of db on s. Every node serves it: requests reach the leader through the
-// DB's routing, so a client may call any node. Create s with
+// RegisterClientAPI serves the client API (the raftkv.v1.KV gRPC service,
+// clientpb) of db on s. Every node serves it: requests take the same path
+// as the DB's own (validated, counted in db's metrics, routed to the
+// leader), so a client may call any node. Create s with
 // ClientAPIServerOptions(db): without them gRPC's 4 MiB default refuses
 // larger values the configuration accepts.
 func RegisterClientAPI(s *grpc.Server, db *DB) {
-	raftpb.RegisterKVServer(s, &kvService{db: db})
+	clientpb.RegisterKVServer(s, &kvService{gw: db.gw})
 }
 
 // ClientAPIServerOptions are the gRPC server options the client API of db
@@ -37,106 +37,83 @@ func ClientAPIServerOptions(db *DB) []grpc.ServerOption {
 	}
 }
 
+// kvService serves the client API. Every request takes the gateway's path,
+// the same as the DB's own: a network client's write is validated,
+// observed by the metrics and proposed under its session exactly like a
+// DB.Put. Errors leave as the error table's statuses (apiwire.ToStatus).
 type kvService struct {
-	raftpb.UnimplementedKVServer
-	db *DB
+	clientpb.UnimplementedKVServer
+	gw *gateway
 }
 
-func (k *kvService) Write(ctx context.Context, req *raftpb.WriteRequest) (*raftpb.WriteResponse, error) {
+func (k *kvService) Write(ctx context.Context, req *clientpb.WriteRequest) (*clientpb.WriteResponse, error) {
+	cmd, err := writeCommand(req)
+	if err == nil {
+		err = k.gw.write(ctx, cmd)
+	}
+	if err != nil {
+		return nil, apiwire.ToStatus(err)
+	}
+	return &clientpb.WriteResponse{}, nil
+}
+
+// writeCommand is the command a network client's write asks for, or why
+// it cannot be run.
+func writeCommand(req *clientpb.WriteRequest) (kvstate.Command, error) {
 	cmd := kvstate.Command{ClientID: req.GetClientId(), Seq: req.GetSeq(), Key: req.GetKey(), Value: req.GetValue()}
 	switch req.GetOp() {
-	case raftpb.Op_OP_PUT:
+	case clientpb.Op_OP_PUT:
 		cmd.Op = kvstate.OpPut
-	case raftpb.Op_OP_UPDATE:
+	case clientpb.Op_OP_UPDATE:
 		cmd.Op = kvstate.OpUpdate
-	case raftpb.Op_OP_REMOVE:
+	case clientpb.Op_OP_REMOVE:
 		cmd.Op = kvstate.OpRemove
 		cmd.Value = nil
 	default:
-		return nil, status.Errorf(codes.InvalidArgument, "raftkv: unknown write op %d", req.GetOp())
+		return cmd, fmt.Errorf("%w: unknown write op %d", apiwire.ErrInvalidRequest, req.GetOp())
 	}
-	// A write without a session would run once per copy, and the DB's
-	// routing re-sends a copy whenever it cannot confirm one.
-	if cmd.ClientID == 0 {
-		return nil, status.Error(codes.InvalidArgument, "raftkv: a write needs a client session: call RegisterSession and send its client_id")
+	switch {
+	case cmd.ClientID == 0:
+		// A write without a session would run once per copy, and the
+		// router re-sends a copy whenever it cannot confirm one. (The
+		// gateway would also run it under a session of its own pool,
+		// one per call: a client's retry would then run again.)
+		return cmd, fmt.Errorf("%w: a write needs a client session: call RegisterSession and send its client_id", apiwire.ErrInvalidRequest)
+	case cmd.Seq == 0:
+		return cmd, fmt.Errorf("%w: a write's seq starts at 1", apiwire.ErrInvalidRequest)
 	}
-	if cmd.Seq == 0 {
-		return nil, status.Error(codes.InvalidArgument, "raftkv: a write's seq starts at 1")
-	}
-	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, k.db.cfg.MaxValueSize); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	_, err := k.db.propose(ctx, cmd)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &raftpb.WriteResponse{}, nil
+	return cmd, nil
 }
 
-func (k *kvService) RegisterSession(ctx context.Context, _ *raftpb.RegisterSessionRequest) (*raftpb.RegisterSessionResponse, error) {
-	id, err := k.db.registerSession(ctx)
+func (k *kvService) RegisterSession(ctx context.Context, _ *clientpb.RegisterSessionRequest) (*clientpb.RegisterSessionResponse, error) {
+	id, err := k.gw.registerSession(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, apiwire.ToStatus(err)
 	}
-	return &raftpb.RegisterSessionResponse{ClientId: id}, nil
+	return &clientpb.RegisterSessionResponse{ClientId: id}, nil
 }
 
-func (k *kvService) Read(ctx context.Context, req *raftpb.ReadRequest) (*raftpb.ReadResponse, error) {
-	v, err := k.db.Get(ctx, req.GetKey())
+func (k *kvService) Read(ctx context.Context, req *clientpb.ReadRequest) (*clientpb.ReadResponse, error) {
+	v, err := k.gw.get(ctx, req.GetKey())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, apiwire.ToStatus(err)
 	}
-	return &raftpb.ReadResponse{Value: v}, nil
+	return &clientpb.ReadResponse{Value: v}, nil
 }
 
-func (k *kvService) Status(ctx context.Context, _ *raftpb.ClusterStatusRequest) (*raftpb.ClusterStatusResponse, error) {
-	nodes, err := k.db.Status(ctx)
+func (k *kvService) Status(ctx context.Context, _ *clientpb.ClusterStatusRequest) (*clientpb.ClusterStatusResponse, error) {
+	nodes, err := k.gw.status(ctx, k.gw.route.ids)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, apiwire.ToStatus(err)
 	}
-	resp := &raftpb.ClusterStatusResponse{}
+	resp := &clientpb.ClusterStatusResponse{}
 	for _, n := range nodes {
-		srv, _ := k.db.cfg.Server(n.ID)
-		resp.Nodes = append(resp.Nodes, &raftpb.NodeStatus{
-			Id: n.ID, Address: k.db.cfg.RemoteAddr(n.ID), Reachable: n.Reachable,
-			ClientAddress: clientAddr(srv.Address, srv.ClientPort),
-			Status: &raftpb.StatusResponse{
-				Id: n.ID, Role: n.Role, Term: n.Term, Leader: n.Leader, Commit: n.Commit, Applied: n.Applied,
-				FirstIndex: n.FirstIndex, LastIndex: n.LastIndex, SnapshotIndex: n.SnapshotIndex,
-				DiskBytes: n.DiskBytes, DiskFreeBytes: n.DiskFreeBytes,
-			},
-		})
+		resp.Nodes = append(resp.Nodes, apiwire.NodeToClient(n))
 	}
 	return resp, nil
 }
 
-// toStatus maps the API's errors onto gRPC status codes; the client maps
-// them back (see fromStatus). An expired session after an earlier copy of
-// the write was sent is UNKNOWN: retrying cannot tell whether that copy
-// ran. Other unknown outcomes (no answer in time, shutting down) stay
-// UNAVAILABLE: the client may retry with the same session to learn them.
-func toStatus(err error) error {
-	switch {
-	case errors.Is(err, ErrSessionExpired) && errors.Is(err, ErrOutcomeUnknown):
-		return status.Error(codes.Unknown, err.Error())
-	case errors.Is(err, ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrEmptyKey), errors.Is(err, ErrKeyTooLarge), errors.Is(err, ErrValueTooLarge):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrStaleRequest):
-		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, ErrSessionExpired):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
-		return status.Error(codes.Unavailable, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
-}
-
+// clientAddr is where a node serves the client API, "" when it serves none.
 func clientAddr(host string, port int) string {
 	if port == 0 {
 		return ""

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,10 +16,9 @@ import (
 	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/metrics"
+	"github.com/raftkv/raftkv/nodestatus"
 	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/remote"
-	"github.com/raftkv/raftkv/remote/raftpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // KV is the key-value interface shared by the embedded database and the
@@ -42,12 +40,16 @@ type KV interface {
 // DB is a handle to a RaftKV cluster whose nodes (all, or those chosen with
 // WithNodes) run in this process. It is safe for concurrent use.
 type DB struct {
+	// The DB's own job is hosting: starting, restarting and stopping the
+	// nodes of this process. Requests go through gw, which routes them
+	// with route (shared with the client API, see RegisterClientAPI).
+	gw    *gateway
+	route *router
+
 	cfg    config.Config
 	log    *slog.Logger
 	sys    *actor.ActorSystem
 	rem    *remote.Remote
-	pids   map[uint64]*actor.PID
-	ids    []uint64
 	hosted []uint64
 	props  map[uint64]*actor.Props
 	// stopped[id] is closed when the running incarnation of hosted node id
@@ -57,19 +59,12 @@ type DB struct {
 	timeout   time.Duration
 	// limits are the size limits derived from cfg.MaxValueSize, given to
 	// the transport, the nodes and the client API server.
-	limits  limits.Limits
-	stopLog func()
-	metrics *metrics.Set
-
-	sessions sessionPool
-	reqID    atomic.Uint64
-	// leader is the node believed to lead; 0 when unknown.
-	leader atomic.Uint64
-	// next rotates through the nodes while no leader is known.
-	next atomic.Uint64
+	limits    limits.Limits
+	stopLog   func()
+	stopWatch func()
+	metrics   *metrics.Set
 
 	closeOnce sync.Once
-	closed    atomic.Bool
 	// lifeMu orders node restarts (after a full disk was freed) with
 	// shutdown, so no node starts once shutdown has begun (down).
 	lifeMu sync.Mutex
@@ -77,17 +72,8 @@ type DB struct {
 	// done is closed when shutdown begins; background restarters watch it.
 	done chan struct{}
 	// closing is closed when Close starts, ending every wait in flight.
-	closing chan struct{}
-	// seenLeader is the newest leader a hosted node learned of (of term
-	// seenTerm), and leaderNews counts such news (see noteLeader).
-	seenLeader, leaderNews atomic.Uint64
-	seenMu                 sync.Mutex
-	seenTerm               uint64
-	// lostEndpoints records lost connections per remote address
-	// (*endpointLoss; see watchEndpoints).
-	lostEndpoints sync.Map
-	stopWatch     func()
-	closeErr      error
+	closing  chan struct{}
+	closeErr error
 }
 
 var _ KV = (*DB)(nil)
@@ -117,17 +103,18 @@ func Open(opts ...Option) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
-	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, pids: map[uint64]*actor.PID{}, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}, done: make(chan struct{}), closing: make(chan struct{})}
+	db := &DB{cfg: cfg, log: logger, hosted: hosted, timeout: o.requestTimeout, props: map[uint64]*actor.Props{}, stopped: map[uint64]chan struct{}{}, done: make(chan struct{}), closing: make(chan struct{})}
 	if db.timeout == 0 {
 		db.timeout = DefaultRequestTimeout
 	}
-	db.sessions.register = db.registerSession
-	var readIndexLatency func(time.Duration)
 	if o.metrics {
-		db.metrics = metrics.New(db.samples)
-		readIndexLatency = db.metrics.ObserveReadIndex
+		// The node gauges are read at scrape time, once the DB serves.
+		db.metrics = metrics.New(func(ctx context.Context) []nodestatus.Status {
+			st, _ := db.gw.status(ctx, db.hosted)
+			return st
+		})
+		o.readIndexLatency = db.metrics.ObserveReadIndex
 	}
-	o.readIndexLatency = readIndexLatency
 	if err := db.start(o); err != nil {
 		db.shutdown()
 		return nil, err
@@ -191,16 +178,23 @@ func (db *DB) start(o options) error {
 		}
 		db.rem = rem
 		localAddr = rem.Address()
-		db.stopWatch = db.watchEndpoints()
 	}
+	db.route = &router{sys: db.sys, pids: map[uint64]*actor.PID{}, hosted: db.hosted, clusterID: db.cfg.ClusterID,
+		maxValue: db.cfg.MaxValueSize, timeout: db.timeout, closing: db.closing}
+	addrs := map[uint64]nodeAddrs{}
 	for _, s := range db.cfg.Servers() {
 		addr := db.cfg.RemoteAddr(s.ID)
 		if slices.Contains(db.hosted, s.ID) {
 			addr = localAddr
 		}
-		db.pids[s.ID] = actor.NewPID(addr, actors.NodeName(s.ID))
-		db.ids = append(db.ids, s.ID)
+		db.route.pids[s.ID] = actor.NewPID(addr, actors.NodeName(s.ID))
+		db.route.ids = append(db.route.ids, s.ID)
+		addrs[s.ID] = nodeAddrs{peer: db.cfg.RemoteAddr(s.ID), client: clientAddr(s.Address, s.ClientPort)}
 	}
+	if db.rem != nil {
+		db.stopWatch = db.route.watchEndpoints()
+	}
+	db.gw = newGateway(db.route, db.metrics, db.cfg.MaxValueSize, db.timeout, addrs)
 	started := make(chan error, len(db.hosted))
 	for _, id := range db.hosted {
 		var once sync.Once
@@ -215,7 +209,7 @@ func (db *DB) start(o options) error {
 					started <- err
 				})
 			},
-			ID: id, Peers: db.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
+			ID: id, Peers: db.route.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), CatchUpEntries: uint64(db.cfg.CatchUp()), Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			SessionTTL:        o.sessionTTL,
@@ -226,7 +220,7 @@ func (db *DB) start(o options) error {
 			MaxBytesPerMsg:    db.limits.MaxBytesPerMsg, MaxEntriesPerMsg: db.limits.MaxEntriesPerMsg,
 			ReadIndexLatency: o.readIndexLatency,
 			DiskReserve:      db.cfg.DiskReserve,
-			OnLeader:         db.noteLeader,
+			OnLeader:         db.route.noteLeader,
 			OnStopped:        func(err error) { db.nodeStopped(id, err) },
 		})
 		if err != nil {
@@ -255,28 +249,11 @@ func (db *DB) startNode(id uint64) error {
 	return nil
 }
 
-// noteLeader takes the news that leader leads term from a hosted node: the
-// freshest knowledge of the leader in this process. Calls are routed there
-// at once, and a write waiting at a node of another process that no longer
-// leads stops waiting (see replaced). News of an older term than already
-// heard (a lagging node) is ignored.
-func (db *DB) noteLeader(leader, term uint64) {
-	db.seenMu.Lock()
-	defer db.seenMu.Unlock()
-	if term < db.seenTerm {
-		return
-	}
-	db.seenTerm = term
-	db.seenLeader.Store(leader)
-	db.leaderNews.Add(1)
-	db.leader.Store(leader)
-}
-
 // stopNode stops hosted node id at once, dropping what is queued for it,
 // as a crash would (its storage is closed cleanly; tests of torn writes kill
 // a whole process instead).
 func (db *DB) stopNode(id uint64) error {
-	err := db.sys.Root.StopFuture(db.pids[id]).Wait()
+	err := db.sys.Root.StopFuture(db.route.pids[id]).Wait()
 	db.waitStopped(id)
 	return err
 }
@@ -354,7 +331,6 @@ func (db *DB) waitStopped(id uint64) {
 // nodes when they next open).
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
-		db.closed.Store(true)
 		close(db.closing)
 		db.closeErr = db.shutdown()
 	})
@@ -373,7 +349,10 @@ func (db *DB) shutdown() error {
 		return nil
 	}
 	for _, id := range db.hosted {
-		if pid := db.pids[id]; pid != nil {
+		if db.route == nil {
+			break // Open failed before the nodes had addresses
+		}
+		if pid := db.route.pids[id]; pid != nil {
 			// Poison lets queued messages finish; the node closes its
 			// storage as it stops.
 			if err := db.sys.Root.PoisonFuture(pid).Wait(); err != nil {
@@ -399,128 +378,24 @@ func (db *DB) shutdown() error {
 }
 
 // Put inserts or overwrites key.
-func (db *DB) Put(ctx context.Context, key string, value []byte) (err error) {
-	defer db.observe("put", time.Now(), &err)
-	return db.write(ctx, kvstate.Command{Op: kvstate.OpPut, Key: key, Value: value})
+func (db *DB) Put(ctx context.Context, key string, value []byte) error {
+	return db.gw.write(ctx, kvstate.Command{Op: kvstate.OpPut, Key: key, Value: value})
 }
 
 // Update overwrites key only if it exists; otherwise it returns ErrNotFound
 // and writes nothing. The existence check is made by the replicated state
 // machine, so it is linearizable.
-func (db *DB) Update(ctx context.Context, key string, value []byte) (err error) {
-	defer db.observe("update", time.Now(), &err)
-	return db.write(ctx, kvstate.Command{Op: kvstate.OpUpdate, Key: key, Value: value})
+func (db *DB) Update(ctx context.Context, key string, value []byte) error {
+	return db.gw.write(ctx, kvstate.Command{Op: kvstate.OpUpdate, Key: key, Value: value})
 }
 
 // Remove deletes key; ErrNotFound when it is absent.
-func (db *DB) Remove(ctx context.Context, key string) (err error) {
-	defer db.observe("remove", time.Now(), &err)
-	return db.write(ctx, kvstate.Command{Op: kvstate.OpRemove, Key: key})
+func (db *DB) Remove(ctx context.Context, key string) error {
+	return db.gw.write(ctx, kvstate.Command{Op: kvstate.OpRemove, Key: key})
 }
 
 // Get returns a copy of key's value, or ErrNotFound. Reads are
 // linearizable: the leader confirms with a quorum that it still leads.
-func (db *DB) Get(ctx context.Context, key string) (_ []byte, err error) {
-	defer db.observe("get", time.Now(), &err)
-	if err := kvstate.ValidateKV(key, nil, db.cfg.MaxValueSize); err != nil {
-		return nil, err
-	}
-	res, _, err := db.call(ctx, false, func(id uint64) proto.Message {
-		return &raftpb.GetRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Key: key}
-	})
-	if err != nil {
-		return nil, err
-	}
-	r := res.(*raftpb.GetResponse)
-	if err := codeError(r.GetErrorCode(), r.GetMessage()); err != nil {
-		return nil, err
-	}
-	return r.GetValue(), nil
-}
-
-// write proposes a command under a session of this DB and waits for its
-// result. Every copy carries the same client id and sequence number, so the
-// state machine applies the command at most once however often it is
-// resent (see sessionPool.write).
-func (db *DB) write(ctx context.Context, cmd kvstate.Command) error {
-	if err := kvstate.ValidateKV(cmd.Key, cmd.Value, db.cfg.MaxValueSize); err != nil {
-		return err
-	}
-	ctx, cancel := bounded(ctx, db.timeout)
-	defer cancel()
-	return db.sessions.write(ctx, func(ctx context.Context, clientID, seq uint64) (bool, error) {
-		cmd.ClientID, cmd.Seq = clientID, seq
-		return db.propose(ctx, cmd)
-	})
-}
-
-// propose sends a command with the session it carries, re-sending the same
-// bytes until the cluster answers, for at most maxWriteRetry, and waits for
-// its answer. final reports whether the cluster gave one; err is then the
-// command's outcome, marked ErrOutcomeUnknown when it is ErrSessionExpired
-// and an earlier copy may have run. Without a final answer, err says why
-// none came (no quorum in time, closed), marked ErrOutcomeUnknown when a
-// copy may have been proposed.
-func (db *DB) propose(ctx context.Context, cmd kvstate.Command) (final bool, err error) {
-	if cmd.ClientID == 0 {
-		// Every copy re-sent below would run again: refuse, never guess.
-		return false, fmt.Errorf("raftkv: a write needs a client session (client id 0)")
-	}
-	ctx, cancel := bounded(ctx, db.timeout)
-	defer cancel()
-	ctx, cancelRetry := context.WithTimeout(ctx, maxWriteRetry)
-	defer cancelRetry()
-	payload := cmd.Encode()
-	res, sent, err := db.call(ctx, true, func(id uint64) proto.Message {
-		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
-	})
-	if err != nil {
-		if sent {
-			err = outcomeUnknown(err)
-		}
-		return false, err
-	}
-	r := res.(*raftpb.ProposeResponse)
-	err = codeError(r.GetErrorCode(), r.GetMessage())
-	if sent && errors.Is(err, ErrSessionExpired) {
-		err = outcomeUnknown(err)
-	}
-	return true, err
-}
-
-// registerSession registers a new client session through the log and
-// returns its id (the index of the registering entry). A registration that
-// fails or whose answer is lost leaves at most an unused session behind,
-// which expires; the write that needed it was not sent.
-func (db *DB) registerSession(ctx context.Context) (uint64, error) {
-	payload := kvstate.Command{Op: kvstate.OpRegister}.Encode()
-	res, _, err := db.call(ctx, true, func(id uint64) proto.Message {
-		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
-	})
-	if err != nil {
-		return 0, err
-	}
-	r := res.(*raftpb.ProposeResponse)
-	if err := codeError(r.GetErrorCode(), r.GetMessage()); err != nil {
-		return 0, fmt.Errorf("raftkv: registering a client session: %w", err)
-	}
-	if r.GetIndex() == 0 {
-		return 0, fmt.Errorf("raftkv: registering a client session: the leader answered no index")
-	}
-	return r.GetIndex(), nil
-}
-
-// codeError turns a final answer into the API's error.
-func codeError(code raftpb.ErrorCode, msg string) error {
-	switch code {
-	case raftpb.ErrorCode_ERROR_CODE_OK:
-		return nil
-	case raftpb.ErrorCode_ERROR_CODE_NOT_FOUND:
-		return ErrNotFound
-	case raftpb.ErrorCode_ERROR_CODE_STALE_REQUEST:
-		return fmt.Errorf("%w: %s", ErrStaleRequest, msg)
-	case raftpb.ErrorCode_ERROR_CODE_SESSION_EXPIRED:
-		return fmt.Errorf("%w: %s", ErrSessionExpired, msg)
-	}
-	return fmt.Errorf("raftkv: %s: %s", code, msg)
+func (db *DB) Get(ctx context.Context, key string) ([]byte, error) {
+	return db.gw.get(ctx, key)
 }

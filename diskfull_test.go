@@ -158,7 +158,7 @@ func TestDiskFullStopsOneNodeAndRecovers(t *testing.T) {
 
 // statusNoFail returns node id's status; Reachable is false when it is down.
 func (db *DB) statusNoFail(id uint64) NodeStatus {
-	st, err := db.statusOf(context.Background(), []uint64{id})
+	st, err := db.gw.status(context.Background(), []uint64{id})
 	if err != nil || len(st) == 0 {
 		return NodeStatus{ID: id}
 	}

@@ -24,9 +24,19 @@
 // Close stops the nodes and flushes their storage; the next Open finds every
 // acknowledged write.
 //
-// The package owns the public API (Open, DB, Dial, Client, options, errors),
-// the routing of calls to the leader, client sessions, and the client gRPC
-// service (RegisterClientAPI). It must never read or write a node's storage
-// itself, nor decide anything Raft decides: every operation goes through a
-// node actor.
+// This package is the API: everything a program needs is here, with
+// config (WithConfig's Config), nodestatus (the fields of NodeStatus) and,
+// for gRPC clients in other languages, clientpb's kv.proto. The other
+// packages of the module are its implementation and promise nothing.
+//
+// The package owns the public API (Open, DB, Dial, Client, options,
+// errors) and, inside it, three parts with one job each: DB hosts this
+// process's nodes (start, restart after a full disk, stop); the gateway is
+// the one path every request takes, from the DB or from the client gRPC
+// service (RegisterClientAPI) alike: validate, observe, run under a client
+// session, route; the router finds the leader and carries a request to it.
+// The Client and the router share one retry loop (retry.go), and every
+// error is translated by one table (internal/apiwire). It must never read
+// or write a node's storage itself, nor decide anything Raft decides:
+// every operation goes through a node actor.
 package raftkv

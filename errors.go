@@ -2,12 +2,14 @@ package raftkv
 
 import (
 	"errors"
-	"fmt"
 
+	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/kvstate"
 )
 
-// Errors returned by KV operations. Compare with errors.Is.
+// Errors returned by KV operations. Compare with errors.Is. A Client
+// reports the same errors as the DB: each crosses the client API as a
+// status code and a reason (see clientpb's kv.proto), never as text.
 //
 // What a write's error says about the write:
 //
@@ -29,47 +31,44 @@ import (
 var (
 	// ErrNotFound: Get, Update or Remove of a key that does not exist.
 	// Update and Remove then change nothing.
-	ErrNotFound = errors.New("raftkv: key not found")
+	ErrNotFound = apiwire.ErrNotFound
 	// ErrClosed: the handle was closed. A write in flight when Close was
 	// called also matches ErrOutcomeUnknown when it had been sent: it may
 	// have been applied, or may still be.
-	ErrClosed = errors.New("raftkv: database is closed")
+	ErrClosed = apiwire.ErrClosed
 	// ErrUnavailable: no leader with a quorum answered before the context
 	// (or the write retry window, maxWriteRetry) ended. The error also wraps
 	// the context's error. A write that fails this way after it was sent
 	// also matches ErrOutcomeUnknown: it may have been applied, and a copy
 	// still in a leader's log may yet be applied, until its session expires.
-	ErrUnavailable = errors.New("raftkv: cluster unavailable")
+	ErrUnavailable = apiwire.ErrUnavailable
 	// ErrOutcomeUnknown: the write may or may not have been applied; it was
 	// applied at most once, and no retry by this handle will apply it again.
 	// It is always returned together with its cause (ErrUnavailable,
 	// ErrClosed or ErrSessionExpired), which errors.Is also matches.
-	ErrOutcomeUnknown = errors.New("raftkv: write outcome unknown")
+	ErrOutcomeUnknown = apiwire.ErrOutcomeUnknown
 	// ErrEmptyKey, ErrKeyTooLarge and ErrValueTooLarge refuse bad input
 	// before anything is proposed.
-	ErrEmptyKey      = kvstate.ErrEmptyKey
-	ErrKeyTooLarge   = kvstate.ErrKeyTooLarge
-	ErrValueTooLarge = kvstate.ErrValueTooLarge
+	// Keys are 1 to MaxKeySize bytes; values at most the configuration's
+	// maxValueSize.
+	ErrEmptyKey      = apiwire.ErrEmptyKey
+	ErrKeyTooLarge   = apiwire.ErrKeyTooLarge
+	ErrValueTooLarge = apiwire.ErrValueTooLarge
 	// ErrStaleRequest: a write carried a sequence number older than its
 	// session's last applied command (a late duplicate); it was not applied
 	// now. Only a network client that sends several writes at once on one
 	// session sees it; DB and Client never do.
-	ErrStaleRequest = errors.New("raftkv: stale request")
+	ErrStaleRequest = apiwire.ErrStaleRequest
 	// ErrSessionExpired: the cluster holds no live session for the write's
 	// client id (it expired, or was never registered), so the write was not
 	// executed now and no later copy of it will be. When an earlier copy had
 	// been sent, that copy may have run before the session expired: the
 	// error then also matches ErrOutcomeUnknown.
-	ErrSessionExpired = errors.New("raftkv: client session expired")
+	ErrSessionExpired = apiwire.ErrSessionExpired
 	// ErrInvalidOption: an option given to Open cannot be used.
 	ErrInvalidOption = errors.New("raftkv: invalid option")
 )
 
-// outcomeUnknown marks err (ErrUnavailable, ErrClosed or ErrSessionExpired)
-// as the end of a write that may have been applied.
-func outcomeUnknown(err error) error {
-	if errors.Is(err, ErrOutcomeUnknown) {
-		return err
-	}
-	return fmt.Errorf("%w (%w: it may or may not have been applied)", err, ErrOutcomeUnknown)
-}
+// MaxKeySize is the longest key in bytes (64,000): Badger's own key limit,
+// less the prefix the state machine stores a key under.
+const MaxKeySize = kvstate.MaxKeySize

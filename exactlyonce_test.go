@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/clientpb"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
@@ -67,11 +68,11 @@ func mustValue(t testing.TB, db *DB, key, want string) {
 // the call.
 func seedSession(t testing.TB, db *DB) uint64 {
 	t.Helper()
-	id, err := db.registerSession(ctxT(t))
+	id, err := db.gw.registerSession(ctxT(t))
 	if err != nil {
 		t.Fatalf("register session: %v", err)
 	}
-	db.sessions.put(&session{id: id})
+	db.gw.sessions.put(&session{id: id})
 	return id
 }
 
@@ -99,7 +100,7 @@ func TestLateRetryAfterSessionExpiryNeverRunsTwice(t *testing.T) {
 				}
 			}
 			leader := waitLeader(t, db)
-			db.leader.Store(leader)
+			db.route.leader.Store(leader)
 
 			// The victim is applied, but its answer is lost.
 			drop.armed.Store(true)
@@ -142,14 +143,14 @@ func TestLateCopyAfterExpiryIsRefused(t *testing.T) {
 	db := openTest(t, testConfig(t, 3), withSessionTTL(ttl))
 	defer db.Close()
 	ctx := ctxT(t)
-	id, err := db.registerSession(ctx)
+	id, err := db.gw.registerSession(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := kvstate.Command{ClientID: id, Seq: 1, Op: kvstate.OpPut, Key: "k1", Value: []byte("first")}
 	second := kvstate.Command{ClientID: id, Seq: 2, Op: kvstate.OpPut, Key: "k2", Value: []byte("second")}
 	for _, c := range []kvstate.Command{first, second} {
-		if final, err := db.propose(ctx, c); !final || err != nil {
+		if final, err := db.gw.propose(ctx, c); !final || err != nil {
 			t.Fatalf("propose seq %d: final %v, %v", c.Seq, final, err)
 		}
 	}
@@ -159,7 +160,7 @@ func TestLateCopyAfterExpiryIsRefused(t *testing.T) {
 		}
 	}
 	for _, c := range []kvstate.Command{first, second} {
-		final, err := db.propose(ctx, c)
+		final, err := db.gw.propose(ctx, c)
 		if !final || !errors.Is(err, ErrSessionExpired) {
 			t.Fatalf("late copy of seq %d: final %v, %v; want a final ErrSessionExpired", c.Seq, final, err)
 		}
@@ -177,12 +178,12 @@ func TestIdleExpiredSessionIsReplaced(t *testing.T) {
 	ctx := ctxT(t)
 	idle := seedSession(t, db)
 	// Other traffic on a session of its own expires the idle one.
-	busy, err := db.registerSession(ctx)
+	busy, err := db.gw.registerSession(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for seq := uint64(1); seq <= ttl+2; seq++ {
-		if _, err := db.propose(ctx, kvstate.Command{ClientID: busy, Seq: seq, Op: kvstate.OpPut, Key: "other", Value: []byte("x")}); err != nil {
+		if _, err := db.gw.propose(ctx, kvstate.Command{ClientID: busy, Seq: seq, Op: kvstate.OpPut, Key: "other", Value: []byte("x")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -190,8 +191,8 @@ func TestIdleExpiredSessionIsReplaced(t *testing.T) {
 		t.Fatalf("Put on an idle expired session: %v, want it sent again under a new one", err)
 	}
 	mustValue(t, db, "k", "v")
-	if len(db.sessions.free) != 1 || db.sessions.free[0].id == idle {
-		t.Fatalf("pool after the write: %+v, want one new session", db.sessions.free)
+	if len(db.gw.sessions.free) != 1 || db.gw.sessions.free[0].id == idle {
+		t.Fatalf("pool after the write: %+v, want one new session", db.gw.sessions.free)
 	}
 }
 
@@ -207,17 +208,17 @@ func TestGRPCWriteWithoutSessionIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	kv := raftpb.NewKVClient(conn)
+	kv := clientpb.NewKVClient(conn)
 	ctx := ctxT(t)
-	if _, err := kv.Status(ctx, &raftpb.ClusterStatusRequest{}); err != nil {
+	if _, err := kv.Status(ctx, &clientpb.ClusterStatusRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	before := appliedIndexes(t, db)
-	for _, req := range []*raftpb.WriteRequest{
-		{Op: raftpb.Op_OP_PUT, Key: "k", Value: []byte("v")},
-		{Seq: 1, Op: raftpb.Op_OP_PUT, Key: "k", Value: []byte("v")},
-		{Seq: 7, Op: raftpb.Op_OP_REMOVE, Key: "k"},
-		{ClientId: 5, Op: raftpb.Op_OP_PUT, Key: "k", Value: []byte("v")}, // seq 0
+	for _, req := range []*clientpb.WriteRequest{
+		{Op: clientpb.Op_OP_PUT, Key: "k", Value: []byte("v")},
+		{Seq: 1, Op: clientpb.Op_OP_PUT, Key: "k", Value: []byte("v")},
+		{Seq: 7, Op: clientpb.Op_OP_REMOVE, Key: "k"},
+		{ClientId: 5, Op: clientpb.Op_OP_PUT, Key: "k", Value: []byte("v")}, // seq 0
 	} {
 		_, err := kv.Write(ctx, req)
 		if status.Code(err) != codes.InvalidArgument {
@@ -232,17 +233,17 @@ func TestGRPCWriteWithoutSessionIsRefused(t *testing.T) {
 	}
 
 	// The protocol for network clients: register, then write with the id.
-	reg, err := kv.RegisterSession(ctx, &raftpb.RegisterSessionRequest{})
+	reg, err := kv.RegisterSession(ctx, &clientpb.RegisterSessionRequest{})
 	if err != nil || reg.GetClientId() == 0 {
 		t.Fatalf("RegisterSession = %v, %v", reg, err)
 	}
-	w := &raftpb.WriteRequest{ClientId: reg.GetClientId(), Seq: 1, Op: raftpb.Op_OP_PUT, Key: "k", Value: []byte("v")}
+	w := &clientpb.WriteRequest{ClientId: reg.GetClientId(), Seq: 1, Op: clientpb.Op_OP_PUT, Key: "k", Value: []byte("v")}
 	for range 2 { // the second is a retry: answered, not run
 		if _, err := kv.Write(ctx, w); err != nil {
 			t.Fatalf("Write with a session: %v", err)
 		}
 	}
-	_, err = kv.Write(ctx, &raftpb.WriteRequest{ClientId: reg.GetClientId() + 1000, Seq: 1, Op: raftpb.Op_OP_PUT, Key: "k", Value: []byte("x")})
+	_, err = kv.Write(ctx, &clientpb.WriteRequest{ClientId: reg.GetClientId() + 1000, Seq: 1, Op: clientpb.Op_OP_PUT, Key: "k", Value: []byte("x")})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("Write on a session never registered = %v, want FAILED_PRECONDITION", err)
 	}
@@ -268,7 +269,7 @@ func TestRemoveRetriedAfterLostAnswerAnswersOK(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader := waitLeader(t, db)
-	db.leader.Store(leader)
+	db.route.leader.Store(leader)
 
 	drop.armed.Store(true)
 	removed := make(chan error, 1)
@@ -335,9 +336,9 @@ func TestSlowCommitProposesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader := waitLeader(t, db)
-	db.leader.Store(leader)
+	db.route.leader.Store(leader)
 	proposals := func() uint64 {
-		st, err := db.statusOf(ctxT(t), []uint64{leader})
+		st, err := db.gw.status(ctxT(t), []uint64{leader})
 		if err != nil || !st[0].Reachable || st[0].Role != "leader" {
 			t.Fatalf("leader %d status: %+v, %v", leader, st, err)
 		}

@@ -107,11 +107,11 @@ func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
 			others = append(others, id)
 		}
 	}
-	db.leader.Store(others[0])
+	db.route.leader.Store(others[0])
 	if err := db.Put(ctx, "k", []byte("new")); err != nil {
 		t.Fatalf("Put in majority: %v", err)
 	}
-	res, err := db.request(ctx, db.pids[old], getReq(db, "k"), false)
+	res, err := db.route.request(ctx, db.route.pids[old], getReq(db, "k"), false)
 	if err == nil && res.GetErrorCode() == 0 {
 		t.Fatalf("isolated old leader %d answered a read (%v); it must not", old, res)
 	}
@@ -123,7 +123,7 @@ func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
 }
 
 func getReq(db *DB, key string) *raftpb.GetRequest {
-	return &raftpb.GetRequest{RequestId: db.reqID.Add(1), ClusterId: db.cfg.ClusterID, Key: key}
+	return &raftpb.GetRequest{RequestId: db.route.reqID.Add(1), ClusterId: db.cfg.ClusterID, Key: key}
 }
 
 // With every node down, a call fails with ErrUnavailable once its context

@@ -337,7 +337,7 @@ func runFaultSchedule(t *testing.T, db *DB, faults *actors.NetworkFaults, panics
 		until := time.Now().Add(max(0, min(p, time.Until(end))))
 		for left := time.Until(until); left > 0; left = time.Until(until) {
 			if misroute != 0 {
-				db.leader.Store(misroute)
+				db.route.leader.Store(misroute)
 			}
 			time.Sleep(min(left, 30*time.Millisecond))
 		}

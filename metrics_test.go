@@ -2,9 +2,11 @@ package raftkv
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -74,4 +76,64 @@ func TestMetricsAndHealth(t *testing.T) {
 	if code, body := scrape(t, h, "/healthz/"+itoa(int(other))); code != http.StatusServiceUnavailable {
 		t.Fatalf("/healthz of a stopped node: %d %s, want 503", code, body)
 	}
+}
+
+// A write through the client API takes the same path as the DB's own, so
+// raftkv_client_request_seconds counts it: in a `raftkv serve` cluster
+// every write arrives that way. (A client may send an attempt again after
+// a slow answer, and each attempt a node serves is counted, hence "at
+// least".)
+func TestMetricsCountClientAPIWrites(t *testing.T) {
+	db := openTest(t, testConfig(t, 3), WithMetrics())
+	defer db.Close()
+	ctx := ctxT(t)
+	c, err := Dial(ctx, serveClients(t, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 5 {
+		if err := c.Put(ctx, key(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Update(ctx, key(0), []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(ctx, key(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(ctx, "absent"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Remove absent: %v, want ErrNotFound", err)
+	}
+	if _, err := c.Get(ctx, key(0)); err != nil {
+		t.Fatal(err)
+	}
+	_, body := scrape(t, db.MetricsHandler(), "/metrics")
+	for series, least := range map[string]int{
+		`raftkv_client_request_seconds_count{op="put",outcome="ok"}`:           5,
+		`raftkv_client_request_seconds_count{op="update",outcome="ok"}`:        1,
+		`raftkv_client_request_seconds_count{op="remove",outcome="ok"}`:        1,
+		`raftkv_client_request_seconds_count{op="remove",outcome="not_found"}`: 1,
+		`raftkv_client_request_seconds_count{op="get",outcome="ok"}`:           1,
+	} {
+		if got := sampleValue(body, series); got < float64(least) {
+			t.Errorf("%s = %v (-1: absent), want at least %d", series, got, least)
+		}
+	}
+}
+
+// sampleValue is the value of series in a Prometheus text exposition, or
+// -1 when it is absent.
+func sampleValue(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return -1
+			}
+			return f
+		}
+	}
+	return -1
 }

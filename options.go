@@ -95,7 +95,8 @@ func WithRequestTimeout(d time.Duration) Option {
 }
 
 // WithMetrics collects Prometheus metrics for the hosted nodes and the
-// requests made through the DB; DB.Metrics serves them.
+// requests made through the DB or its client API (RegisterClientAPI);
+// DB.MetricsHandler serves them.
 func WithMetrics() Option {
 	return func(o *options) error { o.metrics = true; return nil }
 }

@@ -4,20 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	paremote "github.com/asynkron/protoactor-go/remote"
+	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
-// How the DB finds the leader: it sends to the node it believes leads; a
-// node that does not lead answers with the leader it knows, and the DB
-// follows that hint. While no leader is known it tries the nodes in turn,
+// The router takes a request of this process (the embedded DB's, or the
+// client API's on behalf of a network client) to the node that leads, over
+// protoactor (a local PID, or remote). How it finds the leader: it sends to
+// the node it believes leads; a node that does not lead answers with the
+// leader it knows, and the router follows that hint. While no leader is known it tries the nodes in turn,
 // backing off so an election can finish.
 //
 // How long it waits for one node. A read changes nothing, so it may be sent
@@ -27,7 +30,7 @@ import (
 // slow would put it into the log many times exactly when the cluster is
 // slowest, and keep it overloaded. A leader answers every write it accepted
 // (when it is applied, overwritten, or the leader steps down or stops: see
-// the actors package), so the DB waits for that answer:
+// the actors package), so the router waits for that answer:
 //
 //   - at a node of this process, for as long as the node runs (checked every
 //     localCheckInterval): a stopped node answers nothing more;
@@ -41,8 +44,10 @@ import (
 //     delay, not one per second.
 //
 // Every copy of a write carries the same session and sequence number, so
-// the state machine applies it at most once. Pauses between attempts back
-// off exponentially with jitter (backoff).
+// the state machine applies it at most once. The attempts run in the retry
+// loop the Client shares (retry.go): pauses back off exponentially with
+// jitter, and what a node's answer code means (answer, follow the hint,
+// send again) is the error table's (internal/apiwire).
 //
 // How long a write is retried. Retrying helps only while the write's session
 // is alive: a copy that arrives after the session expired is refused (never
@@ -65,9 +70,6 @@ const (
 	checkInterval = 50 * time.Millisecond
 	// maxWriteRetry bounds the time one write is retried (see above).
 	maxWriteRetry = 20 * time.Second
-	// backoffBase and backoffMax bound the pauses between retries.
-	backoffBase = 10 * time.Millisecond
-	backoffMax  = 500 * time.Millisecond
 )
 
 // errNotDelivered: the request never reached a node (a node of this process
@@ -79,30 +81,70 @@ var errNotDelivered = errors.New("raftkv: node not running")
 // its answer; a write may have been proposed.
 var errNodeStopped = errors.New("raftkv: node stopped or disconnected before answering")
 
+// router routes requests to the leader. It is shared by the DB's requests
+// and the client API's (see gateway), and is safe for concurrent use.
+type router struct {
+	sys       *actor.ActorSystem
+	pids      map[uint64]*actor.PID
+	ids       []uint64 // every node, in configuration order
+	hosted    []uint64 // the nodes of this process
+	clusterID string
+	// maxValue is the configuration's maxValueSize: what a read's answer
+	// may carry.
+	maxValue int
+	timeout  time.Duration
+	// closing is closed when the DB closes, ending every wait in flight.
+	closing <-chan struct{}
+
+	reqID atomic.Uint64
+	// leader is the node believed to lead; 0 when unknown.
+	leader atomic.Uint64
+	// next rotates through the nodes while no leader is known.
+	next atomic.Uint64
+	// seenLeader is the newest leader a hosted node learned of (of term
+	// seenTerm), and leaderNews counts such news (see noteLeader).
+	seenLeader, leaderNews atomic.Uint64
+	seenMu                 sync.Mutex
+	seenTerm               uint64
+	// lostEndpoints records lost connections per remote address
+	// (*endpointLoss; see watchEndpoints).
+	lostEndpoints sync.Map
+}
+
+// noteLeader takes the news that leader leads term from a hosted node: the
+// freshest knowledge of the leader in this process. Calls are routed there
+// at once, and a write waiting at a node of another process that no longer
+// leads stops waiting (see replaced). News of an older term than already
+// heard (a lagging node) is ignored.
+func (r *router) noteLeader(leader, term uint64) {
+	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
+	if term < r.seenTerm {
+		return
+	}
+	r.seenTerm = term
+	r.seenLeader.Store(leader)
+	r.leaderNews.Add(1)
+	r.leader.Store(leader)
+}
+
 // answer is what every node response carries for routing.
 type answer interface {
 	GetErrorCode() raftpb.ErrorCode
 	GetLeaderId() uint64
 }
 
-// call sends the request build makes until a node gives a final answer or
-// the context ends. write says the request is a proposal. sent reports
-// whether a copy may have been accepted by a leader without a final answer
-// (so it may be applied, or still be): only then is the outcome of a write
-// that failed unknown.
-func (db *DB) call(ctx context.Context, write bool, build func(requestID uint64) proto.Message) (_ answer, sent bool, _ error) {
-	ctx, cancel := bounded(ctx, db.timeout)
-	defer cancel()
-	var bo backoff
-	for failed := 0; ; {
-		if db.closed.Load() {
-			return nil, sent, ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, sent, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		target := db.target()
-		res, err := db.request(ctx, db.pids[target], build(db.reqID.Add(1)), write)
+// call sends the request build makes until a node gives a final answer, the
+// context ends or the DB closes. write says the request is a proposal. sent
+// reports whether a copy may have been accepted by a leader without a final
+// answer (so it may be applied, or still be): only then is the outcome of a
+// write that failed unknown.
+func (r *router) call(ctx context.Context, write bool, build func(requestID uint64) proto.Message) (_ answer, sent bool, _ error) {
+	var res answer
+	failed := 0
+	_, err := retry(ctx, r.timeout, r.closing, func(ctx context.Context) (next, error) {
+		target := r.target()
+		a, err := r.request(ctx, r.pids[target], build(r.reqID.Add(1)), write)
 		if err != nil {
 			if write && !errors.Is(err, errNotDelivered) {
 				sent = true
@@ -110,58 +152,65 @@ func (db *DB) call(ctx context.Context, write bool, build func(requestID uint64)
 			// Unreachable, stopped or too slow: forget it as leader and
 			// move on to the node after it. A stopped local node fails at
 			// once, so pause after every round of failures rather than spin.
-			db.leader.CompareAndSwap(target, 0)
-			db.rotateAfter(target)
-			if failed++; failed%len(db.ids) == 0 {
-				bo.pause(ctx, db.closing)
+			r.leader.CompareAndSwap(target, 0)
+			r.rotateAfter(target)
+			if failed++; failed%len(r.ids) == 0 {
+				return later, fmt.Errorf("node %d: %w", target, err)
 			}
-			continue
+			return again, fmt.Errorf("node %d: %w", target, err)
 		}
-		switch res.GetErrorCode() {
-		case raftpb.ErrorCode_ERROR_CODE_NOT_LEADER, raftpb.ErrorCode_ERROR_CODE_TRANSFERRING, raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN:
-			if db.follow(target, res.GetLeaderId()) {
-				continue
+		switch apiwire.WireClass(a.GetErrorCode()) {
+		case apiwire.Redirect:
+			if r.follow(target, a.GetLeaderId()) {
+				return again, nil
 			}
-			bo.pause(ctx, db.closing)
-		case raftpb.ErrorCode_ERROR_CODE_TIMEOUT:
+			return later, notAnswered(target, a)
+		case apiwire.ResendUnknown:
 			// The leader stepped down, stopped or installed a snapshot
 			// before the command applied: it may still be applied. Send it
 			// again (same session and sequence) where the hint points.
 			sent = sent || write
-			db.follow(target, res.GetLeaderId())
-			bo.pause(ctx, db.closing)
-		case raftpb.ErrorCode_ERROR_CODE_DROPPED:
+			r.follow(target, a.GetLeaderId())
+			return later, notAnswered(target, a)
+		case apiwire.Resend:
 			// Overwritten after a leader change: that copy never applies.
-			bo.pause(ctx, db.closing)
-		default:
-			db.leader.Store(target)
-			return res, sent, nil
+			return later, notAnswered(target, a)
 		}
-	}
+		r.leader.Store(target)
+		res = a
+		return answered, nil
+	})
+	return res, sent, err
 }
 
-// follow points the DB at leader, a hint from target, and reports whether
+// notAnswered says why a node's answer was not the request's, for the
+// error the request ends with if no other answer comes.
+func notAnswered(target uint64, a answer) error {
+	return fmt.Errorf("node %d answered %s", target, a.GetErrorCode())
+}
+
+// follow points the router at leader, a hint from target, and reports whether
 // the hint named another node worth trying; otherwise target is forgotten
 // as leader.
-func (db *DB) follow(target, leader uint64) bool {
-	if leader != 0 && leader != target && db.pids[leader] != nil && !db.suspect(leader) {
-		db.leader.Store(leader)
+func (r *router) follow(target, leader uint64) bool {
+	if leader != 0 && leader != target && r.pids[leader] != nil && !r.suspect(leader) {
+		r.leader.Store(leader)
 		return true
 	}
-	db.leader.CompareAndSwap(target, 0)
+	r.leader.CompareAndSwap(target, 0)
 	return false
 }
 
 // target is the believed leader, or the next node in turn, passing over
 // nodes whose connection was just lost while another is left.
-func (db *DB) target() uint64 {
-	if l := db.leader.Load(); l != 0 {
+func (r *router) target() uint64 {
+	if l := r.leader.Load(); l != 0 {
 		return l
 	}
 	var id uint64
-	for range db.ids {
-		id = db.ids[int(db.next.Add(1))%len(db.ids)]
-		if !db.suspect(id) {
+	for range r.ids {
+		id = r.ids[int(r.next.Add(1))%len(r.ids)]
+		if !r.suspect(id) {
 			break
 		}
 	}
@@ -170,18 +219,18 @@ func (db *DB) target() uint64 {
 
 // rotateAfter makes the node after id the next one tried while no leader
 // is known, so a node that just failed is not tried again at once.
-func (db *DB) rotateAfter(id uint64) {
-	for i, x := range db.ids {
+func (r *router) rotateAfter(id uint64) {
+	for i, x := range r.ids {
 		if x == id {
-			db.next.Store(uint64(i))
+			r.next.Store(uint64(i))
 			return
 		}
 	}
 }
 
 // request sends one routed request and waits for its answer (see ask).
-func (db *DB) request(ctx context.Context, pid *actor.PID, msg proto.Message, write bool) (answer, error) {
-	res, err := db.ask(ctx, pid, msg, write)
+func (r *router) request(ctx context.Context, pid *actor.PID, msg proto.Message, write bool) (answer, error) {
+	res, err := r.ask(ctx, pid, msg, write)
 	if err != nil {
 		return nil, err
 	}
@@ -198,8 +247,8 @@ func (db *DB) request(ctx context.Context, pid *actor.PID, msg proto.Message, wr
 // process runs, or a node of another process stays connected (at most
 // remoteWriteTimeout). Waits on other processes allow for the value the
 // message carries, or its answer may carry (limits.TryTimeout).
-func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write bool) (any, error) {
-	proc, local := db.localNode(pid)
+func (r *router) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write bool) (any, error) {
+	proc, local := r.localNode(pid)
 	if local && proc == nil {
 		return nil, errNotDelivered
 	}
@@ -208,9 +257,9 @@ func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write 
 	case *raftpb.ProposeRequest:
 		carries = len(m.GetPayload())
 	case *raftpb.GetRequest:
-		carries = db.cfg.MaxValueSize
+		carries = r.maxValue
 	}
-	losses, news := db.endpointLosses(pid.Address), db.leaderNews.Load()
+	losses, news := r.endpointLosses(pid.Address), r.leaderNews.Load()
 	wait := limits.TryTimeout(readTryTimeout, carries)
 	switch {
 	case write && local:
@@ -224,7 +273,7 @@ func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write 
 	if wait <= 0 {
 		return nil, context.DeadlineExceeded
 	}
-	fut := db.sys.Root.RequestFuture(pid, msg, wait)
+	fut := r.sys.Root.RequestFuture(pid, msg, wait)
 	done := make(chan struct{})
 	var res any
 	var err error
@@ -248,13 +297,13 @@ func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write 
 			return res, err
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-db.closing:
+		case <-r.closing:
 			return nil, ErrClosed
 		case <-check:
-			if p, _ := db.localNode(pid); p != proc || db.endpointLosses(pid.Address) != losses {
+			if p, _ := r.localNode(pid); p != proc || r.endpointLosses(pid.Address) != losses {
 				return nil, errNodeStopped
 			}
-			if !local && db.replaced(pid, news) {
+			if !local && r.replaced(pid, news) {
 				return nil, errNodeStopped
 			}
 		}
@@ -264,10 +313,10 @@ func (db *DB) ask(ctx context.Context, pid *actor.PID, msg proto.Message, write 
 // localNode returns the running actor of a node hosted by this process
 // (nil when it is not running); local is false for nodes of other
 // processes.
-func (db *DB) localNode(pid *actor.PID) (proc actor.Process, local bool) {
-	for _, id := range db.hosted {
-		if db.pids[id].Equal(pid) {
-			if p, ok := db.sys.ProcessRegistry.GetLocal(pid.Id); ok {
+func (r *router) localNode(pid *actor.PID) (proc actor.Process, local bool) {
+	for _, id := range r.hosted {
+		if r.pids[id].Equal(pid) {
+			if p, ok := r.sys.ProcessRegistry.GetLocal(pid.Id); ok {
 				return p, true
 			}
 			return nil, true
@@ -276,22 +325,14 @@ func (db *DB) localNode(pid *actor.PID) (proc actor.Process, local bool) {
 	return nil, false
 }
 
-// bounded gives a context without a deadline the request timeout d.
-func bounded(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, d)
-}
-
 // replaced reports whether a node of this process learned, since news, of
 // a leader other than the node at pid.
-func (db *DB) replaced(pid *actor.PID, news uint64) bool {
-	if db.leaderNews.Load() == news {
+func (r *router) replaced(pid *actor.PID, news uint64) bool {
+	if r.leaderNews.Load() == news {
 		return false
 	}
-	l := db.seenLeader.Load()
-	return l != 0 && db.pids[l] != nil && !db.pids[l].Equal(pid)
+	l := r.seenLeader.Load()
+	return l != 0 && r.pids[l] != nil && !r.pids[l].Equal(pid)
 }
 
 // endpointLoss records the lost connections to one remote address.
@@ -310,8 +351,8 @@ const suspectFor = 3 * time.Second
 
 // endpointLosses counts the connections to address lost so far (see
 // watchEndpoints); a request waiting on a node there is lost with them.
-func (db *DB) endpointLosses(address string) uint64 {
-	if l, ok := db.lostEndpoints.Load(address); ok {
+func (r *router) endpointLosses(address string) uint64 {
+	if l, ok := r.lostEndpoints.Load(address); ok {
 		return l.(*endpointLoss).count.Load()
 	}
 	return 0
@@ -320,12 +361,12 @@ func (db *DB) endpointLosses(address string) uint64 {
 // suspect reports whether the connection to node id is lost: its peers may
 // still name it as leader until they elect another, and following them
 // would wait out protoactor's reconnect cycle at a dead process.
-func (db *DB) suspect(id uint64) bool {
-	pid := db.pids[id]
+func (r *router) suspect(id uint64) bool {
+	pid := r.pids[id]
 	if pid == nil {
 		return false
 	}
-	v, ok := db.lostEndpoints.Load(pid.Address)
+	v, ok := r.lostEndpoints.Load(pid.Address)
 	if !ok {
 		return false
 	}
@@ -335,12 +376,12 @@ func (db *DB) suspect(id uint64) bool {
 
 // watchEndpoints records lost and restored connections to other processes,
 // from protoactor's endpoint events. It returns the unsubscribe func.
-func (db *DB) watchEndpoints() func() {
+func (r *router) watchEndpoints() func() {
 	loss := func(addr string) *endpointLoss {
-		l, _ := db.lostEndpoints.LoadOrStore(addr, new(endpointLoss))
+		l, _ := r.lostEndpoints.LoadOrStore(addr, new(endpointLoss))
 		return l.(*endpointLoss)
 	}
-	sub := db.sys.EventStream.Subscribe(func(evt any) {
+	sub := r.sys.EventStream.Subscribe(func(evt any) {
 		// Runs on the publisher's goroutine: record, nothing more.
 		switch e := evt.(type) {
 		case *paremote.EndpointTerminatedEvent:
@@ -352,23 +393,5 @@ func (db *DB) watchEndpoints() func() {
 			loss(e.Address).down.Store(false)
 		}
 	})
-	return func() { db.sys.EventStream.Unsubscribe(sub) }
-}
-
-// backoff spaces out one call's retries: exponentially from backoffBase to
-// backoffMax, each pause drawn from the upper half of its range, so callers
-// that failed together do not all retry together.
-type backoff struct{ n uint }
-
-func (b *backoff) pause(ctx context.Context, closing <-chan struct{}) {
-	d := min(backoffMax, backoffBase<<min(b.n, 16))
-	b.n++
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	case <-closing:
-	}
+	return func() { r.sys.EventStream.Unsubscribe(sub) }
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/apiwire"
 )
 
 // The session protocol both writers follow: sessions are registered when
@@ -38,7 +40,7 @@ func TestSessionPoolWrite(t *testing.T) {
 	}
 
 	// No final answer: the session is not reused.
-	if err := p.write(ctx, record(false, outcomeUnknown(ErrUnavailable))); !errors.Is(err, ErrOutcomeUnknown) {
+	if err := p.write(ctx, record(false, apiwire.OutcomeUnknown(ErrUnavailable))); !errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("got %v", err)
 	}
 	if err := p.write(ctx, record(true, nil)); err != nil {
@@ -65,7 +67,7 @@ func TestSessionPoolWrite(t *testing.T) {
 
 	// Expired after a copy may have run: never sent again.
 	calls = nil
-	err = p.write(ctx, record(true, outcomeUnknown(ErrSessionExpired)))
+	err = p.write(ctx, record(true, apiwire.OutcomeUnknown(ErrSessionExpired)))
 	if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrSessionExpired) || len(calls) != 1 {
 		t.Fatalf("expired after a possibly applied copy: err %v, calls %+v; want one call and ErrOutcomeUnknown", err, calls)
 	}

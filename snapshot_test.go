@@ -97,7 +97,7 @@ func TestLaggingFollowerRepairedBySnapshot(t *testing.T) {
 	read := func(k string) ([]byte, raftpb.ErrorCode) {
 		t.Helper()
 		for attempt := 0; ; attempt++ {
-			res, err := db.request(ctx, db.pids[follower], getReq(db, k), false)
+			res, err := db.route.request(ctx, db.route.pids[follower], getReq(db, k), false)
 			if err != nil {
 				t.Fatalf("read %s from %d: %v", k, follower, err)
 			}
@@ -137,7 +137,7 @@ func TestLaggingFollowerRepairedBySnapshot(t *testing.T) {
 
 func nodeStatus(t *testing.T, db *DB, id uint64) NodeStatus {
 	t.Helper()
-	st, err := db.statusOf(context.Background(), []uint64{id})
+	st, err := db.gw.status(context.Background(), []uint64{id})
 	if err != nil || !st[0].Reachable {
 		t.Fatalf("status of node %d: %+v, %v", id, st, err)
 	}
@@ -153,7 +153,7 @@ func transferLeadership(t *testing.T, db *DB, id uint64) {
 		if l == id {
 			return
 		}
-		res, err := db.sys.Root.RequestFuture(db.pids[l], &raftpb.TransferRequest{To: id}, readTryTimeout).Result()
+		res, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{To: id}, readTryTimeout).Result()
 		if err != nil {
 			t.Logf("transfer request to %d: %v", l, err)
 		} else if r := res.(*raftpb.TransferResponse); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
@@ -131,20 +132,9 @@ func (a *applyActor) answer(ctx actor.Context, r kvstate.Result) {
 	ctx.Send(w.replyTo, resp)
 }
 
-// resultCode maps a state machine answer onto the wire.
-func resultCode(err error) raftpb.ErrorCode {
-	switch {
-	case errors.Is(err, kvstate.ErrNotFound):
-		return raftpb.ErrorCode_ERROR_CODE_NOT_FOUND
-	case errors.Is(err, kvstate.ErrBadCommand):
-		return raftpb.ErrorCode_ERROR_CODE_BAD_REQUEST
-	case errors.Is(err, kvstate.ErrStaleSequence):
-		return raftpb.ErrorCode_ERROR_CODE_STALE_REQUEST
-	case errors.Is(err, kvstate.ErrSessionExpired):
-		return raftpb.ErrorCode_ERROR_CODE_SESSION_EXPIRED
-	}
-	return raftpb.ErrorCode_ERROR_CODE_INTERNAL
-}
+// resultCode maps a state machine answer onto the wire, by the error
+// table (internal/apiwire) that every other translation of it reads.
+func resultCode(err error) raftpb.ErrorCode { return apiwire.WireCode(err) }
 
 func (a *applyActor) addRead(ctx actor.Context, r readAt) {
 	i := sort.Search(len(a.reads), func(i int) bool { return a.reads[i].index > r.index })

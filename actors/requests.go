@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/internal/apiwire"
+	"github.com/raftkv/raftkv/nodestatus"
 	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 	"github.com/raftkv/raftkv/remote/raftpb"
@@ -107,13 +109,13 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 	if err != nil {
 		n.log.Warn("free disk space", "err", err)
 	}
-	ctx.Respond(&raftpb.StatusResponse{
-		Id: n.cfg.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Lead,
+	ctx.Respond(apiwire.StatusToWire(nodestatus.Status{
+		ID: n.cfg.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Lead,
 		Commit: st.Commit, Applied: n.applied, FirstIndex: st.FirstIdx, LastIndex: st.LastIndex,
-		SnapshotIndex: st.Snapshot.Index, LsmBytes: lsm, VlogBytes: vlog,
+		SnapshotIndex: st.Snapshot.Index, LSMBytes: lsm, VlogBytes: vlog,
 		LeaderChanges: n.leaderChanges, Proposals: n.proposals,
 		DiskBytes: uint64(max(disk, 0)), DiskFreeBytes: uint64(max(free, 0)),
-	})
+	}))
 }
 
 func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {

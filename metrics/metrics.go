@@ -9,44 +9,31 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/raftkv/raftkv/nodestatus"
 )
 
-// NodeSample is one node's state at scrape time.
-type NodeSample struct {
-	ID            uint64
-	Reachable     bool
-	Role          string
-	Term          uint64
-	Leader        uint64
-	Commit        uint64
-	Applied       uint64
-	FirstIndex    uint64
-	LastIndex     uint64
-	SnapshotIndex uint64
-	LSMBytes      uint64
-	VlogBytes     uint64
-	DiskBytes     uint64
-	DiskFreeBytes uint64
-	LeaderChanges uint64
-	Proposals     uint64
-}
-
-// Source returns the current samples of the nodes a process hosts.
-type Source func(ctx context.Context) []NodeSample
+// Source returns the current state of the nodes a process hosts.
+type Source func(ctx context.Context) []nodestatus.Status
 
 // Set is the metrics of one process.
 type Set struct {
 	reg    *prometheus.Registry
 	source Source
-	client *prometheus.HistogramVec
-	read   prometheus.Histogram
+	// up is reported for every node, nodeMetrics only for those that
+	// answered.
+	up          *prometheus.Desc
+	nodeMetrics []nodeMetric
+	client      *prometheus.HistogramVec
+	read        prometheus.Histogram
 }
 
 // New builds a Set whose node gauges are read from source at each scrape.
 func New(source Source) *Set {
 	s := &Set{
-		reg:    prometheus.NewRegistry(),
-		source: source,
+		reg:         prometheus.NewRegistry(),
+		source:      source,
+		up:          prometheus.NewDesc("raftkv_node_up", "1 if the node answered its status request.", []string{"node"}, nil),
+		nodeMetrics: nodeMetrics(),
 		client: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "raftkv_client_request_seconds",
 			Help:    "Latency of client requests (put, update, remove, get) by outcome.",
@@ -77,16 +64,15 @@ func (s *Set) Handler() http.Handler {
 	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
 }
 
-// Health is what /healthz reports for one node.
+// Health is what /healthz reports for one node: its status and the
+// verdict.
 type Health struct {
-	Node     uint64 `json:"node"`
-	Role     string `json:"role"`
-	Term     uint64 `json:"term"`
-	Leader   uint64 `json:"leader"`
-	Commit   uint64 `json:"commit"`
-	Applied  uint64 `json:"applied"`
-	CaughtUp bool   `json:"caught_up"`
-	Healthy  bool   `json:"healthy"`
+	// Node is the node's id, whether or not it answered (Status.ID is 0
+	// when it did not). Readers of /healthz know it by this name.
+	Node uint64 `json:"node"`
+	nodestatus.Status
+	CaughtUp bool `json:"caught_up"`
+	Healthy  bool `json:"healthy"`
 }
 
 // maxApplyLag is how far applied may trail commit for a node to count as
@@ -104,8 +90,8 @@ func (s *Set) HealthHandler(id uint64) http.Handler {
 			if n.ID != id || !n.Reachable {
 				continue
 			}
-			h = Health{Node: id, Role: n.Role, Term: n.Term, Leader: n.Leader, Commit: n.Commit, Applied: n.Applied}
-			h.CaughtUp = n.Applied+maxApplyLag >= n.Commit
+			h.Status = n
+			h.CaughtUp = n.ApplyLag() <= maxApplyLag
 			h.Healthy = n.Leader != 0 && h.CaughtUp
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -116,29 +102,51 @@ func (s *Set) HealthHandler(id uint64) http.Handler {
 	})
 }
 
-// nodeCollector turns node samples into gauges at scrape time.
+// nodeCollector turns the nodes' status into metrics at scrape time.
 type nodeCollector Set
 
-var (
-	descTerm      = prometheus.NewDesc("raftkv_node_term", "Current Raft term.", []string{"node"}, nil)
-	descLeader    = prometheus.NewDesc("raftkv_node_is_leader", "1 if the node is the leader.", []string{"node"}, nil)
-	descHasLeader = prometheus.NewDesc("raftkv_node_has_leader", "1 if the node knows a leader.", []string{"node"}, nil)
-	descCommit    = prometheus.NewDesc("raftkv_node_commit_index", "Highest log index known committed.", []string{"node"}, nil)
-	descApplied   = prometheus.NewDesc("raftkv_node_applied_index", "Highest log index applied to the state machine.", []string{"node"}, nil)
-	descLag       = prometheus.NewDesc("raftkv_node_apply_lag", "Committed entries not yet applied.", []string{"node"}, nil)
-	descLog       = prometheus.NewDesc("raftkv_node_log_entries", "Entries in the log (since the last snapshot).", []string{"node"}, nil)
-	descSnap      = prometheus.NewDesc("raftkv_node_snapshot_index", "Index of the last snapshot the log starts after.", []string{"node"}, nil)
-	descBytes     = prometheus.NewDesc("raftkv_storage_bytes", "Badger on-disk size as Badger last estimated it (refreshed about once a minute).", []string{"node", "kind"}, nil)
-	descDisk      = prometheus.NewDesc("raftkv_disk_bytes", "Disk space the node's data directory takes (allocated bytes, read at scrape time).", []string{"node"}, nil)
-	descDiskFree  = prometheus.NewDesc("raftkv_disk_free_bytes", "Free space on the filesystem of the node's data directory; below diskReserve the node stops writing.", []string{"node"}, nil)
-	descChanges   = prometheus.NewDesc("raftkv_leader_changes_total", "Leader changes this node observed since it started.", []string{"node"}, nil)
-	descProposals = prometheus.NewDesc("raftkv_proposals_total", "Proposals this node accepted as leader since it started.", []string{"node"}, nil)
-	descUp        = prometheus.NewDesc("raftkv_node_up", "1 if the node answered its status request.", []string{"node"}, nil)
-)
+// nodeMetric is one metric of a node, read from its status.
+type nodeMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(n nodestatus.Status) float64
+	// label is the value of the desc's second label, if it has one.
+	label string
+}
+
+// nodeMetrics lists every metric read from a node's status: adding one is
+// one line here (and, for a new number, a field of nodestatus.Status).
+func nodeMetrics() []nodeMetric {
+	node := []string{"node"}
+	gauge := func(name, help string, value func(n nodestatus.Status) float64) nodeMetric {
+		return nodeMetric{desc: prometheus.NewDesc(name, help, node, nil), kind: prometheus.GaugeValue, value: value}
+	}
+	counter := func(name, help string, value func(n nodestatus.Status) float64) nodeMetric {
+		return nodeMetric{desc: prometheus.NewDesc(name, help, node, nil), kind: prometheus.CounterValue, value: value}
+	}
+	storage := prometheus.NewDesc("raftkv_storage_bytes", "Badger on-disk size as Badger last estimated it (refreshed about once a minute).", []string{"node", "kind"}, nil)
+	return []nodeMetric{
+		gauge("raftkv_node_term", "Current Raft term.", func(n nodestatus.Status) float64 { return float64(n.Term) }),
+		gauge("raftkv_node_is_leader", "1 if the node is the leader.", func(n nodestatus.Status) float64 { return b2f(n.Role == "leader") }),
+		gauge("raftkv_node_has_leader", "1 if the node knows a leader.", func(n nodestatus.Status) float64 { return b2f(n.Leader != 0) }),
+		gauge("raftkv_node_commit_index", "Highest log index known committed.", func(n nodestatus.Status) float64 { return float64(n.Commit) }),
+		gauge("raftkv_node_applied_index", "Highest log index applied to the state machine.", func(n nodestatus.Status) float64 { return float64(n.Applied) }),
+		gauge("raftkv_node_apply_lag", "Committed entries not yet applied.", func(n nodestatus.Status) float64 { return float64(n.ApplyLag()) }),
+		gauge("raftkv_node_log_entries", "Entries in the log (since the last snapshot).", func(n nodestatus.Status) float64 { return float64(n.LogEntries()) }),
+		gauge("raftkv_node_snapshot_index", "Index of the last snapshot the log starts after.", func(n nodestatus.Status) float64 { return float64(n.SnapshotIndex) }),
+		{desc: storage, kind: prometheus.GaugeValue, label: "lsm", value: func(n nodestatus.Status) float64 { return float64(n.LSMBytes) }},
+		{desc: storage, kind: prometheus.GaugeValue, label: "vlog", value: func(n nodestatus.Status) float64 { return float64(n.VlogBytes) }},
+		gauge("raftkv_disk_bytes", "Disk space the node's data directory takes (allocated bytes, read at scrape time).", func(n nodestatus.Status) float64 { return float64(n.DiskBytes) }),
+		gauge("raftkv_disk_free_bytes", "Free space on the filesystem of the node's data directory; below diskReserve the node stops writing.", func(n nodestatus.Status) float64 { return float64(n.DiskFreeBytes) }),
+		counter("raftkv_leader_changes_total", "Leader changes this node observed since it started.", func(n nodestatus.Status) float64 { return float64(n.LeaderChanges) }),
+		counter("raftkv_proposals_total", "Proposals this node accepted as leader since it started.", func(n nodestatus.Status) float64 { return float64(n.Proposals) }),
+	}
+}
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTerm, descLeader, descHasLeader, descCommit, descApplied, descLag, descLog, descSnap, descBytes, descChanges, descProposals, descUp} {
-		ch <- d
+	ch <- c.up
+	for _, m := range c.nodeMetrics {
+		ch <- m.desc
 	}
 }
 
@@ -147,27 +155,17 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	for _, n := range c.source(ctx) {
 		id := strconv.FormatUint(n.ID, 10)
-		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{id}, labels...)...)
-		}
-		gauge(descUp, b2f(n.Reachable))
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, b2f(n.Reachable), id)
 		if !n.Reachable {
 			continue
 		}
-		gauge(descTerm, float64(n.Term))
-		gauge(descLeader, b2f(n.Role == "leader"))
-		gauge(descHasLeader, b2f(n.Leader != 0))
-		gauge(descCommit, float64(n.Commit))
-		gauge(descApplied, float64(n.Applied))
-		gauge(descLag, float64(n.Commit-min(n.Commit, n.Applied)))
-		gauge(descLog, float64(n.LastIndex+1-min(n.LastIndex+1, n.FirstIndex)))
-		gauge(descSnap, float64(n.SnapshotIndex))
-		gauge(descBytes, float64(n.LSMBytes), "lsm")
-		gauge(descBytes, float64(n.VlogBytes), "vlog")
-		gauge(descDisk, float64(n.DiskBytes))
-		gauge(descDiskFree, float64(n.DiskFreeBytes))
-		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(n.LeaderChanges), id)
-		ch <- prometheus.MustNewConstMetric(descProposals, prometheus.CounterValue, float64(n.Proposals), id)
+		for _, m := range c.nodeMetrics {
+			labels := []string{id}
+			if m.label != "" {
+				labels = append(labels, m.label)
+			}
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(n), labels...)
+		}
 	}
 }
 

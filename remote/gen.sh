@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates remote/raftpb/*.pb.go from remote/proto/**/*.proto.
+# Regenerates remote/raftpb/*.pb.go from remote/proto/raftkv/v1/raft.proto
+# (the peer wire) and clientpb/*.pb.go from clientpb/proto/raftkv/v1/kv.proto
+# (the client API, which imports raft.proto), in one protoc run.
 #
-# Run from anywhere:   go generate ./remote/     (or: bash remote/gen.sh)
+# Run from anywhere:   go generate ./remote/ ./clientpb/   (or: bash remote/gen.sh)
 #
 # Needs protoc 3.21.x on PATH (Debian 12: apt-get install -y protobuf-compiler,
 # which gives 3.21.12) or in $PROTOC. protoc-gen-go is not installed globally:
@@ -39,16 +41,17 @@ grpc_plugin="$(go tool -n protoc-gen-go-grpc)" || {
 	exit 1
 }
 
-# The module option maps go_package (github.com/raftkv/raftkv/remote/raftpb)
-# to remote/raftpb/ under the module root.
+# The module option maps each go_package (github.com/raftkv/raftkv/remote/raftpb,
+# .../clientpb) to its directory under the module root.
 "$protoc" \
 	--plugin=protoc-gen-go="$plugin" \
 	-I remote/proto \
+	-I clientpb/proto \
 	--go_out=. \
 	--go_opt=module=github.com/raftkv/raftkv \
 	--plugin=protoc-gen-go-grpc="$grpc_plugin" \
 	--go-grpc_out=. \
 	--go-grpc_opt=module=github.com/raftkv/raftkv \
-	remote/proto/raftkv/v1/raft.proto remote/proto/raftkv/v1/kv.proto
+	remote/proto/raftkv/v1/raft.proto clientpb/proto/raftkv/v1/kv.proto
 
-echo "gen.sh: generated remote/raftpb/*.pb.go with $version, $("$plugin" --version), $("$grpc_plugin" --version)"
+echo "gen.sh: generated remote/raftpb/*.pb.go and clientpb/*.pb.go with $version, $("$plugin" --version), $("$grpc_plugin" --version)"

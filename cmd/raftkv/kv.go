@@ -9,7 +9,6 @@ import (
 
 	"github.com/raftkv/raftkv"
 	"github.com/raftkv/raftkv/config"
-	"github.com/raftkv/raftkv/kvstate"
 )
 
 // defaultTimeout bounds a client command: connecting and the operation.
@@ -68,10 +67,10 @@ func kvMain(cmd kvCommand, args []string, stdin io.Reader, stdout, stderr io.Wri
 	}
 	key := pos[0]
 	if key == "" {
-		return usageError(fs, stderr, "the key is empty; keys are 1 to %d bytes", kvstate.MaxKeySize)
+		return usageError(fs, stderr, "the key is empty; keys are 1 to %d bytes", raftkv.MaxKeySize)
 	}
-	if len(key) > kvstate.MaxKeySize {
-		return usageError(fs, stderr, "the key is %d bytes; keys are at most %d bytes", len(key), kvstate.MaxKeySize)
+	if len(key) > raftkv.MaxKeySize {
+		return usageError(fs, stderr, "the key is %d bytes; keys are at most %d bytes", len(key), raftkv.MaxKeySize)
 	}
 	eps, code := clientTarget(fs, stderr, *endpoints, *timeout)
 	if eps == nil {

@@ -9,40 +9,13 @@ import (
 	"text/tabwriter"
 
 	"github.com/raftkv/raftkv"
-	"github.com/raftkv/raftkv/remote/raftpb"
 )
 
-// nodeRow is one node in status output; the JSON names are stable.
+// nodeRow is one node in status output: its status (whose JSON names are
+// stable) and the size of its log.
 type nodeRow struct {
-	ID            uint64 `json:"id"`
-	PeerAddress   string `json:"peer_address"`
-	ClientAddress string `json:"client_address"`
-	Reachable     bool   `json:"reachable"`
-	Role          string `json:"role"`
-	Term          uint64 `json:"term"`
-	Leader        uint64 `json:"leader"`
-	Commit        uint64 `json:"commit"`
-	Applied       uint64 `json:"applied"`
-	FirstIndex    uint64 `json:"first_index"`
-	LastIndex     uint64 `json:"last_index"`
-	LogSize       uint64 `json:"log_size"`
-	SnapshotIndex uint64 `json:"snapshot_index"`
-	DiskBytes     uint64 `json:"disk_bytes"`
-	DiskFreeBytes uint64 `json:"disk_free_bytes"`
-}
-
-func toRow(n *raftpb.NodeStatus) nodeRow {
-	s := n.GetStatus()
-	r := nodeRow{
-		ID: n.GetId(), PeerAddress: n.GetAddress(), ClientAddress: n.GetClientAddress(), Reachable: n.GetReachable(),
-		Role: s.GetRole(), Term: s.GetTerm(), Leader: s.GetLeader(), Commit: s.GetCommit(), Applied: s.GetApplied(),
-		FirstIndex: s.GetFirstIndex(), LastIndex: s.GetLastIndex(), SnapshotIndex: s.GetSnapshotIndex(),
-		DiskBytes: s.GetDiskBytes(), DiskFreeBytes: s.GetDiskFreeBytes(),
-	}
-	if r.LastIndex >= r.FirstIndex && r.Reachable {
-		r.LogSize = r.LastIndex - r.FirstIndex + 1
-	}
-	return r
+	raftkv.NodeStatus
+	LogSize uint64 `json:"log_size"`
 }
 
 // statusMain prints the state of every node of the cluster, as the node
@@ -56,7 +29,8 @@ func statusMain(args []string, stdout, stderr io.Writer) int {
 			"'-'. --json prints an array of objects instead, one per node, with the\n"+
 			"fields id, peer_address, client_address, reachable, role, term, leader,\n"+
 			"commit, applied, first_index, last_index, log_size, snapshot_index,\n"+
-			"disk_bytes and disk_free_bytes.\n", stderr)
+			"disk_bytes and disk_free_bytes, and lsm_bytes, vlog_bytes, leader_changes\n"+
+			"and proposals.\n", stderr)
 	endpoints := endpointsFlag(fs, true)
 	timeout := fs.Duration("timeout", defaultTimeout, "give up after this long (connecting included)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
@@ -86,7 +60,7 @@ func statusMain(args []string, stdout, stderr io.Writer) int {
 	}
 	rows := make([]nodeRow, 0, len(nodes))
 	for _, n := range nodes {
-		rows = append(rows, toRow(n))
+		rows = append(rows, nodeRow{NodeStatus: n, LogSize: n.LogEntries()})
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -113,7 +87,7 @@ func printStatusTable(w io.Writer, rows []nodeRow) error {
 			client = "-"
 		}
 		if !r.Reachable {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\tno\n", r.ID, r.PeerAddress, client)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\tno\n", r.ID, r.Address, client)
 			continue
 		}
 		leader := "-"
@@ -121,7 +95,7 @@ func printStatusTable(w io.Writer, rows []nodeRow) error {
 			leader = strconv.FormatUint(r.Leader, 10)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\tyes\n",
-			r.ID, r.PeerAddress, client, r.Role, r.Term, leader, r.Commit, r.Applied, r.LogSize, r.SnapshotIndex,
+			r.ID, r.Address, client, r.Role, r.Term, leader, r.Commit, r.Applied, r.LogSize, r.SnapshotIndex,
 			humanBytes(r.DiskBytes), humanBytes(r.DiskFreeBytes))
 	}
 	return tw.Flush()

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/clientpb"
 	"github.com/raftkv/raftkv/internal/limits"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/persist"
@@ -144,28 +145,28 @@ func TestOverheadsCoverRealMessages(t *testing.T) {
 		peer("a snapshot chunk", &raftpb.SnapshotChunk{ClusterId: clusterID, From: maxU, To: maxU, Term: maxU, Index: maxU,
 			SnapTerm: maxU, Voters: voters, Offset: maxU, Data: make([]byte, l.SnapshotChunkSize), Last: true})
 
-		write := &raftpb.WriteRequest{ClientId: maxU, Seq: maxU, Op: raftpb.Op(math.MaxInt32), Key: key, Value: value}
+		write := &clientpb.WriteRequest{ClientId: maxU, Seq: maxU, Op: clientpb.Op(math.MaxInt32), Key: key, Value: value}
 		if n := proto.Size(write); n > l.ClientMaxRecvMsgSize {
 			t.Errorf("maxValueSize %d: the largest write request (%d bytes) exceeds the server's receive limit %d", v, n, l.ClientMaxRecvMsgSize)
 		}
-		if n := proto.Size(&raftpb.ReadResponse{Value: value}); n > l.ClientMaxSendMsgSize {
+		if n := proto.Size(&clientpb.ReadResponse{Value: value}); n > l.ClientMaxSendMsgSize {
 			t.Errorf("maxValueSize %d: the largest read answer (%d bytes) exceeds the server's send limit %d", v, n, l.ClientMaxSendMsgSize)
 		}
 		if v == limits.MaxValueSize {
 			if n := proto.Size(write); n > limits.ClientCallMaxSendMsgSize {
 				t.Errorf("the largest write request (%d bytes) exceeds the client's send limit %d", n, limits.ClientCallMaxSendMsgSize)
 			}
-			if n := proto.Size(&raftpb.ReadResponse{Value: value}); n > limits.ClientCallMaxRecvMsgSize {
+			if n := proto.Size(&clientpb.ReadResponse{Value: value}); n > limits.ClientCallMaxRecvMsgSize {
 				t.Errorf("the largest read answer (%d bytes) exceeds the client's receive limit %d", n, limits.ClientCallMaxRecvMsgSize)
 			}
 		}
 	}
-	status := &raftpb.ClusterStatusResponse{}
+	status := &clientpb.ClusterStatusResponse{}
 	addr := strings.Repeat("h", 253) + ":65535"
 	for i := range limits.MaxServers {
-		status.Nodes = append(status.Nodes, &raftpb.NodeStatus{Id: maxU - uint64(i), Address: addr, ClientAddress: addr, Reachable: true,
+		status.Nodes = append(status.Nodes, &clientpb.NodeStatus{Id: maxU - uint64(i), Address: addr, ClientAddress: addr, Reachable: true,
 			Status: &raftpb.StatusResponse{Id: maxU, Role: "pre-candidate", Term: maxU, Leader: maxU, Commit: maxU, Applied: maxU,
-				FirstIndex: maxU, LastIndex: maxU, SnapshotIndex: maxU, LsmBytes: maxU, VlogBytes: maxU, LeaderChanges: maxU, Proposals: maxU}})
+				FirstIndex: maxU, LastIndex: maxU, SnapshotIndex: maxU, LsmBytes: maxU, VlogBytes: maxU, DiskBytes: maxU, DiskFreeBytes: maxU, LeaderChanges: maxU, Proposals: maxU}})
 	}
 	l, _ := limits.For(1)
 	if n := proto.Size(status); n > l.ClientMaxSendMsgSize || n > limits.ClientCallMaxRecvMsgSize {

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv"
+	"github.com/raftkv/raftkv/clientpb"
 	"github.com/raftkv/raftkv/metrics"
-	"github.com/raftkv/raftkv/remote/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -184,10 +184,10 @@ func TestBadInput(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				kv := raftpb.NewKVClient(conn)
+				kv := clientpb.NewKVClient(conn)
 				// A write needs a session (client_id 0 is refused at once).
 				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
-				reg, err := kv.RegisterSession(rctx, &raftpb.RegisterSessionRequest{})
+				reg, err := kv.RegisterSession(rctx, &clientpb.RegisterSessionRequest{})
 				rcancel()
 				if err != nil {
 					t.Fatal(err)
@@ -196,7 +196,7 @@ func TestBadInput(t *testing.T) {
 				go func() {
 					wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer wcancel()
-					_, err := kv.Write(wctx, &raftpb.WriteRequest{ClientId: reg.GetClientId(), Seq: 1, Op: raftpb.Op_OP_PUT, Key: k, Value: []byte(v)})
+					_, err := kv.Write(wctx, &clientpb.WriteRequest{ClientId: reg.GetClientId(), Seq: 1, Op: clientpb.Op_OP_PUT, Key: k, Value: []byte(v)})
 					done <- err
 				}()
 				time.Sleep(time.Duration(500+rng.IntN(3000)) * time.Microsecond)
