@@ -27,6 +27,12 @@
 // the remaining messages (votes, acknowledgements) leave. A change of the
 // commit index alone is not written.
 //
+// A node's lifecycle is explicit (lifecycle.go): it is starting, running,
+// installing a snapshot, or stopping, each state one receive function, so
+// what a node does with a message in a given state is decided in one
+// place. Its storage is opened and recovered in one tested function,
+// openNodeStorage (storage.go).
+//
 // Nodes find each other only by PID (address + NodeName(id)), so a node
 // cannot tell whether a peer lives in its process or on another host.
 //

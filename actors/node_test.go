@@ -74,6 +74,18 @@ func startNode(t *testing.T, sys *actor.ActorSystem, cfg NodeConfig) *testNode {
 	return n
 }
 
+// startLeader starts node 1 alone on a fresh directory and waits until it
+// leads.
+func startLeader(t *testing.T, sys *actor.ActorSystem) *testNode {
+	t.Helper()
+	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
+	if err := n.startErr(); err != nil {
+		t.Fatalf("OnStart: %v", err)
+	}
+	n.waitLeader()
+	return n
+}
+
 // startErr waits for the node's OnStart.
 func (n *testNode) startErr() error {
 	n.t.Helper()
@@ -159,11 +171,7 @@ func (n *testNode) waitStopped() {
 
 func TestSingleNodeServesRequests(t *testing.T) {
 	sys := newSystem(t)
-	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
-	if err := n.startErr(); err != nil {
-		t.Fatalf("OnStart: %v", err)
-	}
-	n.waitLeader()
+	n := startLeader(t, sys)
 
 	put := n.mustPropose(putCmd("k", "v1"))
 	n.mustGet("k", "v1")
@@ -207,11 +215,7 @@ func TestSingleNodeServesRequests(t *testing.T) {
 func TestNodeDropsRequestsWithoutSender(t *testing.T) {
 	sys := newSystem(t)
 	failures := supervisorEvents(t, sys)
-	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
-	if err := n.startErr(); err != nil {
-		t.Fatal(err)
-	}
-	n.waitLeader()
+	n := startLeader(t, sys)
 	n.mustPropose(putCmd("k", "v"))
 	for range 8 {
 		sys.Root.Send(n.pid, &raftpb.ProposeRequest{RequestId: 1, ClusterId: testCluster, Payload: putCmd("k", "unanswerable").Encode()})
@@ -229,11 +233,7 @@ func TestNodeDropsRequestsWithoutSender(t *testing.T) {
 func TestNodeRestartsFailedChildAndKeepsServing(t *testing.T) {
 	sys := newSystem(t)
 	failures := supervisorEvents(t, sys)
-	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
-	if err := n.startErr(); err != nil {
-		t.Fatal(err)
-	}
-	n.waitLeader()
+	n := startLeader(t, sys)
 	n.mustPropose(putCmd("k", "v1"))
 
 	// A nil batch makes the apply actor panic: the stand-in for a bug.
@@ -282,11 +282,7 @@ func TestNodeStopsWhenChildKeepsFailing(t *testing.T) {
 
 func TestNodeFailStop(t *testing.T) {
 	sys := newSystem(t)
-	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
-	if err := n.startErr(); err != nil {
-		t.Fatal(err)
-	}
-	n.waitLeader()
+	n := startLeader(t, sys)
 	// What the apply actor sends on a storage error.
 	sys.Root.Send(n.pid, &failStop{err: errors.New("disk on fire")})
 	n.waitStopped()

@@ -91,10 +91,6 @@ func (n *nodeActor) readReady(ctx actor.Context, rs raftlogic.ReadState) {
 }
 
 func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
-	if n.raft == nil {
-		ctx.Respond(&raftpb.StatusResponse{Id: n.cfg.ID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})
-		return
-	}
 	st := n.raft.Status()
 	lsm, vlog := n.storage.size()
 	// Read at each request (a walk of a few dozen files), so that status
@@ -117,10 +113,6 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 }
 
 func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
-	if n.raft == nil {
-		ctx.Respond(&raftpb.TransferResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})
-		return
-	}
 	if err := n.raft.TransferLeadership(req.GetTo()); err != nil {
 		code, leader := notLeaderCode(err)
 		ctx.Respond(&raftpb.TransferResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
@@ -137,9 +129,6 @@ type refusal struct {
 }
 
 func (n *nodeActor) refuse(clusterID string) *refusal {
-	if n.raft == nil {
-		return &refusal{code: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, msg: "node is not running"}
-	}
 	if clusterID != n.cfg.ClusterID {
 		return &refusal{code: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, msg: "request for cluster " + clusterID + " reached cluster " + n.cfg.ClusterID}
 	}
