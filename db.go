@@ -425,8 +425,8 @@ func (db *DB) Get(ctx context.Context, key string) (_ []byte, err error) {
 	if err := kvstate.ValidateKV(key, nil, db.cfg.MaxValueSize); err != nil {
 		return nil, err
 	}
-	res, _, err := db.call(ctx, false, func(id uint64) proto.Message {
-		return &raftpb.GetRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Key: key}
+	res, _, err := db.call(ctx, false, func(uint64) proto.Message {
+		return &raftpb.GetRequest{ClusterId: db.cfg.ClusterID, Key: key}
 	})
 	if err != nil {
 		return nil, err
@@ -471,8 +471,8 @@ func (db *DB) propose(ctx context.Context, cmd kvstate.Command) (final bool, err
 	ctx, cancelRetry := context.WithTimeout(ctx, maxWriteRetry)
 	defer cancelRetry()
 	payload := cmd.Encode()
-	res, sent, err := db.call(ctx, true, func(id uint64) proto.Message {
-		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
+	res, sent, err := db.call(ctx, true, func(uint64) proto.Message {
+		return &raftpb.ProposeRequest{ClusterId: db.cfg.ClusterID, Payload: payload}
 	})
 	if err != nil {
 		if sent {
@@ -494,8 +494,8 @@ func (db *DB) propose(ctx context.Context, cmd kvstate.Command) (final bool, err
 // which expires; the write that needed it was not sent.
 func (db *DB) registerSession(ctx context.Context) (uint64, error) {
 	payload := kvstate.Command{Op: kvstate.OpRegister}.Encode()
-	res, _, err := db.call(ctx, true, func(id uint64) proto.Message {
-		return &raftpb.ProposeRequest{RequestId: id, ClusterId: db.cfg.ClusterID, Payload: payload}
+	res, _, err := db.call(ctx, true, func(uint64) proto.Message {
+		return &raftpb.ProposeRequest{ClusterId: db.cfg.ClusterID, Payload: payload}
 	})
 	if err != nil {
 		return 0, err

@@ -123,7 +123,7 @@ func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
 }
 
 func getReq(db *DB, key string) *raftpb.GetRequest {
-	return &raftpb.GetRequest{RequestId: db.reqID.Add(1), ClusterId: db.cfg.ClusterID, Key: key}
+	return &raftpb.GetRequest{ClusterId: db.cfg.ClusterID, Key: key}
 }
 
 // With every node down, a call fails with ErrUnavailable once its context

@@ -129,11 +129,11 @@ func (n *nodeActor) stopping(ctx actor.Context) {
 		}
 	case *raftpb.ProposeRequest:
 		if !n.unanswerable(ctx, msg) {
-			ctx.Respond(&raftpb.ProposeResponse{RequestId: msg.GetRequestId(), ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, Message: errNotRunning})
+			ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, Message: errNotRunning})
 		}
 	case *raftpb.GetRequest:
 		if !n.unanswerable(ctx, msg) {
-			ctx.Respond(&raftpb.GetResponse{RequestId: msg.GetRequestId(), ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, Message: errNotRunning})
+			ctx.Respond(&raftpb.GetResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, Message: errNotRunning})
 		}
 	case *raftpb.StatusRequest:
 		ctx.Respond(&raftpb.StatusResponse{Id: n.cfg.ID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})

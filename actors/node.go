@@ -42,7 +42,7 @@ type nodeActor struct {
 	// persisted is the hard state last written; a change of commit index
 	// alone is not written.
 	persisted raftlogic.HardState
-	// reads waiting for raftlogic's ReadIndex, by request id.
+	// reads waiting for raftlogic's ReadIndex, by read id (nextReadID).
 	reads      map[uint64]pendingGet
 	nextReadID uint64
 	// snapDir holds snapshot images being sent and received.
@@ -63,10 +63,9 @@ type nodeActor struct {
 }
 
 type pendingGet struct {
-	key       string
-	requestID uint64
-	replyTo   *actor.PID
-	asked     time.Time
+	key     string
+	replyTo *actor.PID
+	asked   time.Time
 }
 
 // NewNodeProps returns the props of a node actor. Spawn it under the name

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +24,6 @@ type testNode struct {
 	// stopped is closed once the node actor has handled Stopped, which is
 	// when it closes its storage.
 	stopped chan struct{}
-	reqID   atomic.Uint64
 }
 
 // nodeConfig is node 1 of a cluster of the given members (1 if none),
@@ -120,12 +118,7 @@ func (n *testNode) waitLeader() {
 
 func (n *testNode) propose(c kvstate.Command) *raftpb.ProposeResponse {
 	n.t.Helper()
-	rid := n.reqID.Add(1)
-	r := n.request(&raftpb.ProposeRequest{RequestId: rid, ClusterId: testCluster, Payload: c.Encode()}).(*raftpb.ProposeResponse)
-	if r.GetRequestId() != rid {
-		n.t.Fatalf("answer for request %d carries id %d", rid, r.GetRequestId())
-	}
-	return r
+	return n.request(&raftpb.ProposeRequest{ClusterId: testCluster, Payload: c.Encode()}).(*raftpb.ProposeResponse)
 }
 
 func (n *testNode) mustPropose(c kvstate.Command) *raftpb.ProposeResponse {
@@ -139,12 +132,7 @@ func (n *testNode) mustPropose(c kvstate.Command) *raftpb.ProposeResponse {
 
 func (n *testNode) get(key string) *raftpb.GetResponse {
 	n.t.Helper()
-	rid := n.reqID.Add(1)
-	r := n.request(&raftpb.GetRequest{RequestId: rid, ClusterId: testCluster, Key: key}).(*raftpb.GetResponse)
-	if r.GetRequestId() != rid {
-		n.t.Fatalf("answer for request %d carries id %d", rid, r.GetRequestId())
-	}
-	return r
+	return n.request(&raftpb.GetRequest{ClusterId: testCluster, Key: key}).(*raftpb.GetResponse)
 }
 
 func (n *testNode) mustGet(key, want string) {
@@ -190,12 +178,12 @@ func TestSingleNodeServesRequests(t *testing.T) {
 		t.Fatalf("get after remove: %v, want NOT_FOUND", r)
 	}
 
-	wrong := n.request(&raftpb.ProposeRequest{RequestId: 900, ClusterId: "another", Payload: putCmd("k", "x").Encode()}).(*raftpb.ProposeResponse)
-	if wrong.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH || wrong.GetRequestId() != 900 {
+	wrong := n.request(&raftpb.ProposeRequest{ClusterId: "another", Payload: putCmd("k", "x").Encode()}).(*raftpb.ProposeResponse)
+	if wrong.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH {
 		t.Fatalf("propose to the wrong cluster: %v, want CLUSTER_MISMATCH", wrong)
 	}
-	wrongGet := n.request(&raftpb.GetRequest{RequestId: 901, ClusterId: "another", Key: "k"}).(*raftpb.GetResponse)
-	if wrongGet.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH || wrongGet.GetRequestId() != 901 {
+	wrongGet := n.request(&raftpb.GetRequest{ClusterId: "another", Key: "k"}).(*raftpb.GetResponse)
+	if wrongGet.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH {
 		t.Fatalf("get from the wrong cluster: %v, want CLUSTER_MISMATCH", wrongGet)
 	}
 
@@ -218,8 +206,8 @@ func TestNodeDropsRequestsWithoutSender(t *testing.T) {
 	n := startLeader(t, sys)
 	n.mustPropose(putCmd("k", "v"))
 	for range 8 {
-		sys.Root.Send(n.pid, &raftpb.ProposeRequest{RequestId: 1, ClusterId: testCluster, Payload: putCmd("k", "unanswerable").Encode()})
-		sys.Root.Send(n.pid, &raftpb.GetRequest{RequestId: 2, ClusterId: testCluster, Key: "k"})
+		sys.Root.Send(n.pid, &raftpb.ProposeRequest{ClusterId: testCluster, Payload: putCmd("k", "unanswerable").Encode()})
+		sys.Root.Send(n.pid, &raftpb.GetRequest{ClusterId: testCluster, Key: "k"})
 	}
 	// Requests with a sender, behind them, still work.
 	n.mustPropose(putCmd("k2", "v2"))

@@ -21,19 +21,19 @@ func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
 		return
 	}
 	if resp := n.refuse(req.GetClusterId()); resp != nil {
-		ctx.Respond(&raftpb.ProposeResponse{RequestId: req.GetRequestId(), ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
 		return
 	}
 	index, term, err := n.raft.Propose(req.GetPayload())
 	if err != nil {
 		code, leader := notLeaderCode(err)
-		ctx.Respond(&raftpb.ProposeResponse{RequestId: req.GetRequestId(), ErrorCode: code, LeaderId: leader, Message: err.Error()})
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
 		return
 	}
 	n.proposals++
 	// Registered before the entry can commit: the apply actor learns of the
 	// waiter before it sees the entry.
-	ctx.Send(n.apply, &awaitProposal{index: index, term: term, requestID: req.GetRequestId(), replyTo: ctx.Sender()})
+	ctx.Send(n.apply, &awaitProposal{index: index, term: term, replyTo: ctx.Sender()})
 	n.scheduleFlush(ctx)
 }
 
@@ -42,17 +42,17 @@ func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
 		return
 	}
 	if resp := n.refuse(req.GetClusterId()); resp != nil {
-		ctx.Respond(&raftpb.GetResponse{RequestId: req.GetRequestId(), ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
+		ctx.Respond(&raftpb.GetResponse{ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
 		return
 	}
 	n.nextReadID++
 	id := n.nextReadID
 	if err := n.raft.ReadIndex(binary.BigEndian.AppendUint64(nil, id)); err != nil {
 		code, leader := notLeaderCode(err)
-		ctx.Respond(&raftpb.GetResponse{RequestId: req.GetRequestId(), ErrorCode: code, LeaderId: leader, Message: err.Error()})
+		ctx.Respond(&raftpb.GetResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
 		return
 	}
-	n.reads[id] = pendingGet{key: req.GetKey(), requestID: req.GetRequestId(), replyTo: ctx.Sender(), asked: time.Now()}
+	n.reads[id] = pendingGet{key: req.GetKey(), replyTo: ctx.Sender(), asked: time.Now()}
 	n.scheduleFlush(ctx)
 }
 
@@ -84,10 +84,10 @@ func (n *nodeActor) readReady(ctx actor.Context, rs raftlogic.ReadState) {
 	}
 	if rs.Err != nil {
 		code, leader := notLeaderCode(rs.Err)
-		ctx.Send(g.replyTo, &raftpb.GetResponse{RequestId: g.requestID, ErrorCode: code, LeaderId: leader, Message: rs.Err.Error()})
+		ctx.Send(g.replyTo, &raftpb.GetResponse{ErrorCode: code, LeaderId: leader, Message: rs.Err.Error()})
 		return
 	}
-	ctx.Send(n.apply, &readAt{index: rs.Index, key: g.key, requestID: g.requestID, replyTo: g.replyTo})
+	ctx.Send(n.apply, &readAt{index: rs.Index, key: g.key, replyTo: g.replyTo})
 }
 
 func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
