@@ -36,6 +36,12 @@
 // Nodes find each other only by PID (address + NodeName(id)), so a node
 // cannot tell whether a peer lives in its process or on another host.
 //
+// This package is part of RaftKV's implementation and carries no
+// compatibility promise: it exports only what the root package uses to
+// host nodes (NewNodeProps, NodeConfig, NodeName, ErrWrongCluster).
+// Applications import the root package, github.com/raftkv/raftkv. Test
+// support (network fault injection) lives in internal/faults.
+//
 // This package must never make a Raft decision (that is raftlogic's), never
 // define wire formats (remote's) or storage layouts (persist's, kvstate's),
 // and never keep state outside an actor: every field here is owned by one
