@@ -74,7 +74,7 @@ func NewNodeProps(cfg NodeConfig) (*actor.Props, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy(cfg.Logger))}
+	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy())}
 	if len(cfg.SenderMiddleware) > 0 {
 		opts = append(opts, actor.WithSenderMiddleware(cfg.SenderMiddleware...))
 	}
@@ -88,12 +88,14 @@ func NewNodeProps(cfg NodeConfig) (*actor.Props, error) {
 
 // childStrategy restarts a failed child (a panic in a child is a bug, and a
 // fresh instance rebuilds its state from storage); a child failing over and
-// over is stopped, and the node then stops too.
-func childStrategy(l *slog.Logger) actor.SupervisorStrategy {
-	return actor.NewOneForOneStrategy(5, 10*time.Second, func(reason any) actor.Directive {
-		l.Warn("node child failed; restarting it", "reason", fmt.Sprint(reason))
-		return actor.RestartDirective
-	})
+// over is stopped, and the node then stops too. It logs nothing itself:
+// protoactor publishes each failure once, as an actor.SupervisorEvent
+// naming the child by its path (n<id>/<child>) and what was done about it
+// (restart, or stop), and remote.WatchFailures logs those; a line here too
+// would log every child panic twice, and the decider cannot name the child
+// or know whether the child is restarted or stopped.
+func childStrategy() actor.SupervisorStrategy {
+	return actor.NewOneForOneStrategy(5, 10*time.Second, actor.DefaultDecider)
 }
 
 // Receive hands the message to the node's current state (lifecycle.go).

@@ -2,8 +2,10 @@ package actors
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/raftlogic"
+	"github.com/raftkv/raftkv/remote"
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
 
@@ -239,6 +242,66 @@ func TestNodeRestartsFailedChildAndKeepsServing(t *testing.T) {
 	}
 	if len(n.started) != 0 {
 		t.Fatal("the node itself restarted; only its child should have")
+	}
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the lines logged so far that contain substr.
+func (l *lockedBuffer) lines(substr string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// A panic in a child is logged once, at WARN, naming the node and the child
+// (its path, n<id>/<child>) and what was done about it: by
+// remote.WatchFailures, which the DB installs on the node's logger, and not
+// again by the node's supervision.
+func TestChildFailureLoggedOnce(t *testing.T) {
+	sys := newSystem(t)
+	var buf lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t.Cleanup(remote.WatchFailures(sys, logger))
+	// Subscribed after WatchFailures: an event recorded here is logged.
+	failures := supervisorEvents(t, sys)
+	cfg := nodeConfig(sys, t.TempDir())
+	cfg.Logger = logger
+	n := startNode(t, sys, cfg)
+	if err := n.startErr(); err != nil {
+		t.Fatal(err)
+	}
+	n.waitLeader()
+
+	apply := actor.NewPID(sys.Address(), NodeName(1)+"/apply")
+	sys.Root.Send(apply, (*applyEntries)(nil)) // panics: nil pointer dereference
+	expect[*actor.SupervisorEvent](t, failures, nil)
+	n.mustPropose(putCmd("k", "v")) // the restarted child serves
+
+	got := buf.lines("nil pointer dereference")
+	if len(got) != 1 {
+		t.Fatalf("the child's panic was logged %d times, want once:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	for _, want := range []string{"level=WARN", NodeName(1) + "/apply", "directive=RestartDirective"} {
+		if !strings.Contains(got[0], want) {
+			t.Errorf("the failure's log line lacks %q: %s", want, got[0])
+		}
 	}
 }
 
