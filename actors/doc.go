@@ -38,7 +38,9 @@
 //
 // This package is part of RaftKV's implementation and carries no
 // compatibility promise: it exports only what the root package uses to
-// host nodes (NewNodeProps, NodeConfig, NodeName, ErrWrongCluster).
+// host nodes (NewNodeProps, NodeConfig, NodeName) and ErrWrongCluster,
+// which raftkv.Open's error wraps when a data directory belongs to another
+// node or cluster.
 // Applications import the root package, github.com/raftkv/raftkv. Test
 // support (network fault injection) lives in internal/faults.
 //

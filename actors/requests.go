@@ -20,8 +20,8 @@ func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
 	if n.unanswerable(ctx, req) {
 		return
 	}
-	if resp := n.refuse(req.GetClusterId()); resp != nil {
-		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
+	if why := n.foreignCluster(req.GetClusterId()); why != "" {
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
 		return
 	}
 	index, term, err := n.raft.Propose(req.GetPayload())
@@ -41,8 +41,8 @@ func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
 	if n.unanswerable(ctx, req) {
 		return
 	}
-	if resp := n.refuse(req.GetClusterId()); resp != nil {
-		ctx.Respond(&raftpb.GetResponse{ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
+	if why := n.foreignCluster(req.GetClusterId()); why != "" {
+		ctx.Respond(&raftpb.GetResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
 		return
 	}
 	n.nextReadID++
@@ -122,17 +122,14 @@ func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
 	n.scheduleFlush(ctx)
 }
 
-type refusal struct {
-	code   raftpb.ErrorCode
-	leader uint64
-	msg    string
-}
-
-func (n *nodeActor) refuse(clusterID string) *refusal {
+// foreignCluster says why a request meant for clusterID is refused here,
+// or "" when it is this node's cluster. (A stopping node refuses every
+// request before this; see lifecycle.go.)
+func (n *nodeActor) foreignCluster(clusterID string) string {
 	if clusterID != n.cfg.ClusterID {
-		return &refusal{code: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, msg: "request for cluster " + clusterID + " reached cluster " + n.cfg.ClusterID}
+		return "request for cluster " + clusterID + " reached cluster " + n.cfg.ClusterID
 	}
-	return nil
+	return ""
 }
 
 // notLeaderCode turns raftlogic's refusal into a wire code naming the leader.
