@@ -126,16 +126,16 @@ func (n *nodeActor) start(ctx actor.Context) error {
 	}
 	n.reads = map[uint64]pendingGet{}
 	n.replicators = map[uint64]*actor.PID{}
-	sm, logStore := n.storage.sm, n.storage.logStore
+	s := n.storage
 	n.election = n.spawn(ctx, "election", func() actor.Actor { return &electionActor{interval: n.cfg.TickInterval} })
 	n.apply = n.spawn(ctx, "apply", func() actor.Actor {
-		return &applyActor{sm: sm, logStore: logStore, log: n.log, hooks: n.cfg.hooks,
+		return &applyActor{sm: s.sm, logStore: s.logStore, log: n.log, hooks: n.cfg.hooks,
 			stateDir: persist.StateDir(n.cfg.DataDir), diskReserve: n.cfg.DiskReserve}
 	})
 	n.gc = n.spawn(ctx, "gc", func() actor.Actor {
 		return &gcActor{log: n.log, collectors: map[string]*persist.Collector{
-			"log":   persist.NewCollector(n.storage.logDB, logStore.PauseWrites),
-			"state": persist.NewCollector(n.storage.stateDB, sm.PauseWrites),
+			"log":   persist.NewCollector(s.logDB, s.logStore.PauseWrites),
+			"state": persist.NewCollector(s.stateDB, s.sm.PauseWrites),
 		}}
 	})
 	n.receiver = n.spawn(ctx, "snapshot-recv", func() actor.Actor {
@@ -146,7 +146,7 @@ func (n *nodeActor) start(ctx actor.Context) error {
 			continue
 		}
 		n.replicators[id] = n.spawn(ctx, fmt.Sprintf("replicate-%d", id), func() actor.Actor {
-			return &replicationActor{self: n.cfg.ID, peer: id, peerPID: pid, clusterID: n.cfg.ClusterID, sm: sm, dir: n.snapDir, chunkSize: n.cfg.SnapshotChunkSize, log: n.log, reserve: n.cfg.DiskReserve}
+			return &replicationActor{self: n.cfg.ID, peer: id, peerPID: pid, clusterID: n.cfg.ClusterID, sm: s.sm, dir: n.snapDir, chunkSize: n.cfg.SnapshotChunkSize, log: n.log, reserve: n.cfg.DiskReserve}
 		})
 	}
 	n.log.Debug("node started", "term", n.raft.Status().Term, "applied", n.applied, "last_index", n.raft.Status().LastIndex)

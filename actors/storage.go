@@ -85,6 +85,8 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	slices.Sort(voters)
 	switch stored := st.Snapshot.ConfState.Voters; {
 	case len(stored) == 0:
+		// First start: record the membership, so a later start with a
+		// different member list is caught instead of splitting the cluster.
 		st.Snapshot.ConfState.Voters = voters
 		if err := s.logStore.SaveSnapshotMeta(st.Snapshot); err != nil {
 			return st, err
@@ -92,6 +94,9 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	case !slices.Equal(stored, voters):
 		return st, fmt.Errorf("%w: %s holds a node of cluster members %v, the configuration says %v", ErrWrongCluster, cfg.DataDir, stored, voters)
 	}
+	// The state machine ahead of the log: past its end, or at an index the
+	// log holds with another term (the image came from a history that
+	// replaced this node's).
 	applied, appliedTerm := s.sm.Applied()
 	last := st.Snapshot.Index + uint64(len(st.Entries))
 	if applied > last || (applied > st.Snapshot.Index && !containsEntry(st, applied, appliedTerm)) {
