@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/actors"
+	"github.com/raftkv/raftkv/internal/faults"
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
 
@@ -90,15 +90,15 @@ func waitApplied(t testing.TB, db *DB) {
 
 func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
 	cfg := testConfig(t, 3)
-	faults := actors.NewNetworkFaults(1)
-	db := openTest(t, cfg, withSenderMiddleware(faults.Middleware()))
+	network := faults.NewNetwork(1)
+	db := openTest(t, cfg, withSenderMiddleware(network.Middleware()))
 	defer db.Close()
 	ctx := ctxT(t)
 	if err := db.Put(ctx, "k", []byte("old")); err != nil {
 		t.Fatal(err)
 	}
 	old := waitLeader(t, db)
-	faults.Isolate(old, 1, 2, 3)
+	network.Isolate(old, 1, 2, 3)
 	// Pin the DB to the isolated leader: its read must not return "old"
 	// after the majority has moved on.
 	var others []uint64
@@ -115,7 +115,7 @@ func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
 	if err == nil && res.GetErrorCode() == 0 {
 		t.Fatalf("isolated old leader %d answered a read (%v); it must not", old, res)
 	}
-	faults.Heal()
+	network.Heal()
 	waitApplied(t, db)
 	if v, err := db.Get(ctx, "k"); err != nil || string(v) != "new" {
 		t.Fatalf("Get after heal = %q, %v; want new", v, err)
@@ -123,7 +123,7 @@ func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
 }
 
 func getReq(db *DB, key string) *raftpb.GetRequest {
-	return &raftpb.GetRequest{RequestId: db.route.reqID.Add(1), ClusterId: db.cfg.ClusterID, Key: key}
+	return &raftpb.GetRequest{ClusterId: db.cfg.ClusterID, Key: key}
 }
 
 // With every node down, a call fails with ErrUnavailable once its context

@@ -11,7 +11,6 @@ import (
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/metrics"
 	"github.com/raftkv/raftkv/remote/raftpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // gateway is the one path every request of this process takes into the
@@ -68,9 +67,7 @@ func (g *gateway) get(ctx context.Context, key string) (_ []byte, err error) {
 	if err := validate(key, nil, g.maxValue); err != nil {
 		return nil, err
 	}
-	res, _, err := g.route.call(ctx, false, func(id uint64) proto.Message {
-		return &raftpb.GetRequest{RequestId: id, ClusterId: g.route.clusterID, Key: key}
-	})
+	res, _, err := g.route.call(ctx, false, &raftpb.GetRequest{ClusterId: g.route.clusterID, Key: key})
 	if err != nil {
 		return nil, err
 	}
@@ -104,9 +101,7 @@ func (g *gateway) propose(ctx context.Context, cmd kvstate.Command) (final bool,
 	ctx, cancelRetry := context.WithTimeout(ctx, maxWriteRetry)
 	defer cancelRetry()
 	payload := cmd.Encode()
-	res, sent, err := g.route.call(ctx, true, func(id uint64) proto.Message {
-		return &raftpb.ProposeRequest{RequestId: id, ClusterId: g.route.clusterID, Payload: payload}
-	})
+	res, sent, err := g.route.call(ctx, true, &raftpb.ProposeRequest{ClusterId: g.route.clusterID, Payload: payload})
 	if err != nil {
 		if sent {
 			err = apiwire.OutcomeUnknown(err)
@@ -127,9 +122,7 @@ func (g *gateway) propose(ctx context.Context, cmd kvstate.Command) (final bool,
 // which expires; the write that needed it was not sent.
 func (g *gateway) registerSession(ctx context.Context) (uint64, error) {
 	payload := kvstate.Command{Op: kvstate.OpRegister}.Encode()
-	res, _, err := g.route.call(ctx, true, func(id uint64) proto.Message {
-		return &raftpb.ProposeRequest{RequestId: id, ClusterId: g.route.clusterID, Payload: payload}
-	})
+	res, _, err := g.route.call(ctx, true, &raftpb.ProposeRequest{ClusterId: g.route.clusterID, Payload: payload})
 	if err != nil {
 		return 0, err
 	}

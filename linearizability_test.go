@@ -19,6 +19,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/actors"
+	"github.com/raftkv/raftkv/internal/faults"
 	"github.com/raftkv/raftkv/internal/kvmodel"
 )
 
@@ -153,9 +154,9 @@ func TestLinearizability(t *testing.T) {
 	// Compact often, so restarted followers are also caught up by
 	// snapshots while clients run.
 	cfg.SnapshotEntries = 40 + rng.IntN(80)
-	faults := actors.NewNetworkFaults(seed)
+	network := faults.NewNetwork(seed)
 	panics := &nodePanics{}
-	db := openTest(t, cfg, withSenderMiddleware(faults.Middleware(), panics.Middleware()))
+	db := openTest(t, cfg, withSenderMiddleware(network.Middleware(), panics.Middleware()))
 	defer db.Close()
 	waitLeader(t, db)
 
@@ -233,7 +234,7 @@ func TestLinearizability(t *testing.T) {
 		}()
 	}
 
-	actions := runFaultSchedule(t, db, faults, panics, rng, faultFor, h.start)
+	actions := runFaultSchedule(t, db, network, panics, rng, faultFor, h.start)
 	h.healedAt.Store(h.now())
 	time.Sleep(tail)
 	endClients()
@@ -258,7 +259,7 @@ func TestLinearizability(t *testing.T) {
 	t.Logf("faults: %s", strings.Join(actions, ", "))
 	t.Logf("node actor panics injected: %d", panics.fired.Load())
 	t.Logf("history: %d operations checked (%d ok, %d not found, %d writes with unknown outcome), %d failed reads dropped, %d definite answers after healing; %d messages dropped by faults; snapshotEntries=%d",
-		len(ops), h.ok.Load(), h.notFound.Load(), h.unknown.Load(), h.failedReads.Load(), h.afterHeal.Load(), faults.Dropped(), cfg.SnapshotEntries)
+		len(ops), h.ok.Load(), h.notFound.Load(), h.unknown.Load(), h.failedReads.Load(), h.afterHeal.Load(), network.Dropped(), cfg.SnapshotEntries)
 	h.otherErrs.Range(func(k, v any) bool {
 		t.Errorf("unexpected error %dx: %s", v.(*atomic.Int64).Load(), k)
 		return true
@@ -291,7 +292,7 @@ func TestLinearizability(t *testing.T) {
 
 // runFaultSchedule injects random faults for d, then heals the network and
 // restarts every stopped node. It returns a description of each fault.
-func runFaultSchedule(t *testing.T, db *DB, faults *actors.NetworkFaults, panics *nodePanics, rng *rand.Rand, d time.Duration, t0 time.Time) []string {
+func runFaultSchedule(t *testing.T, db *DB, network *faults.Network, panics *nodePanics, rng *rand.Rand, d time.Duration, t0 time.Time) []string {
 	t.Helper()
 	all := []uint64{1, 2, 3}
 	down := map[uint64]bool{}
@@ -354,7 +355,7 @@ func runFaultSchedule(t *testing.T, db *DB, faults *actors.NetworkFaults, panics
 		var misroute uint64
 		switch rng.IntN(10) {
 		case 0:
-			faults.Isolate(leader, all...)
+			network.Isolate(leader, all...)
 			what = fmt.Sprintf("isolate leader %d", leader)
 			if rng.IntN(2) == 0 {
 				// Clients with a stale view keep asking the deposed
@@ -364,17 +365,17 @@ func runFaultSchedule(t *testing.T, db *DB, faults *actors.NetworkFaults, panics
 			}
 		case 1:
 			f := other(leader)
-			faults.Isolate(f, all...)
+			network.Isolate(f, all...)
 			what = fmt.Sprintf("isolate follower %d", f)
 		case 2:
 			// One-way: the leader's messages to a follower are lost, the
 			// follower still reaches the leader (and may start elections).
 			f := other(leader)
-			faults.Cut(leader, f)
+			network.Cut(leader, f)
 			what = fmt.Sprintf("cut %d->%d", leader, f)
 		case 3:
 			drop, dup, delay := rng.IntN(30), rng.IntN(30), time.Duration(rng.IntN(40))*time.Millisecond
-			faults.SetLoss(drop, dup, delay)
+			network.SetLoss(drop, dup, delay)
 			what = fmt.Sprintf("loss %d%% dup %d%% delay<%v", drop, dup, delay)
 		case 4:
 			stop(leader)
@@ -388,10 +389,10 @@ func runFaultSchedule(t *testing.T, db *DB, faults *actors.NetworkFaults, panics
 			// other; writes in flight get unknown outcomes.
 			f := other(leader)
 			stop(f)
-			faults.Isolate(leader, all...)
+			network.Isolate(leader, all...)
 			what = fmt.Sprintf("stop %d + isolate leader %d (no quorum)", f, leader)
 		case 7:
-			faults.SetLoss(10, 10, 20*time.Millisecond)
+			network.SetLoss(10, 10, 20*time.Millisecond)
 			stop(leader)
 			what = fmt.Sprintf("loss + stop leader %d", leader)
 		case 8:
@@ -404,11 +405,11 @@ func runFaultSchedule(t *testing.T, db *DB, faults *actors.NetworkFaults, panics
 		}
 		actions = append(actions, fmt.Sprintf("%.1fs %s", time.Since(t0).Seconds(), what))
 		hold(200*time.Millisecond, 2*time.Second, misroute)
-		faults.Heal()
+		network.Heal()
 		panics.disarm()
 		restartAll()
 	}
-	faults.Heal()
+	network.Heal()
 	panics.disarm()
 	restartAll()
 	return actions

@@ -96,7 +96,6 @@ type router struct {
 	// closing is closed when the DB closes, ending every wait in flight.
 	closing <-chan struct{}
 
-	reqID atomic.Uint64
 	// leader is the node believed to lead; 0 when unknown.
 	leader atomic.Uint64
 	// next rotates through the nodes while no leader is known.
@@ -139,12 +138,12 @@ type answer interface {
 // reports whether a copy may have been accepted by a leader without a final
 // answer (so it may be applied, or still be): only then is the outcome of a
 // write that failed unknown.
-func (r *router) call(ctx context.Context, write bool, build func(requestID uint64) proto.Message) (_ answer, sent bool, _ error) {
+func (r *router) call(ctx context.Context, write bool, msg proto.Message) (_ answer, sent bool, _ error) {
 	var res answer
 	failed := 0
 	_, err := retry(ctx, r.timeout, r.closing, func(ctx context.Context) (next, error) {
 		target := r.target()
-		a, err := r.request(ctx, r.pids[target], build(r.reqID.Add(1)), write)
+		a, err := r.request(ctx, r.pids[target], msg, write)
 		if err != nil {
 			if write && !errors.Is(err, errNotDelivered) {
 				sent = true

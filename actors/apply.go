@@ -121,7 +121,7 @@ func (a *applyActor) answer(ctx actor.Context, r kvstate.Result) {
 		return
 	}
 	delete(a.waiters, r.Index)
-	resp := &raftpb.ProposeResponse{RequestId: w.requestID, Index: r.Index, Term: r.Term}
+	resp := &raftpb.ProposeResponse{Index: r.Index, Term: r.Term}
 	switch {
 	case r.Term != w.term:
 		resp.ErrorCode = raftpb.ErrorCode_ERROR_CODE_DROPPED
@@ -148,7 +148,7 @@ func (a *applyActor) serveReads(ctx actor.Context) {
 	i := 0
 	for ; i < len(a.reads) && a.reads[i].index <= a.applied; i++ {
 		r := a.reads[i]
-		resp := &raftpb.GetResponse{RequestId: r.requestID}
+		resp := &raftpb.GetResponse{}
 		v, err := a.sm.Get(r.key)
 		switch {
 		case err == nil:
@@ -191,5 +191,5 @@ func (a *applyActor) abandonWaiters(ctx actor.Context, leader uint64, why string
 }
 
 func (a *applyActor) unknown(ctx actor.Context, w awaitProposal, leader uint64, why string) {
-	ctx.Send(w.replyTo, &raftpb.ProposeResponse{RequestId: w.requestID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_TIMEOUT, LeaderId: leader, Message: why})
+	ctx.Send(w.replyTo, &raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_TIMEOUT, LeaderId: leader, Message: why})
 }

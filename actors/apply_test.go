@@ -25,12 +25,60 @@ func spawnApply(t *testing.T, sys *actor.ActorSystem, s *store) (parent, apply *
 	})
 }
 
-func proposeAnswer(rid uint64) func(*raftpb.ProposeResponse) bool {
-	return func(r *raftpb.ProposeResponse) bool { return r.GetRequestId() == rid }
+// clients gives each request its own reply PID, as each call in
+// production has its own future, so a test tells answers apart by where
+// they arrive.
+type clients struct {
+	t   *testing.T
+	sys *actor.ActorSystem
+	pid map[uint64]*actor.PID
+	rec map[uint64]*recorder
 }
 
-func getAnswer(rid uint64) func(*raftpb.GetResponse) bool {
-	return func(r *raftpb.GetResponse) bool { return r.GetRequestId() == rid }
+func newClients(t *testing.T, sys *actor.ActorSystem) *clients {
+	return &clients{t: t, sys: sys, pid: map[uint64]*actor.PID{}, rec: map[uint64]*recorder{}}
+}
+
+// settle is a probe's answer to a flush marker (see unanswered).
+type settle struct{}
+
+// at is the reply PID of request id.
+func (c *clients) at(id uint64) *actor.PID {
+	if pid, ok := c.pid[id]; ok {
+		return pid
+	}
+	answerSettle := func(ctx actor.Context) bool {
+		if _, ok := ctx.Message().(*settle); ok {
+			ctx.Respond(&settle{})
+			return true
+		}
+		return false
+	}
+	pid, _, rec := spawnProbe(c.t, c.sys, "", probeOpts{handle: answerSettle})
+	c.pid[id], c.rec[id] = pid, rec
+	return pid
+}
+
+// proposeAnswer waits for the answer to proposal id.
+func (c *clients) proposeAnswer(id uint64) *raftpb.ProposeResponse {
+	c.t.Helper()
+	return expect[*raftpb.ProposeResponse](c.t, c.rec[id], nil)
+}
+
+// getAnswer waits for the answer to read id.
+func (c *clients) getAnswer(id uint64) *raftpb.GetResponse {
+	c.t.Helper()
+	return expect[*raftpb.GetResponse](c.t, c.rec[id], nil)
+}
+
+// unanswered returns what request id has received and not yet been taken,
+// once everything sent to it before the call has arrived.
+func (c *clients) unanswered(id uint64) []any {
+	c.t.Helper()
+	if _, err := c.sys.Root.RequestFuture(c.at(id), &settle{}, waitTimeout).Result(); err != nil {
+		c.t.Fatalf("settle request %d: %v", id, err)
+	}
+	return c.rec[id].snapshot()
 }
 
 func appliedTo(index uint64) func(*appliedUpTo) bool {
@@ -40,11 +88,12 @@ func appliedTo(index uint64) func(*appliedUpTo) bool {
 func TestApplyActorAppliesInOrderAndAnswersWaiters(t *testing.T) {
 	sys := newSystem(t)
 	s := openStore(t)
-	parent, apply, rec := spawnApply(t, sys, s)
+	_, apply, rec := spawnApply(t, sys, s)
 	root := sys.Root
+	cl := newClients(t, sys)
 
 	wait := func(index, term, rid uint64) {
-		root.Send(apply, &awaitProposal{index: index, term: term, requestID: rid, replyTo: parent})
+		root.Send(apply, &awaitProposal{index: index, term: term, replyTo: cl.at(rid)})
 	}
 	wait(2, 1, 12)  // applied as proposed
 	wait(3, 1, 13)  // the entry at 3 has term 2: overwritten by a new leader
@@ -64,18 +113,18 @@ func TestApplyActorAppliesInOrderAndAnswersWaiters(t *testing.T) {
 		{Index: 7, Term: 2, Type: raftlogic.EntryNormal, Data: []byte{0xff, 0x01}},
 	}})
 
-	if r := expect(t, rec, proposeAnswer(12)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK || r.GetIndex() != 2 || r.GetTerm() != 1 {
+	if r := cl.proposeAnswer(12); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK || r.GetIndex() != 2 || r.GetTerm() != 1 {
 		t.Fatalf("answer at index 2: %v", r)
 	}
-	if r := expect(t, rec, proposeAnswer(13)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_DROPPED || r.GetTerm() != 2 {
+	if r := cl.proposeAnswer(13); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_DROPPED || r.GetTerm() != 2 {
 		t.Fatalf("answer for an overwritten entry: %v, want DROPPED at term 2", r)
 	}
 	for _, rid := range []uint64{14, 15} {
-		if r := expect(t, rec, proposeAnswer(rid)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_NOT_FOUND {
+		if r := cl.proposeAnswer(rid); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_NOT_FOUND {
 			t.Fatalf("answer %d for a missing key: %v, want NOT_FOUND", rid, r)
 		}
 	}
-	if r := expect(t, rec, proposeAnswer(17)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_BAD_REQUEST {
+	if r := cl.proposeAnswer(17); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_BAD_REQUEST {
 		t.Fatalf("answer for a malformed command: %v, want BAD_REQUEST", r)
 	}
 	// The node hears how far apply got, batch by batch, in order.
@@ -85,8 +134,8 @@ func TestApplyActorAppliesInOrderAndAnswersWaiters(t *testing.T) {
 	if a := expect[*appliedUpTo](t, rec, nil); a.index != 7 {
 		t.Fatalf("second appliedUpTo = %d, want 7", a.index)
 	}
-	if r, ok := take(rec, proposeAnswer(99)); ok {
-		t.Fatalf("a waiter for an entry never applied was answered: %v", r)
+	if got := cl.unanswered(99); len(got) > 0 {
+		t.Fatalf("a waiter for an entry never applied was answered: %v", got)
 	}
 	mustGet(t, s.sm, "a", "2")
 	mustGet(t, s.sm, "b", "6")
@@ -99,39 +148,40 @@ func TestApplyActorAppliesInOrderAndAnswersWaiters(t *testing.T) {
 func TestApplyActorServesReadsAtTheirIndex(t *testing.T) {
 	sys := newSystem(t)
 	s := openStore(t)
-	parent, apply, rec := spawnApply(t, sys, s)
+	_, apply, _ := spawnApply(t, sys, s)
 	root := sys.Root
+	cl := newClients(t, sys)
 	read := func(index uint64, key string, rid uint64) {
-		root.Send(apply, &readAt{index: index, key: key, requestID: rid, replyTo: parent})
+		root.Send(apply, &readAt{index: index, key: key, replyTo: cl.at(rid)})
 	}
 
 	root.Send(apply, &applyEntries{entries: []raftlogic.Entry{cmdEntry(1, 1, putCmd("k", "old"))}})
 	read(3, "k", 21) // waits for index 3
 	read(1, "k", 22) // already applied: answered at once
 	read(1, "nope", 23)
-	if r := expect(t, rec, getAnswer(22)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK || string(r.GetValue()) != "old" {
+	if r := cl.getAnswer(22); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK || string(r.GetValue()) != "old" {
 		t.Fatalf("read at an applied index: %v", r)
 	}
-	if r := expect(t, rec, getAnswer(23)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_NOT_FOUND {
+	if r := cl.getAnswer(23); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_NOT_FOUND {
 		t.Fatalf("read of a missing key: %v, want NOT_FOUND", r)
 	}
 	// Read 21 was handled before 22 and 23 (one mailbox, one sender), so an
-	// answer to it would already be here.
-	if r, ok := take(rec, getAnswer(21)); ok {
-		t.Fatalf("read at index 3 answered at applied index 1: %v", r)
+	// answer to it would already have been sent.
+	if got := cl.unanswered(21); len(got) > 0 {
+		t.Fatalf("read at index 3 answered at applied index 1: %v", got)
 	}
 
 	root.Send(apply, &applyEntries{entries: []raftlogic.Entry{cmdEntry(2, 1, putCmd("k", "mid"))}})
 	read(1, "k", 24) // a marker behind the batch
-	if r := expect(t, rec, getAnswer(24)); string(r.GetValue()) != "mid" {
+	if r := cl.getAnswer(24); string(r.GetValue()) != "mid" {
 		t.Fatalf("marker read: %v", r)
 	}
-	if r, ok := take(rec, getAnswer(21)); ok {
-		t.Fatalf("read at index 3 answered at applied index 2: %v", r)
+	if got := cl.unanswered(21); len(got) > 0 {
+		t.Fatalf("read at index 3 answered at applied index 2: %v", got)
 	}
 
 	root.Send(apply, &applyEntries{entries: []raftlogic.Entry{cmdEntry(3, 1, putCmd("k", "new"))}})
-	if r := expect(t, rec, getAnswer(21)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK || string(r.GetValue()) != "new" {
+	if r := cl.getAnswer(21); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK || string(r.GetValue()) != "new" {
 		t.Fatalf("read at index 3: %v, want the value written at 3", r)
 	}
 }
@@ -172,10 +222,11 @@ func TestApplyActorFillsGapFromLogAfterRestart(t *testing.T) {
 	}
 
 	// Entry 3's batch was lost with the old instance; the next one is 4..5.
-	parent, apply, rec := spawnApply(t, sys, s)
-	sys.Root.Send(apply, &awaitProposal{index: 3, term: 1, requestID: 33, replyTo: parent})
+	_, apply, rec = spawnApply(t, sys, s)
+	cl := newClients(t, sys)
+	sys.Root.Send(apply, &awaitProposal{index: 3, term: 1, replyTo: cl.at(33)})
 	sys.Root.Send(apply, &applyEntries{entries: ents[3:]})
-	if r := expect(t, rec, proposeAnswer(33)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK || r.GetIndex() != 3 {
+	if r := cl.proposeAnswer(33); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK || r.GetIndex() != 3 {
 		t.Fatalf("answer for the entry fetched from the log: %v", r)
 	}
 	expect(t, rec, appliedTo(5))
@@ -193,7 +244,8 @@ func TestApplyActorRestartedAfterPanicCatchesUp(t *testing.T) {
 	ents := fiveEntries()
 	saveLog(t, s, ents...)
 
-	parent, apply, rec := spawnApply(t, sys, s)
+	_, apply, rec := spawnApply(t, sys, s)
+	cl := newClients(t, sys)
 	sys.Root.Send(apply, &applyEntries{entries: ents[:2]})
 	expect(t, rec, appliedTo(2))
 	// A nil batch makes applyEntries panic: the stand-in for a bug hit while
@@ -204,9 +256,9 @@ func TestApplyActorRestartedAfterPanicCatchesUp(t *testing.T) {
 		t.Fatalf("supervisor event %v, want a restart of %s", ev, apply.Id)
 	}
 
-	sys.Root.Send(apply, &awaitProposal{index: 4, term: 1, requestID: 44, replyTo: parent})
+	sys.Root.Send(apply, &awaitProposal{index: 4, term: 1, replyTo: cl.at(44)})
 	sys.Root.Send(apply, &applyEntries{entries: ents[3:]})
-	if r := expect(t, rec, proposeAnswer(44)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
+	if r := cl.proposeAnswer(44); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
 		t.Fatalf("answer after the restart: %v", r)
 	}
 	expect(t, rec, appliedTo(5))
@@ -232,16 +284,17 @@ func TestApplyActorInstallsSnapshot(t *testing.T) {
 	}
 
 	s := openStore(t)
-	parent, apply, rec := spawnApply(t, sys, s)
+	_, apply, _ := spawnApply(t, sys, s)
 	root := sys.Root
+	cl := newClients(t, sys)
 	root.Send(apply, &applyEntries{entries: []raftlogic.Entry{
 		cmdEntry(1, 1, putCmd("a", "1")),
 		cmdEntry(2, 1, putCmd("old", "x")),
 	}})
-	root.Send(apply, &awaitProposal{index: 5, term: 1, requestID: 41, replyTo: parent})  // covered by the image
-	root.Send(apply, &awaitProposal{index: 12, term: 3, requestID: 42, replyTo: parent}) // beyond it
-	root.Send(apply, &readAt{index: 8, key: "s", requestID: 43, replyTo: parent})
-	root.Send(apply, &readAt{index: 11, key: "s", requestID: 44, replyTo: parent})
+	root.Send(apply, &awaitProposal{index: 5, term: 1, replyTo: cl.at(41)})  // covered by the image
+	root.Send(apply, &awaitProposal{index: 12, term: 3, replyTo: cl.at(42)}) // beyond it
+	root.Send(apply, &readAt{index: 8, key: "s", replyTo: cl.at(43)})
+	root.Send(apply, &readAt{index: 11, key: "s", replyTo: cl.at(44)})
 
 	res, err := root.RequestFuture(apply, &installSnapshot{gen: 7, path: imageFile(t, data)}, waitTimeout).Result()
 	if err != nil {
@@ -250,20 +303,20 @@ func TestApplyActorInstallsSnapshot(t *testing.T) {
 	if done := res.(*snapshotInstalled); done.err != nil || done.index != 10 || done.term != 3 || done.gen != 7 {
 		t.Fatalf("snapshotInstalled = %+v, want index 10 term 3 of install 7", done)
 	}
-	if r := expect(t, rec, proposeAnswer(41)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TIMEOUT {
+	if r := cl.proposeAnswer(41); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TIMEOUT {
 		t.Fatalf("waiter covered by the snapshot: %v, want TIMEOUT", r)
 	}
-	if r := expect(t, rec, getAnswer(43)); string(r.GetValue()) != "snap" {
+	if r := cl.getAnswer(43); string(r.GetValue()) != "snap" {
 		t.Fatalf("read at 8 after the install: %v, want the image's value", r)
 	}
-	// A marker: whatever the install answered is here before it.
-	root.Send(apply, &readAt{index: 1, key: "s", requestID: 45, replyTo: parent})
-	expect(t, rec, getAnswer(45))
-	if r, ok := take(rec, proposeAnswer(42)); ok {
-		t.Fatalf("waiter beyond the snapshot answered: %v", r)
+	// A marker: whatever the install answered was sent before it.
+	root.Send(apply, &readAt{index: 1, key: "s", replyTo: cl.at(45)})
+	cl.getAnswer(45)
+	if got := cl.unanswered(42); len(got) > 0 {
+		t.Fatalf("waiter beyond the snapshot answered: %v", got)
 	}
-	if r, ok := take(rec, getAnswer(44)); ok {
-		t.Fatalf("read beyond the snapshot answered: %v", r)
+	if got := cl.unanswered(44); len(got) > 0 {
+		t.Fatalf("read beyond the snapshot answered: %v", got)
 	}
 	mustGet(t, s.sm, "s", "snap")
 	if v, err := s.sm.Get("old"); !errors.Is(err, kvstate.ErrNotFound) {
@@ -278,10 +331,10 @@ func TestApplyActorInstallsSnapshot(t *testing.T) {
 		cmdEntry(11, 3, putCmd("s", "after")),
 		cmdEntry(12, 3, putCmd("t", "12")),
 	}})
-	if r := expect(t, rec, getAnswer(44)); string(r.GetValue()) != "after" {
+	if r := cl.getAnswer(44); string(r.GetValue()) != "after" {
 		t.Fatalf("read at 11: %v", r)
 	}
-	if r := expect(t, rec, proposeAnswer(42)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
+	if r := cl.proposeAnswer(42); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
 		t.Fatalf("waiter at 12: %v", r)
 	}
 }
@@ -364,13 +417,14 @@ func TestApplyActorAnswersEveryWaiter(t *testing.T) {
 	s := openStore(t)
 	ents := fiveEntries()
 	saveLog(t, s, ents...)
-	parent, apply, rec := spawnApply(t, sys, s)
+	_, apply, rec := spawnApply(t, sys, s)
+	cl := newClients(t, sys)
 	wait := func(index, term, rid uint64) {
-		sys.Root.Send(apply, &awaitProposal{index: index, term: term, requestID: rid, replyTo: parent})
+		sys.Root.Send(apply, &awaitProposal{index: index, term: term, replyTo: cl.at(rid)})
 	}
 	unknownFrom := func(t *testing.T, rid, leader uint64) {
 		t.Helper()
-		r := expect(t, rec, proposeAnswer(rid))
+		r := cl.proposeAnswer(rid)
 		if r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TIMEOUT || r.GetLeaderId() != leader {
 			t.Fatalf("answer %d: %v, want TIMEOUT naming leader %d", rid, r, leader)
 		}
@@ -379,7 +433,7 @@ func TestApplyActorAnswersEveryWaiter(t *testing.T) {
 	wait(2, 1, 21)
 	wait(3, 1, 22)
 	sys.Root.Send(apply, &applyEntries{entries: ents[:2]})
-	if r := expect(t, rec, proposeAnswer(21)); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
+	if r := cl.proposeAnswer(21); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
 		t.Fatalf("applied waiter: %v", r)
 	}
 	expect(t, rec, appliedTo(2))
@@ -398,7 +452,12 @@ func TestApplyActorAnswersEveryWaiter(t *testing.T) {
 		t.Fatal(err)
 	}
 	unknownFrom(t, 24, 0)
+	for rid := range cl.pid {
+		if got := cl.unanswered(rid); len(got) > 0 {
+			t.Fatalf("extra answers to %d: %v", rid, got)
+		}
+	}
 	if n := count[*raftpb.ProposeResponse](rec); n != 0 {
-		t.Fatalf("%d extra answers", n)
+		t.Fatalf("%d answers reached the node", n)
 	}
 }

@@ -94,12 +94,9 @@ func (n *nodeActor) compactionPoint() (uint64, bool) {
 // maybeCompact discards the log behind the state machine once it has grown
 // past its limits (see compactionPoint). The state machine's own storage is
 // the snapshot: a follower further behind than the kept entries is sent a
-// fresh image of it.
+// fresh image of it. (Not while a received snapshot installs: the log is
+// about to be replaced; see the installing state.)
 func (n *nodeActor) maybeCompact(ctx actor.Context) {
-	// While a received snapshot installs, the log is about to be replaced.
-	if n.raft == nil || n.installing != nil {
-		return
-	}
 	upto, ok := n.compactionPoint()
 	if !ok {
 		return
@@ -112,7 +109,7 @@ func (n *nodeActor) maybeCompact(ctx actor.Context) {
 		n.log.Warn("compaction refused", "index", upto, "err", err)
 		return
 	}
-	if err := n.logStore.Compact(meta.Index); err != nil {
+	if err := n.storage.logStore.Compact(meta.Index); err != nil {
 		n.log.Error("compact log", "err", err)
 		return
 	}

@@ -92,7 +92,7 @@ type NodeConfig struct {
 	// files.
 	StorageOptions []persist.Option
 	// SenderMiddleware, when set, wraps every send of the node and its
-	// children; tests use it to inject network faults.
+	// children; tests use it to inject network faults (internal/faults).
 	SenderMiddleware []actor.SenderMiddleware
 
 	// hooks lets this package's tests reach into the snapshot paths; nil

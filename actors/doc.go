@@ -27,8 +27,22 @@
 // the remaining messages (votes, acknowledgements) leave. A change of the
 // commit index alone is not written.
 //
+// A node's lifecycle is explicit (lifecycle.go): it is starting, running,
+// installing a snapshot, or stopping, each state one receive function, so
+// what a node does with a message in a given state is decided in one
+// place. Its storage is opened and recovered in one tested function,
+// openNodeStorage (storage.go).
+//
 // Nodes find each other only by PID (address + NodeName(id)), so a node
 // cannot tell whether a peer lives in its process or on another host.
+//
+// This package is part of RaftKV's implementation and carries no
+// compatibility promise: it exports only what the root package uses to
+// host nodes (NewNodeProps, NodeConfig, NodeName) and ErrWrongCluster,
+// which raftkv.Open's error wraps when a data directory belongs to another
+// node or cluster.
+// Applications import the root package, github.com/raftkv/raftkv. Test
+// support (network fault injection) lives in internal/faults.
 //
 // This package must never make a Raft decision (that is raftlogic's), never
 // define wire formats (remote's) or storage layouts (persist's, kvstate's),

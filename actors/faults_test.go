@@ -6,34 +6,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/internal/faults"
 )
-
-func TestNodeOf(t *testing.T) {
-	for _, c := range []struct {
-		id   string
-		want uint64
-		ok   bool
-	}{
-		{"n3", 3, true},
-		{"n3/apply", 3, true},
-		{"n12/replicate-4", 12, true},
-		{"future$1", 0, false},
-		{"$7", 0, false},
-		{"n", 0, false},
-		{"nx", 0, false},
-		{"n/apply", 0, false},
-		{"node1", 0, false},
-		{"n-1", 0, false},
-	} {
-		got, ok := nodeOf(actor.NewPID("nonhost", c.id))
-		if got != c.want || ok != c.ok {
-			t.Errorf("nodeOf(%q) = %d, %v; want %d, %v", c.id, got, ok, c.want, c.ok)
-		}
-	}
-	if _, ok := nodeOf(nil); ok {
-		t.Error("nodeOf(nil) reported a node")
-	}
-}
 
 // sendCmd asks a fault probe to send msg to to, through its middleware.
 type sendCmd struct {
@@ -53,12 +27,16 @@ func relay(ctx actor.Context) bool {
 	return true
 }
 
+// These tests run internal/faults' Network between actors named as this
+// package names nodes and their children (NodeName), so they also check that
+// the fault injector recognises those names.
+
 // faultNet is a few probes named like nodes (and one that is not), all
-// sending through one NetworkFaults.
+// sending through one faults.Network.
 type faultNet struct {
 	t     *testing.T
 	sys   *actor.ActorSystem
-	f     *NetworkFaults
+	f     *faults.Network
 	pid   map[string]*actor.PID
 	rec   map[string]*recorder
 	child *actor.PID // "n1/relay": a child of node 1
@@ -66,11 +44,11 @@ type faultNet struct {
 
 func newFaultNet(t *testing.T) *faultNet {
 	sys := newSystem(t)
-	n := &faultNet{t: t, sys: sys, f: NewNetworkFaults(42), pid: map[string]*actor.PID{}, rec: map[string]*recorder{}}
+	n := &faultNet{t: t, sys: sys, f: faults.NewNetwork(42), pid: map[string]*actor.PID{}, rec: map[string]*recorder{}}
 	mw := []actor.SenderMiddleware{n.f.Middleware()}
-	for _, name := range []string{"n1", "n2", "n3", "client"} {
+	for _, name := range []string{NodeName(1), NodeName(2), NodeName(3), "client"} {
 		o := probeOpts{handle: relay, middleware: mw}
-		if name == "n1" {
+		if name == NodeName(1) {
 			o.child = func() actor.Actor { return &probe{rec: newRecorder(), handle: relay} }
 			o.childName = "relay"
 		}

@@ -221,7 +221,7 @@ func spawnProbe(t *testing.T, sys *actor.ActorSystem, name string, o probeOpts) 
 		childProps = actor.PropsFromProducer(o.child, copts...)
 	}
 	childPID := make(chan *actor.PID, 1)
-	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy(quietLogger()))}
+	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy())}
 	if len(o.middleware) > 0 {
 		opts = append(opts, actor.WithSenderMiddleware(o.middleware...))
 	}

@@ -18,14 +18,15 @@ import (
 // A Ready that carries a snapshot is handled in two halves. The first half
 // (handleReady) does what does not depend on the install — the role
 // change, a leader's early messages — and asks the apply actor to restore
-// the state machine from the image file. The node actor then goes on taking
-// input: ticks, peer messages, client requests and status queries reach
+// the state machine from the image file, and the node enters its installing
+// state (lifecycle.go). It goes on taking input there: ticks, peer messages, client requests and status queries reach
 // raftlogic (Step and Tick may be called between Ready and Advance), but no
 // further Ready is taken until the install is done. The second half
 // (finishReady, once apply answers) records the snapshot in the log, sends
 // the messages that acknowledge it, and calls Advance. So the state machine
 // holds the image before the log records it: a crash in between leaves the
-// state machine ahead of the log, which open recovers from, never behind.
+// state machine ahead of the log, which openNodeStorage recovers from,
+// never behind.
 //
 // Liveness is judged by progress, not by a deadline: the apply actor
 // reports progress while it reads the image and writes the state, and an
@@ -74,33 +75,36 @@ const installProgressEvery = 100 * time.Millisecond
 var errInstallStopped = errors.New("actors: the node stopped the snapshot install")
 
 // beginInstall hands the snapshot of rd to the apply actor and parks the
-// rest of rd until it is installed.
+// rest of rd until it is installed: the node enters the installing state.
 func (n *nodeActor) beginInstall(ctx actor.Context, rd raftlogic.Ready, late []raftlogic.Message) {
 	n.installGen++
 	now := time.Now()
 	in := &pendingInstall{gen: n.installGen, rd: rd, late: late, started: now, moved: now, stop: make(chan struct{})}
-	n.installing = in
+	n.install = in
+	n.behavior.BecomeStacked(n.installing)
 	n.log.Info("installing snapshot", "index", rd.Snapshot.Meta.Index, "term", rd.Snapshot.Meta.Term)
 	ctx.Request(n.apply, &installSnapshot{gen: in.gen, path: string(rd.Snapshot.Data), stop: in.stop})
 	n.armInstallCheck(ctx, n.cfg.SnapshotIdleTimeout)
 }
 
 func (n *nodeActor) armInstallCheck(ctx actor.Context, after time.Duration) {
-	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), n.installing.gen
-	n.installing.timer = time.AfterFunc(after, func() { root.Send(self, &installCheck{gen: gen}) })
+	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), n.install.gen
+	n.install.timer = time.AfterFunc(after, func() { root.Send(self, &installCheck{gen: gen}) })
 }
 
+// installProgressed notes that the install is moving. A report of an
+// earlier install (its generation) is ignored here and below.
 func (n *nodeActor) installProgressed(msg *installProgress) {
-	if in := n.installing; in != nil && in.gen == msg.gen {
-		in.moved = time.Now()
+	if n.install.gen == msg.gen {
+		n.install.moved = time.Now()
 	}
 }
 
 // checkInstall stops the node if install gen has made no progress for the
 // idle timeout; otherwise it looks again when it next could have.
 func (n *nodeActor) checkInstall(ctx actor.Context, gen uint64) {
-	in := n.installing
-	if in == nil || in.gen != gen {
+	in := n.install
+	if in.gen != gen {
 		return
 	}
 	idle := time.Since(in.moved)
@@ -112,14 +116,13 @@ func (n *nodeActor) checkInstall(ctx actor.Context, gen uint64) {
 		in.rd.Snapshot.Meta.Index, idle.Round(time.Millisecond), time.Since(in.started).Round(time.Millisecond)))
 }
 
-// snapshotInstalled completes the Ready parked by beginInstall.
+// snapshotInstalled completes the Ready parked by beginInstall, and the
+// node is back to running.
 func (n *nodeActor) snapshotInstalled(ctx actor.Context, done *snapshotInstalled) {
-	in := n.installing
-	if in == nil || in.gen != done.gen || n.raft == nil {
+	in := n.install
+	if in.gen != done.gen {
 		return
 	}
-	in.timer.Stop()
-	n.installing = nil
 	meta := in.rd.Snapshot.Meta
 	if done.err != nil {
 		n.fail(ctx, fmt.Errorf("install snapshot %d: %w", meta.Index, done.err))
@@ -129,18 +132,24 @@ func (n *nodeActor) snapshotInstalled(ctx actor.Context, done *snapshotInstalled
 		n.fail(ctx, fmt.Errorf("install snapshot: the image covers index %d term %d, Raft's snapshot is index %d term %d", done.index, done.term, meta.Index, meta.Term))
 		return
 	}
+	in.timer.Stop()
+	n.install = nil
+	n.behavior.UnbecomeStacked()
+	// The installing state held back the flushes asked for meanwhile.
+	n.flushPending = false
 	n.log.Info("snapshot installed", "index", meta.Index, "took", time.Since(in.started).Round(time.Millisecond))
 	n.applied = max(n.applied, done.index)
 	n.releaseImage(ctx, string(in.rd.Snapshot.Data))
 	n.finishReady(ctx, in.rd, in.late)
 }
 
-// stopInstall makes an install in progress give up (the node is stopping).
+// stopInstall makes an install in progress, if any, give up (the node is
+// stopping).
 func (n *nodeActor) stopInstall() {
-	if in := n.installing; in != nil {
+	if in := n.install; in != nil {
 		in.timer.Stop()
 		close(in.stop)
-		n.installing = nil
+		n.install = nil
 	}
 }
 

@@ -39,7 +39,6 @@ type applyEntries struct {
 // it always arrives first.
 type awaitProposal struct {
 	index, term uint64
-	requestID   uint64
 	replyTo     *actor.PID
 }
 
@@ -55,10 +54,9 @@ type leadershipLost struct {
 
 // readAt asks the apply actor to read key once it has applied index.
 type readAt struct {
-	index     uint64
-	key       string
-	requestID uint64
-	replyTo   *actor.PID
+	index   uint64
+	key     string
+	replyTo *actor.PID
 }
 
 // appliedUpTo tells the node how far the state machine has applied, so it

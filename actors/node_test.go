@@ -2,17 +2,18 @@ package actors
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/raftlogic"
+	"github.com/raftkv/raftkv/remote"
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
 
@@ -26,7 +27,6 @@ type testNode struct {
 	// stopped is closed once the node actor has handled Stopped, which is
 	// when it closes its storage.
 	stopped chan struct{}
-	reqID   atomic.Uint64
 }
 
 // nodeConfig is node 1 of a cluster of the given members (1 if none),
@@ -76,6 +76,18 @@ func startNode(t *testing.T, sys *actor.ActorSystem, cfg NodeConfig) *testNode {
 	return n
 }
 
+// startLeader starts node 1 alone on a fresh directory and waits until it
+// leads.
+func startLeader(t *testing.T, sys *actor.ActorSystem) *testNode {
+	t.Helper()
+	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
+	if err := n.startErr(); err != nil {
+		t.Fatalf("OnStart: %v", err)
+	}
+	n.waitLeader()
+	return n
+}
+
 // startErr waits for the node's OnStart.
 func (n *testNode) startErr() error {
 	n.t.Helper()
@@ -110,12 +122,7 @@ func (n *testNode) waitLeader() {
 
 func (n *testNode) propose(c kvstate.Command) *raftpb.ProposeResponse {
 	n.t.Helper()
-	rid := n.reqID.Add(1)
-	r := n.request(&raftpb.ProposeRequest{RequestId: rid, ClusterId: testCluster, Payload: c.Encode()}).(*raftpb.ProposeResponse)
-	if r.GetRequestId() != rid {
-		n.t.Fatalf("answer for request %d carries id %d", rid, r.GetRequestId())
-	}
-	return r
+	return n.request(&raftpb.ProposeRequest{ClusterId: testCluster, Payload: c.Encode()}).(*raftpb.ProposeResponse)
 }
 
 func (n *testNode) mustPropose(c kvstate.Command) *raftpb.ProposeResponse {
@@ -129,12 +136,7 @@ func (n *testNode) mustPropose(c kvstate.Command) *raftpb.ProposeResponse {
 
 func (n *testNode) get(key string) *raftpb.GetResponse {
 	n.t.Helper()
-	rid := n.reqID.Add(1)
-	r := n.request(&raftpb.GetRequest{RequestId: rid, ClusterId: testCluster, Key: key}).(*raftpb.GetResponse)
-	if r.GetRequestId() != rid {
-		n.t.Fatalf("answer for request %d carries id %d", rid, r.GetRequestId())
-	}
-	return r
+	return n.request(&raftpb.GetRequest{ClusterId: testCluster, Key: key}).(*raftpb.GetResponse)
 }
 
 func (n *testNode) mustGet(key, want string) {
@@ -161,11 +163,7 @@ func (n *testNode) waitStopped() {
 
 func TestSingleNodeServesRequests(t *testing.T) {
 	sys := newSystem(t)
-	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
-	if err := n.startErr(); err != nil {
-		t.Fatalf("OnStart: %v", err)
-	}
-	n.waitLeader()
+	n := startLeader(t, sys)
 
 	put := n.mustPropose(putCmd("k", "v1"))
 	n.mustGet("k", "v1")
@@ -184,12 +182,12 @@ func TestSingleNodeServesRequests(t *testing.T) {
 		t.Fatalf("get after remove: %v, want NOT_FOUND", r)
 	}
 
-	wrong := n.request(&raftpb.ProposeRequest{RequestId: 900, ClusterId: "another", Payload: putCmd("k", "x").Encode()}).(*raftpb.ProposeResponse)
-	if wrong.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH || wrong.GetRequestId() != 900 {
+	wrong := n.request(&raftpb.ProposeRequest{ClusterId: "another", Payload: putCmd("k", "x").Encode()}).(*raftpb.ProposeResponse)
+	if wrong.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH {
 		t.Fatalf("propose to the wrong cluster: %v, want CLUSTER_MISMATCH", wrong)
 	}
-	wrongGet := n.request(&raftpb.GetRequest{RequestId: 901, ClusterId: "another", Key: "k"}).(*raftpb.GetResponse)
-	if wrongGet.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH || wrongGet.GetRequestId() != 901 {
+	wrongGet := n.request(&raftpb.GetRequest{ClusterId: "another", Key: "k"}).(*raftpb.GetResponse)
+	if wrongGet.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH {
 		t.Fatalf("get from the wrong cluster: %v, want CLUSTER_MISMATCH", wrongGet)
 	}
 
@@ -209,15 +207,11 @@ func TestSingleNodeServesRequests(t *testing.T) {
 func TestNodeDropsRequestsWithoutSender(t *testing.T) {
 	sys := newSystem(t)
 	failures := supervisorEvents(t, sys)
-	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
-	if err := n.startErr(); err != nil {
-		t.Fatal(err)
-	}
-	n.waitLeader()
+	n := startLeader(t, sys)
 	n.mustPropose(putCmd("k", "v"))
 	for range 8 {
-		sys.Root.Send(n.pid, &raftpb.ProposeRequest{RequestId: 1, ClusterId: testCluster, Payload: putCmd("k", "unanswerable").Encode()})
-		sys.Root.Send(n.pid, &raftpb.GetRequest{RequestId: 2, ClusterId: testCluster, Key: "k"})
+		sys.Root.Send(n.pid, &raftpb.ProposeRequest{ClusterId: testCluster, Payload: putCmd("k", "unanswerable").Encode()})
+		sys.Root.Send(n.pid, &raftpb.GetRequest{ClusterId: testCluster, Key: "k"})
 	}
 	// Requests with a sender, behind them, still work.
 	n.mustPropose(putCmd("k2", "v2"))
@@ -231,11 +225,7 @@ func TestNodeDropsRequestsWithoutSender(t *testing.T) {
 func TestNodeRestartsFailedChildAndKeepsServing(t *testing.T) {
 	sys := newSystem(t)
 	failures := supervisorEvents(t, sys)
-	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
-	if err := n.startErr(); err != nil {
-		t.Fatal(err)
-	}
-	n.waitLeader()
+	n := startLeader(t, sys)
 	n.mustPropose(putCmd("k", "v1"))
 
 	// A nil batch makes the apply actor panic: the stand-in for a bug.
@@ -253,6 +243,66 @@ func TestNodeRestartsFailedChildAndKeepsServing(t *testing.T) {
 	}
 	if len(n.started) != 0 {
 		t.Fatal("the node itself restarted; only its child should have")
+	}
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the lines logged so far that contain substr.
+func (l *lockedBuffer) lines(substr string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// A panic in a child is logged once, at WARN, naming the node and the child
+// (its path, n<id>/<child>) and what was done about it: by
+// remote.WatchFailures, which the DB installs on the node's logger, and not
+// again by the node's supervision.
+func TestChildFailureLoggedOnce(t *testing.T) {
+	sys := newSystem(t)
+	var buf lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t.Cleanup(remote.WatchFailures(sys, logger))
+	// Subscribed after WatchFailures: an event recorded here is logged.
+	failures := supervisorEvents(t, sys)
+	cfg := nodeConfig(sys, t.TempDir())
+	cfg.Logger = logger
+	n := startNode(t, sys, cfg)
+	if err := n.startErr(); err != nil {
+		t.Fatal(err)
+	}
+	n.waitLeader()
+
+	apply := actor.NewPID(sys.Address(), NodeName(1)+"/apply")
+	sys.Root.Send(apply, (*applyEntries)(nil)) // panics: nil pointer dereference
+	expect[*actor.SupervisorEvent](t, failures, nil)
+	n.mustPropose(putCmd("k", "v")) // the restarted child serves
+
+	got := buf.lines("nil pointer dereference")
+	if len(got) != 1 {
+		t.Fatalf("the child's panic was logged %d times, want once:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	for _, want := range []string{"level=WARN", NodeName(1) + "/apply", "directive=RestartDirective"} {
+		if !strings.Contains(got[0], want) {
+			t.Errorf("the failure's log line lacks %q: %s", want, got[0])
+		}
 	}
 }
 
@@ -284,11 +334,7 @@ func TestNodeStopsWhenChildKeepsFailing(t *testing.T) {
 
 func TestNodeFailStop(t *testing.T) {
 	sys := newSystem(t)
-	n := startNode(t, sys, nodeConfig(sys, t.TempDir()))
-	if err := n.startErr(); err != nil {
-		t.Fatal(err)
-	}
-	n.waitLeader()
+	n := startLeader(t, sys)
 	// What the apply actor sends on a storage error.
 	sys.Root.Send(n.pid, &failStop{err: errors.New("disk on fire")})
 	n.waitStopped()

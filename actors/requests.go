@@ -22,20 +22,20 @@ func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
 	if n.unanswerable(ctx, req) {
 		return
 	}
-	if resp := n.refuse(req.GetClusterId()); resp != nil {
-		ctx.Respond(&raftpb.ProposeResponse{RequestId: req.GetRequestId(), ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
+	if why := n.foreignCluster(req.GetClusterId()); why != "" {
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
 		return
 	}
 	index, term, err := n.raft.Propose(req.GetPayload())
 	if err != nil {
 		code, leader := notLeaderCode(err)
-		ctx.Respond(&raftpb.ProposeResponse{RequestId: req.GetRequestId(), ErrorCode: code, LeaderId: leader, Message: err.Error()})
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
 		return
 	}
 	n.proposals++
 	// Registered before the entry can commit: the apply actor learns of the
 	// waiter before it sees the entry.
-	ctx.Send(n.apply, &awaitProposal{index: index, term: term, requestID: req.GetRequestId(), replyTo: ctx.Sender()})
+	ctx.Send(n.apply, &awaitProposal{index: index, term: term, replyTo: ctx.Sender()})
 	n.scheduleFlush(ctx)
 }
 
@@ -43,18 +43,18 @@ func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
 	if n.unanswerable(ctx, req) {
 		return
 	}
-	if resp := n.refuse(req.GetClusterId()); resp != nil {
-		ctx.Respond(&raftpb.GetResponse{RequestId: req.GetRequestId(), ErrorCode: resp.code, LeaderId: resp.leader, Message: resp.msg})
+	if why := n.foreignCluster(req.GetClusterId()); why != "" {
+		ctx.Respond(&raftpb.GetResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
 		return
 	}
 	n.nextReadID++
 	id := n.nextReadID
 	if err := n.raft.ReadIndex(binary.BigEndian.AppendUint64(nil, id)); err != nil {
 		code, leader := notLeaderCode(err)
-		ctx.Respond(&raftpb.GetResponse{RequestId: req.GetRequestId(), ErrorCode: code, LeaderId: leader, Message: err.Error()})
+		ctx.Respond(&raftpb.GetResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
 		return
 	}
-	n.reads[id] = pendingGet{key: req.GetKey(), requestID: req.GetRequestId(), replyTo: ctx.Sender(), asked: time.Now()}
+	n.reads[id] = pendingGet{key: req.GetKey(), replyTo: ctx.Sender(), asked: time.Now()}
 	n.scheduleFlush(ctx)
 }
 
@@ -86,17 +86,13 @@ func (n *nodeActor) readReady(ctx actor.Context, rs raftlogic.ReadState) {
 	}
 	if rs.Err != nil {
 		code, leader := notLeaderCode(rs.Err)
-		ctx.Send(g.replyTo, &raftpb.GetResponse{RequestId: g.requestID, ErrorCode: code, LeaderId: leader, Message: rs.Err.Error()})
+		ctx.Send(g.replyTo, &raftpb.GetResponse{ErrorCode: code, LeaderId: leader, Message: rs.Err.Error()})
 		return
 	}
-	ctx.Send(n.apply, &readAt{index: rs.Index, key: g.key, requestID: g.requestID, replyTo: g.replyTo})
+	ctx.Send(n.apply, &readAt{index: rs.Index, key: g.key, replyTo: g.replyTo})
 }
 
 func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
-	if n.raft == nil {
-		ctx.Respond(&raftpb.StatusResponse{Id: n.cfg.ID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})
-		return
-	}
 	st := n.raft.Status()
 	lsm, vlog := n.storage.size()
 	// Read at each request (a walk of a few dozen files), so that status
@@ -119,10 +115,6 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 }
 
 func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
-	if n.raft == nil {
-		ctx.Respond(&raftpb.TransferResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})
-		return
-	}
 	if err := n.raft.TransferLeadership(req.GetTo()); err != nil {
 		code, leader := notLeaderCode(err)
 		ctx.Respond(&raftpb.TransferResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
@@ -132,20 +124,14 @@ func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
 	n.scheduleFlush(ctx)
 }
 
-type refusal struct {
-	code   raftpb.ErrorCode
-	leader uint64
-	msg    string
-}
-
-func (n *nodeActor) refuse(clusterID string) *refusal {
-	if n.raft == nil {
-		return &refusal{code: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, msg: "node is not running"}
-	}
+// foreignCluster says why a request meant for clusterID is refused here,
+// or "" when it is this node's cluster. (A stopping node refuses every
+// request before this; see lifecycle.go.)
+func (n *nodeActor) foreignCluster(clusterID string) string {
 	if clusterID != n.cfg.ClusterID {
-		return &refusal{code: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, msg: "request for cluster " + clusterID + " reached cluster " + n.cfg.ClusterID}
+		return "request for cluster " + clusterID + " reached cluster " + n.cfg.ClusterID
 	}
-	return nil
+	return ""
 }
 
 // notLeaderCode turns raftlogic's refusal into a wire code naming the leader.

@@ -95,8 +95,6 @@ func (n *nodeActor) receiveChunk(ctx actor.Context, c *raftpb.SnapshotChunk) {
 	}
 	var why string
 	switch {
-	case n.raft == nil:
-		why = "the node is not running"
 	case c.GetClusterId() != n.cfg.ClusterID:
 		why = "chunk for cluster " + c.GetClusterId()
 	case c.GetTo() != n.cfg.ID:
@@ -125,8 +123,8 @@ func chunkAck(c *raftpb.SnapshotChunk, reject bool, offset uint64) *raftpb.Snaps
 // (stale, or the log already holds it); then no Ready carries it and it is
 // released at the next Ready, or at once if there is none.
 func (n *nodeActor) imageReceived(ctx actor.Context, msg *imageReceived) {
-	if n.raft == nil || n.image != "" {
-		// Stopping, or a receiver restarted while an image was installing.
+	if n.image != "" {
+		// A receiver restarted while an image was installing.
 		n.releaseImage(ctx, msg.path)
 		return
 	}
@@ -154,9 +152,7 @@ func (n *nodeActor) releaseImage(ctx actor.Context, path string) {
 		n.image = ""
 	}
 	removeFile(n.log, path)
-	if n.receiver != nil {
-		ctx.Send(n.receiver, &imageReleased{})
-	}
+	ctx.Send(n.receiver, &imageReleased{})
 }
 
 // snapshotReceiver is a node's snapshot-recv child: it writes the chunks of

@@ -8,10 +8,10 @@ import (
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
 
-// ErrBadMessage is wrapped by every error FromProto returns: the input is not
+// errBadMessage is wrapped by every error fromProto returns: the input is not
 // a structurally valid Raft message. The message came from the network, so
 // the caller should drop it (and may log it), never crash.
-var ErrBadMessage = errors.New("remote: bad message")
+var errBadMessage = errors.New("remote: bad message")
 
 // msgTypes maps raftlogic message types to their wire enum. The numbers are
 // equal by design; the tables keep the code independent of that.
@@ -49,14 +49,14 @@ var entryTypesBack = func() map[raftpb.EntryType]raftlogic.EntryType {
 	return m
 }()
 
-// ToProto converts a Raft message to its wire form. The result shares the
+// toProto converts a Raft message to its wire form. The result shares the
 // byte slices (entry and snapshot data) and the voter slice with m; neither
 // side may modify them while the other is in use.
 //
-// ToProto is total: a message type or entry type raftlogic does not define is
-// carried by number, and the receiving FromProto rejects it. The snapshot is
+// toProto is total: a message type or entry type raftlogic does not define is
+// carried by number, and the receiving fromProto rejects it. The snapshot is
 // omitted when m.Snapshot is the zero value.
-func ToProto(m raftlogic.Message) *raftpb.Message {
+func toProto(m raftlogic.Message) *raftpb.Message {
 	p := &raftpb.Message{
 		Type:       toProtoMsgType(m.Type),
 		From:       m.From,
@@ -106,23 +106,23 @@ func toProtoEntryType(t raftlogic.EntryType) raftpb.EntryType {
 	return raftpb.EntryType(t)
 }
 
-// FromProto converts a wire message to a Raft message. It checks structure
+// fromProto converts a wire message to a Raft message. It checks structure
 // only: p is non-nil, its type and every entry's type are known, no entry is
 // nil, and a snapshot that carries anything has metadata. Any failure returns
-// an error wrapping ErrBadMessage; FromProto never panics on any input.
+// an error wrapping errBadMessage; fromProto never panics on any input.
 // Whether the message makes sense to Raft (terms, peers, snapshot metadata)
 // is for raftlogic.Node.Step to decide.
 //
 // The result shares byte and voter slices with p. Empty slices come back nil,
-// so a message survives ToProto, proto.Marshal, proto.Unmarshal and FromProto
+// so a message survives toProto, proto.Marshal, proto.Unmarshal and fromProto
 // unchanged when it uses nil for "none".
-func FromProto(p *raftpb.Message) (raftlogic.Message, error) {
+func fromProto(p *raftpb.Message) (raftlogic.Message, error) {
 	if p == nil {
-		return raftlogic.Message{}, fmt.Errorf("%w: nil message", ErrBadMessage)
+		return raftlogic.Message{}, fmt.Errorf("%w: nil message", errBadMessage)
 	}
 	t, ok := msgTypesBack[p.GetType()]
 	if !ok {
-		return raftlogic.Message{}, fmt.Errorf("%w: unknown message type %d from node %d", ErrBadMessage, int32(p.GetType()), p.GetFrom())
+		return raftlogic.Message{}, fmt.Errorf("%w: unknown message type %d from node %d", errBadMessage, int32(p.GetType()), p.GetFrom())
 	}
 	m := raftlogic.Message{
 		Type:       t,
@@ -140,12 +140,12 @@ func FromProto(p *raftpb.Message) (raftlogic.Message, error) {
 		m.Entries = make([]raftlogic.Entry, len(es))
 		for i, e := range es {
 			if e == nil {
-				return raftlogic.Message{}, fmt.Errorf("%w: %v from node %d: entry %d is nil", ErrBadMessage, t, m.From, i)
+				return raftlogic.Message{}, fmt.Errorf("%w: %v from node %d: entry %d is nil", errBadMessage, t, m.From, i)
 			}
 			et, ok := entryTypesBack[e.GetType()]
 			if !ok {
 				return raftlogic.Message{}, fmt.Errorf("%w: %v from node %d: entry %d (index %d) has unknown type %d",
-					ErrBadMessage, t, m.From, i, e.GetIndex(), int32(e.GetType()))
+					errBadMessage, t, m.From, i, e.GetIndex(), int32(e.GetType()))
 			}
 			m.Entries[i] = raftlogic.Entry{Index: e.GetIndex(), Term: e.GetTerm(), Type: et, Data: nilIfEmpty(e.GetData())}
 		}
@@ -153,7 +153,7 @@ func FromProto(p *raftpb.Message) (raftlogic.Message, error) {
 	if s := p.GetSnapshot(); s != nil {
 		meta := s.GetMeta()
 		if meta == nil && len(s.GetData()) > 0 {
-			return raftlogic.Message{}, fmt.Errorf("%w: %v from node %d: snapshot data without metadata", ErrBadMessage, t, m.From)
+			return raftlogic.Message{}, fmt.Errorf("%w: %v from node %d: snapshot data without metadata", errBadMessage, t, m.From)
 		}
 		m.Snapshot = raftlogic.Snapshot{
 			Meta: raftlogic.SnapshotMeta{
@@ -174,25 +174,26 @@ func nilIfEmpty[T any](s []T) []T {
 	return s
 }
 
-// ErrForeignCluster is wrapped by OpenEnvelope's error when an envelope
+// errForeignCluster is wrapped by OpenEnvelope's error when an envelope
 // belongs to another cluster; the caller should drop it.
-var ErrForeignCluster = errors.New("remote: message from a foreign cluster")
+var errForeignCluster = errors.New("remote: message from a foreign cluster")
 
 // NewEnvelope wraps m for delivery to a peer's Raft actor.
 func NewEnvelope(clusterID string, m raftlogic.Message) *raftpb.RaftEnvelope {
-	return &raftpb.RaftEnvelope{ClusterId: clusterID, Msg: ToProto(m)}
+	return &raftpb.RaftEnvelope{ClusterId: clusterID, Msg: toProto(m)}
 }
 
-// OpenEnvelope unwraps a received envelope: it returns an error wrapping
-// ErrForeignCluster if e was sent by a node of another cluster than
-// clusterID, or one wrapping ErrBadMessage if e or its message is malformed
-// (see FromProto).
+// OpenEnvelope unwraps a received envelope. It returns an error, which the
+// caller logs and drops the envelope for, if e was sent by a node of
+// another cluster than clusterID or if e or its message is not a
+// structurally valid Raft message (checked as fromProto says); it never
+// panics on any input.
 func OpenEnvelope(clusterID string, e *raftpb.RaftEnvelope) (raftlogic.Message, error) {
 	if e == nil {
-		return raftlogic.Message{}, fmt.Errorf("%w: nil envelope", ErrBadMessage)
+		return raftlogic.Message{}, fmt.Errorf("%w: nil envelope", errBadMessage)
 	}
 	if got := e.GetClusterId(); got != clusterID {
-		return raftlogic.Message{}, fmt.Errorf("%w: cluster %q, want %q (from node %d)", ErrForeignCluster, got, clusterID, e.GetMsg().GetFrom())
+		return raftlogic.Message{}, fmt.Errorf("%w: cluster %q, want %q (from node %d)", errForeignCluster, got, clusterID, e.GetMsg().GetFrom())
 	}
-	return FromProto(e.GetMsg())
+	return fromProto(e.GetMsg())
 }

@@ -45,9 +45,9 @@ func TestRoundTripAllTypes(t *testing.T) {
 	for _, m := range sampleMessages() {
 		seen[m.Type] = true
 		// In memory.
-		got, err := FromProto(ToProto(m))
+		got, err := fromProto(toProto(m))
 		if err != nil {
-			t.Fatalf("%v: FromProto(ToProto) = %v", m.Type, err)
+			t.Fatalf("%v: fromProto(toProto) = %v", m.Type, err)
 		}
 		if !reflect.DeepEqual(got, m) {
 			t.Fatalf("%v: in-memory round trip\n got %+v\nwant %+v", m.Type, got, m)
@@ -101,7 +101,7 @@ func TestEnumTablesComplete(t *testing.T) {
 func TestRoundTripCanonicalizesEmpty(t *testing.T) {
 	m := raftlogic.Message{Type: raftlogic.MsgApp, From: 1, To: 2, Term: 1,
 		Entries: []raftlogic.Entry{{Index: 1, Term: 1, Data: []byte{}}}}
-	got, err := FromProto(ToProto(m))
+	got, err := fromProto(toProto(m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,23 +109,23 @@ func TestRoundTripCanonicalizesEmpty(t *testing.T) {
 		t.Errorf("empty data came back as %#v, want nil", got.Entries[0].Data)
 	}
 	m.Entries = []raftlogic.Entry{}
-	if got, _ := FromProto(ToProto(m)); got.Entries != nil {
+	if got, _ := fromProto(toProto(m)); got.Entries != nil {
 		t.Errorf("empty entries came back as %#v, want nil", got.Entries)
 	}
 	// A snapshot with all-zero metadata and no data is no snapshot.
-	p := ToProto(raftlogic.Message{Type: raftlogic.MsgHeartbeat, From: 1, To: 2, Term: 1})
+	p := toProto(raftlogic.Message{Type: raftlogic.MsgHeartbeat, From: 1, To: 2, Term: 1})
 	if p.Snapshot != nil {
 		t.Errorf("zero snapshot encoded as %v", p.Snapshot)
 	}
 	p.Snapshot = &raftpb.Snapshot{Meta: &raftpb.SnapshotMeta{}}
-	if got, err := FromProto(p); err != nil || !reflect.DeepEqual(got.Snapshot, raftlogic.Snapshot{}) {
-		t.Errorf("FromProto(empty snapshot) = %+v, %v", got.Snapshot, err)
+	if got, err := fromProto(p); err != nil || !reflect.DeepEqual(got.Snapshot, raftlogic.Snapshot{}) {
+		t.Errorf("fromProto(empty snapshot) = %+v, %v", got.Snapshot, err)
 	}
 }
 
 func TestFromProtoRejects(t *testing.T) {
 	valid := func() *raftpb.Message {
-		return ToProto(raftlogic.Message{Type: raftlogic.MsgApp, From: 1, To: 2, Term: 3, Index: 1, LogTerm: 1,
+		return toProto(raftlogic.Message{Type: raftlogic.MsgApp, From: 1, To: 2, Term: 3, Index: 1, LogTerm: 1,
 			Entries: []raftlogic.Entry{{Index: 2, Term: 3, Data: []byte("x")}}})
 	}
 	cases := []struct {
@@ -150,37 +150,37 @@ func TestFromProtoRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m, err := FromProto(c.p)
-			if !errors.Is(err, ErrBadMessage) {
-				t.Fatalf("FromProto = %+v, %v; want an error wrapping ErrBadMessage", m, err)
+			m, err := fromProto(c.p)
+			if !errors.Is(err, errBadMessage) {
+				t.Fatalf("fromProto = %+v, %v; want an error wrapping errBadMessage", m, err)
 			}
 			if !reflect.DeepEqual(m, raftlogic.Message{}) {
-				t.Errorf("FromProto returned %+v with its error, want the zero Message", m)
+				t.Errorf("fromProto returned %+v with its error, want the zero Message", m)
 			}
 		})
 	}
-	// ToProto carries unknown raftlogic types by number; FromProto refuses them.
+	// toProto carries unknown raftlogic types by number; fromProto refuses them.
 	for _, m := range []raftlogic.Message{
 		{Type: 0, From: 1, To: 2, Term: 1},
 		{Type: raftlogic.MsgTimeoutNow + 1, From: 1, To: 2, Term: 1},
 		{Type: raftlogic.MsgApp, From: 1, To: 2, Term: 1, Entries: []raftlogic.Entry{{Index: 1, Term: 1, Type: 7}}},
 	} {
-		if _, err := FromProto(ToProto(m)); !errors.Is(err, ErrBadMessage) {
-			t.Errorf("FromProto(ToProto(%+v)) = %v, want ErrBadMessage", m, err)
+		if _, err := fromProto(toProto(m)); !errors.Is(err, errBadMessage) {
+			t.Errorf("fromProto(toProto(%+v)) = %v, want errBadMessage", m, err)
 		}
 	}
 }
 
 func TestOpenEnvelope(t *testing.T) {
 	m := raftlogic.Message{Type: raftlogic.MsgHeartbeat, From: 1, To: 2, Term: 7, Commit: 3}
-	if _, err := OpenEnvelope("prod", NewEnvelope("staging", m)); !errors.Is(err, ErrForeignCluster) {
-		t.Errorf("foreign cluster: err = %v, want ErrForeignCluster", err)
+	if _, err := OpenEnvelope("prod", NewEnvelope("staging", m)); !errors.Is(err, errForeignCluster) {
+		t.Errorf("foreign cluster: err = %v, want errForeignCluster", err)
 	}
-	if _, err := OpenEnvelope("prod", nil); !errors.Is(err, ErrBadMessage) {
-		t.Errorf("nil envelope: err = %v, want ErrBadMessage", err)
+	if _, err := OpenEnvelope("prod", nil); !errors.Is(err, errBadMessage) {
+		t.Errorf("nil envelope: err = %v, want errBadMessage", err)
 	}
-	if _, err := OpenEnvelope("prod", &raftpb.RaftEnvelope{ClusterId: "prod"}); !errors.Is(err, ErrBadMessage) {
-		t.Errorf("envelope without message: err = %v, want ErrBadMessage", err)
+	if _, err := OpenEnvelope("prod", &raftpb.RaftEnvelope{ClusterId: "prod"}); !errors.Is(err, errBadMessage) {
+		t.Errorf("envelope without message: err = %v, want errBadMessage", err)
 	}
 	got, err := OpenEnvelope("prod", NewEnvelope("prod", m))
 	if err != nil || !reflect.DeepEqual(got, m) {
@@ -188,12 +188,12 @@ func TestOpenEnvelope(t *testing.T) {
 	}
 }
 
-// FuzzFromProto feeds arbitrary bytes through proto.Unmarshal and FromProto:
-// FromProto must never panic, must fail only with ErrBadMessage, and what it
-// accepts must survive another ToProto/FromProto unchanged.
+// FuzzFromProto feeds arbitrary bytes through proto.Unmarshal and fromProto:
+// fromProto must never panic, must fail only with errBadMessage, and what it
+// accepts must survive another toProto/fromProto unchanged.
 func FuzzFromProto(f *testing.F) {
 	for _, m := range sampleMessages() {
-		b, err := proto.Marshal(ToProto(m))
+		b, err := proto.Marshal(toProto(m))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -217,16 +217,16 @@ func FuzzFromProto(f *testing.F) {
 		if err := proto.Unmarshal(data, &p); err != nil {
 			return
 		}
-		m, err := FromProto(&p)
+		m, err := fromProto(&p)
 		if err != nil {
-			if !errors.Is(err, ErrBadMessage) {
-				t.Fatalf("FromProto error %v does not wrap ErrBadMessage", err)
+			if !errors.Is(err, errBadMessage) {
+				t.Fatalf("fromProto error %v does not wrap errBadMessage", err)
 			}
 			return
 		}
-		again, err := FromProto(ToProto(m))
+		again, err := fromProto(toProto(m))
 		if err != nil {
-			t.Fatalf("accepted %+v, but not after ToProto: %v", m, err)
+			t.Fatalf("accepted %+v, but not after toProto: %v", m, err)
 		}
 		if !reflect.DeepEqual(again, m) {
 			t.Fatalf("second round trip changed the message\n got %+v\nwant %+v", again, m)

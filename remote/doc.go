@@ -10,8 +10,8 @@
 //     full proto name and the receiver looks it up, and a receiver that does
 //     not link the type crashes (protoactor remote/proto_serializer.go). Every
 //     node must link the same raftpb.
-//   - Validation of what arrives: FromProto turns network input into a
-//     raftlogic.Message or an error wrapping ErrBadMessage; it never panics.
+//   - Validation of what arrives: OpenEnvelope turns network input into a
+//     raftlogic.Message or an error; it never panics.
 //     It checks structure only (known enums, no nil elements); Raft-level
 //     sanity (terms, peers, snapshot metadata) is raftlogic's job.
 //   - Transport setup: Start configures protoactor remote for a Raft
@@ -35,10 +35,15 @@
 // any other.
 //
 // Messages carried over the Remote must be raftpb messages passed as
-// pointers, each at most Options.MaxMessageSize bytes encoded: protoactor
-// batches up to Options.WriterBatchSize messages into one gRPC message, and a
+// pointers, each at most WithMaxMessageSize bytes encoded: protoactor
+// batches up to WithWriterBatchSize messages into one gRPC message, and a
 // batch over the receiver's gRPC limit kills the stream and loses the batch.
 // Send snapshots as SnapshotChunk messages within that budget.
+//
+// This package is part of RaftKV's implementation and carries no
+// compatibility promise: it exports only what the module's other packages
+// use (raftkv.Open starts the transport, actors wraps and opens envelopes).
+// Applications import the root package, github.com/raftkv/raftkv.
 //
 // The generated code is committed; regenerate it after editing the .proto
 // with `go generate ./remote/` (needs protoc 3.21.x; see gen.sh).

@@ -61,8 +61,11 @@ func (q quietHandler) WithGroup(name string) slog.Handler {
 
 // WatchFailures logs every actor failure in sys (a panic in Receive, handled
 // by a supervisor) to l at WARN, with the failing actor, the reason and the
-// supervisor's directive; protoactor itself logs panics only at INFO. It
-// returns a function that stops watching. A nil l means slog.Default().
+// supervisor's directive; protoactor itself logs panics only at INFO. It is
+// the one place failures are logged: protoactor publishes one event per
+// failure, and supervisors (the nodes') log nothing of their own, so each
+// failure makes one line. It returns a function that stops watching. A nil
+// l means slog.Default().
 //
 // The event handler runs synchronously on the goroutine that handles the
 // failure, so it only logs.

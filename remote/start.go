@@ -18,31 +18,31 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// Defaults for Options. Together they keep a full writer batch
-// (DefaultWriterBatchSize × DefaultMaxMessageSize = 32 MiB) at half of the
+// Defaults for options. Together they keep a full writer batch
+// (defaultWriterBatchSize × defaultMaxMessageSize = 32 MiB) at half of the
 // gRPC receive limit. raftkv.Open does not rely on them: it passes the
 // message, batch and receive limits derived from the configuration's
 // maxValueSize (internal/limits).
 const (
-	// DefaultMaxRecvMsgSize is the gRPC server's receive limit. It applies
+	// defaultMaxRecvMsgSize is the gRPC server's receive limit. It applies
 	// to a whole protoactor batch, not to one message.
-	DefaultMaxRecvMsgSize = 64 << 20
-	// DefaultMaxMessageSize is the largest encoded message the application
+	defaultMaxRecvMsgSize = 64 << 20
+	// defaultMaxMessageSize is the largest encoded message the application
 	// promises to send (an AppendEntries batch, a snapshot chunk).
-	DefaultMaxMessageSize = 1 << 20
-	// DefaultWriterBatchSize is how many queued messages protoactor packs
+	defaultMaxMessageSize = 1 << 20
+	// defaultWriterBatchSize is how many queued messages protoactor packs
 	// into one gRPC message.
-	DefaultWriterBatchSize = 32
-	// DefaultWriterQueueSize is the initial capacity of each peer's outbound
+	defaultWriterBatchSize = 32
+	// defaultWriterQueueSize is the initial capacity of each peer's outbound
 	// ring buffer (protoactor's default, 1,000,000, preallocates 16 MB per
 	// peer). The ring still grows on demand.
-	DefaultWriterQueueSize = 1024
-	// DefaultKeepaliveTime is how long a connection may be idle before the
+	defaultWriterQueueSize = 1024
+	// defaultKeepaliveTime is how long a connection may be idle before the
 	// client pings; gRPC refuses less than 10 s.
-	DefaultKeepaliveTime = 10 * time.Second
-	// DefaultKeepaliveTimeout is how long a ping may go unanswered before
+	defaultKeepaliveTime = 10 * time.Second
+	// defaultKeepaliveTimeout is how long a ping may go unanswered before
 	// the connection is closed and protoactor reports the endpoint lost.
-	DefaultKeepaliveTimeout = 3 * time.Second
+	defaultKeepaliveTimeout = 3 * time.Second
 )
 
 // minKeepaliveTime is gRPC's floor for client keepalive pings; the server
@@ -66,14 +66,16 @@ var (
 	// ErrInvalidOptions is wrapped by Start's error when the arguments or
 	// options cannot work.
 	ErrInvalidOptions = errors.New("remote: invalid options")
-	// ErrAlreadyStarted is wrapped by Start's error when the actor system
+	// errAlreadyStarted is wrapped by Start's error when the actor system
 	// already has a Remote.
-	ErrAlreadyStarted = errors.New("remote: actor system already has a remote")
+	errAlreadyStarted = errors.New("remote: actor system already has a remote")
 )
 
-// Options configure Start. The zero value is not useful; Start begins from
-// DefaultOptions and applies the Option functions.
-type Options struct {
+// options configure Start. The zero value is not useful; Start begins from
+// defaultOptions and applies the Option functions. Only the limits that
+// raftkv.Open derives from the configuration have exported With… options;
+// the rest are for this package's tests.
+type options struct {
 	// AdvertisedAddress is the exact "host:port" peers use to reach this
 	// node; it becomes the Address of every local PID. PIDs must match it
 	// byte for byte: a peer sending to "localhost:9001" when this node
@@ -103,50 +105,54 @@ type Options struct {
 	KeepaliveTimeout time.Duration
 }
 
-// DefaultOptions returns the options Start uses before applying any Option.
-func DefaultOptions() Options {
-	return Options{
-		MaxRecvMsgSize:   DefaultMaxRecvMsgSize,
-		MaxMessageSize:   DefaultMaxMessageSize,
-		WriterBatchSize:  DefaultWriterBatchSize,
-		WriterQueueSize:  DefaultWriterQueueSize,
-		KeepaliveTime:    DefaultKeepaliveTime,
-		KeepaliveTimeout: DefaultKeepaliveTimeout,
+// defaultOptions returns the options Start uses before applying any Option.
+func defaultOptions() options {
+	return options{
+		MaxRecvMsgSize:   defaultMaxRecvMsgSize,
+		MaxMessageSize:   defaultMaxMessageSize,
+		WriterBatchSize:  defaultWriterBatchSize,
+		WriterQueueSize:  defaultWriterQueueSize,
+		KeepaliveTime:    defaultKeepaliveTime,
+		KeepaliveTimeout: defaultKeepaliveTimeout,
 	}
 }
 
-// Option changes one of the Options.
-type Option func(*Options)
+// Option changes one of the options.
+type Option func(*options)
 
-// WithAdvertisedAddress sets Options.AdvertisedAddress.
-func WithAdvertisedAddress(hostPort string) Option {
-	return func(o *Options) { o.AdvertisedAddress = hostPort }
+// withAdvertisedAddress sets options.AdvertisedAddress.
+func withAdvertisedAddress(hostPort string) Option {
+	return func(o *options) { o.AdvertisedAddress = hostPort }
 }
 
-// WithMaxRecvMsgSize sets Options.MaxRecvMsgSize.
-func WithMaxRecvMsgSize(n int) Option { return func(o *Options) { o.MaxRecvMsgSize = n } }
+// WithMaxRecvMsgSize sets the gRPC server's receive limit, in bytes, which
+// applies to a whole protoactor batch (default 64 MiB).
+func WithMaxRecvMsgSize(n int) Option { return func(o *options) { o.MaxRecvMsgSize = n } }
 
-// WithMaxMessageSize sets Options.MaxMessageSize.
-func WithMaxMessageSize(n int) Option { return func(o *Options) { o.MaxMessageSize = n } }
+// WithMaxMessageSize sets the largest encoded message, in bytes, the
+// application promises to send (default 1 MiB); Start checks that a full
+// batch of such messages fits the receive limit.
+func WithMaxMessageSize(n int) Option { return func(o *options) { o.MaxMessageSize = n } }
 
-// WithWriterBatchSize sets Options.WriterBatchSize.
-func WithWriterBatchSize(n int) Option { return func(o *Options) { o.WriterBatchSize = n } }
+// WithWriterBatchSize sets how many queued messages protoactor packs into
+// one gRPC message to a peer (default 32).
+func WithWriterBatchSize(n int) Option { return func(o *options) { o.WriterBatchSize = n } }
 
-// WithWriterQueueSize sets Options.WriterQueueSize.
-func WithWriterQueueSize(n int) Option { return func(o *Options) { o.WriterQueueSize = n } }
+// withWriterQueueSize sets options.WriterQueueSize.
+func withWriterQueueSize(n int) Option { return func(o *options) { o.WriterQueueSize = n } }
 
-// WithKeepalive sets Options.KeepaliveTime and Options.KeepaliveTimeout.
-func WithKeepalive(idle, timeout time.Duration) Option {
-	return func(o *Options) { o.KeepaliveTime, o.KeepaliveTimeout = idle, timeout }
+// withKeepalive sets options.KeepaliveTime and options.KeepaliveTimeout.
+func withKeepalive(idle, timeout time.Duration) Option {
+	return func(o *options) { o.KeepaliveTime, o.KeepaliveTimeout = idle, timeout }
 }
 
-func (o Options) validate(host string, port int) error {
+func (o options) validate(host string, port int) error {
 	if port < 0 || port > 65535 {
 		return fmt.Errorf("%w: port %d", ErrInvalidOptions, port)
 	}
 	if o.AdvertisedAddress == "" {
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-			return fmt.Errorf("%w: host %q is not an address peers can dial; set WithAdvertisedAddress", ErrInvalidOptions, host)
+			return fmt.Errorf("%w: host %q is not an address peers can dial; listen on a concrete address", ErrInvalidOptions, host)
 		}
 	} else {
 		h, p, err := net.SplitHostPort(o.AdvertisedAddress)
@@ -180,7 +186,7 @@ type Remote struct {
 	sys    *actor.ActorSystem
 	r      *paremote.Remote
 	addr   string
-	opts   Options
+	opts   options
 	stop   sync.Once
 	doneCh chan struct{}
 }
@@ -191,7 +197,7 @@ type Remote struct {
 // PID takes its address at creation.
 //
 // Start returns an error wrapping ErrAddressInUse when the port is taken,
-// ErrInvalidOptions for unusable arguments, and ErrAlreadyStarted if sys has
+// ErrInvalidOptions for unusable arguments, and an error if sys already has
 // a Remote; it does not panic. If protoactor itself fails part-way (rare:
 // the port taken between Start's check and protoactor's listen), sys is left
 // with a half-registered remote and must be discarded.
@@ -203,7 +209,7 @@ func Start(sys *actor.ActorSystem, host string, port int, opts ...Option) (*Remo
 	if sys == nil {
 		return nil, fmt.Errorf("%w: nil actor system", ErrInvalidOptions)
 	}
-	o := DefaultOptions()
+	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -212,7 +218,7 @@ func Start(sys *actor.ActorSystem, host string, port int, opts ...Option) (*Remo
 	}
 	// (*paremote.Remote).ExtensionID does not use its receiver.
 	if sys.Extensions.Get((*paremote.Remote)(nil).ExtensionID()) != nil {
-		return nil, fmt.Errorf("%w: system %s, address %s", ErrAlreadyStarted, sys.ID, sys.Address())
+		return nil, fmt.Errorf("%w: system %s, address %s", errAlreadyStarted, sys.ID, sys.Address())
 	}
 
 	// protoactor's Config.Address formats "%v:%v", so an IPv6 host needs
@@ -301,11 +307,9 @@ func listenError(addr string, err error) error {
 // port when Start was given port 0).
 func (r *Remote) Address() string { return r.addr }
 
-// ActorSystem is the actor system this Remote serves.
-func (r *Remote) ActorSystem() *actor.ActorSystem { return r.sys }
-
-// Options returns the options the Remote runs with, after defaults.
-func (r *Remote) Options() Options { return r.opts }
+// endpointSupervisorName is the actor protoactor's remote spawns to own the
+// endpoint writers (remote/endpoint_manager.go).
+const endpointSupervisorName = "EndpointSupervisor"
 
 // Stop shuts the Remote down: it closes the gRPC server, which ends every
 // inbound stream and frees the port, then stops the endpoint writers that
@@ -316,10 +320,6 @@ func (r *Remote) Options() Options { return r.opts }
 // flight may be lost, which Raft tolerates. If ctx ends first, Stop returns
 // an error wrapping ctx.Err() and the rest finishes in the background.
 // Stop may be called more than once.
-// endpointSupervisorName is the actor protoactor's remote spawns to own the
-// endpoint writers (remote/endpoint_manager.go).
-const endpointSupervisorName = "EndpointSupervisor"
-
 func (r *Remote) Stop(ctx context.Context) error {
 	r.stop.Do(func() {
 		go func() {

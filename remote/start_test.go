@@ -92,21 +92,21 @@ func (forwarder) Receive(ctx actor.Context) {
 func spawnCollector(t *testing.T, r *Remote, name string) chan *raftpb.RaftEnvelope {
 	t.Helper()
 	ch := make(chan *raftpb.RaftEnvelope, 16)
-	pid, err := r.ActorSystem().Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &collector{ch} }), name)
+	pid, err := r.sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &collector{ch} }), name)
 	if err != nil {
 		t.Fatalf("spawn %s: %v", name, err)
 	}
-	t.Cleanup(func() { _ = r.ActorSystem().Root.StopFuture(pid).Wait() })
+	t.Cleanup(func() { _ = r.sys.Root.StopFuture(pid).Wait() })
 	return ch
 }
 
 func spawnForwarder(t *testing.T, r *Remote, name string) *actor.PID {
 	t.Helper()
-	pid, err := r.ActorSystem().Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return forwarder{} }), name)
+	pid, err := r.sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return forwarder{} }), name)
 	if err != nil {
 		t.Fatalf("spawn %s: %v", name, err)
 	}
-	t.Cleanup(func() { _ = r.ActorSystem().Root.StopFuture(pid).Wait() })
+	t.Cleanup(func() { _ = r.sys.Root.StopFuture(pid).Wait() })
 	return pid
 }
 
@@ -138,10 +138,10 @@ func TestStartAddress(t *testing.T) {
 	if err != nil || host != "127.0.0.1" || port == "0" {
 		t.Fatalf("Address() = %q, want 127.0.0.1:<picked port>", r.Address())
 	}
-	if r.ActorSystem().Address() != r.Address() {
-		t.Errorf("actor system address %q != %q", r.ActorSystem().Address(), r.Address())
+	if r.sys.Address() != r.Address() {
+		t.Errorf("actor system address %q != %q", r.sys.Address(), r.Address())
 	}
-	if got := r.Options(); got != DefaultOptions() {
+	if got := r.opts; got != defaultOptions() {
 		t.Errorf("Options() = %+v, want defaults", got)
 	}
 }
@@ -155,7 +155,7 @@ func TestDeliveryByAddress(t *testing.T) {
 	ch := spawnCollector(t, r, "local-b")
 	a := spawnForwarder(t, r, "local-a")
 	m := sampleMessages()[0]
-	r.ActorSystem().Root.Send(a, &sendTo{pid: actor.NewPID(r.Address(), "local-b"), msg: NewEnvelope("test-cluster", m)})
+	r.sys.Root.Send(a, &sendTo{pid: actor.NewPID(r.Address(), "local-b"), msg: NewEnvelope("test-cluster", m)})
 	checkEnvelope(t, await(t, ch), m)
 }
 
@@ -274,7 +274,7 @@ func TestWireOutbound(t *testing.T) {
 
 	a := spawnForwarder(t, r, "wire-out")
 	m := sampleMessages()[9] // MsgSnap
-	r.ActorSystem().Root.Send(a, &sendTo{pid: actor.NewPID(lis.Addr().String(), "node"), msg: NewEnvelope("test-cluster", m)})
+	r.sys.Root.Send(a, &sendTo{pid: actor.NewPID(lis.Addr().String(), "node"), msg: NewEnvelope("test-cluster", m)})
 	select {
 	case pm := <-peer.got:
 		e, ok := pm.(*raftpb.RaftEnvelope)
@@ -329,13 +329,13 @@ func TestStartInvalid(t *testing.T) {
 		{"nil system", nil, "127.0.0.1", 0, nil, ErrInvalidOptions},
 		{"wildcard host without advertised address", newSys(), "0.0.0.0", 0, nil, ErrInvalidOptions},
 		{"empty host without advertised address", newSys(), "", 0, nil, ErrInvalidOptions},
-		{"advertised address with port 0", newSys(), "0.0.0.0", 0, []Option{WithAdvertisedAddress("10.0.0.1:9000")}, ErrInvalidOptions},
-		{"advertised address without port", newSys(), "0.0.0.0", 9000, []Option{WithAdvertisedAddress("10.0.0.1")}, ErrInvalidOptions},
+		{"advertised address with port 0", newSys(), "0.0.0.0", 0, []Option{withAdvertisedAddress("10.0.0.1:9000")}, ErrInvalidOptions},
+		{"advertised address without port", newSys(), "0.0.0.0", 9000, []Option{withAdvertisedAddress("10.0.0.1")}, ErrInvalidOptions},
 		{"bad port", newSys(), "127.0.0.1", 70000, nil, ErrInvalidOptions},
 		{"batch over receive limit", newSys(), "127.0.0.1", 0, []Option{WithWriterBatchSize(64), WithMaxMessageSize(1 << 20)}, ErrInvalidOptions},
-		{"zero queue", newSys(), "127.0.0.1", 0, []Option{WithWriterQueueSize(0)}, ErrInvalidOptions},
-		{"keepalive under gRPC's floor", newSys(), "127.0.0.1", 0, []Option{WithKeepalive(time.Second, time.Second)}, ErrInvalidOptions},
-		{"system already has a remote", r.ActorSystem(), "127.0.0.1", 0, nil, ErrAlreadyStarted},
+		{"zero queue", newSys(), "127.0.0.1", 0, []Option{withWriterQueueSize(0)}, ErrInvalidOptions},
+		{"keepalive under gRPC's floor", newSys(), "127.0.0.1", 0, []Option{withKeepalive(time.Second, time.Second)}, ErrInvalidOptions},
+		{"system already has a remote", r.sys, "127.0.0.1", 0, nil, errAlreadyStarted},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -86,14 +86,14 @@ type Limits struct {
 	SnapshotChunkSize int
 	// MaxPeerMessage bounds one encoded message between nodes: a MsgApp, a
 	// forwarded proposal or read answer, or a snapshot chunk
-	// (remote.Options.MaxMessageSize).
+	// (remote.WithMaxMessageSize).
 	MaxPeerMessage int
 	// PeerWriterBatch is how many messages the transport packs into one
-	// gRPC message (remote.Options.WriterBatchSize): as many as fit the
+	// gRPC message (remote.WithWriterBatchSize): as many as fit the
 	// batch budget, 1 to MaxWriterBatch.
 	PeerWriterBatch int
 	// PeerMaxRecvMsgSize is the gRPC receive limit of the peer transport
-	// (remote.Options.MaxRecvMsgSize). It is the same for every
+	// (remote.WithMaxRecvMsgSize). It is the same for every
 	// configuration, see the package doc.
 	PeerMaxRecvMsgSize int
 	// ClientMaxRecvMsgSize is the client API server's receive limit: a

@@ -138,10 +138,10 @@ func TestOverheadsCoverRealMessages(t *testing.T) {
 		snap.Type = raftlogic.MsgSnap
 		snap.Snapshot = raftlogic.Snapshot{Meta: raftlogic.SnapshotMeta{Index: maxU, Term: maxU, ConfState: raftlogic.ConfState{Voters: voters}}}
 		peer("a MsgSnap", remote.NewEnvelope(clusterID, snap))
-		peer("a forwarded proposal", &raftpb.ProposeRequest{RequestId: maxU, Payload: make([]byte, l.MaxEntrySize), ClusterId: clusterID})
-		peer("a forwarded read's answer", &raftpb.GetResponse{RequestId: maxU, Value: value, ErrorCode: raftpb.ErrorCode(math.MaxInt32),
+		peer("a forwarded proposal", &raftpb.ProposeRequest{Payload: make([]byte, l.MaxEntrySize), ClusterId: clusterID})
+		peer("a forwarded read's answer", &raftpb.GetResponse{Value: value, ErrorCode: raftpb.ErrorCode(math.MaxInt32),
 			LeaderId: maxU, Message: strings.Repeat("m", 1024)})
-		peer("a forwarded read", &raftpb.GetRequest{RequestId: maxU, ClusterId: clusterID, Key: key})
+		peer("a forwarded read", &raftpb.GetRequest{ClusterId: clusterID, Key: key})
 		peer("a snapshot chunk", &raftpb.SnapshotChunk{ClusterId: clusterID, From: maxU, To: maxU, Term: maxU, Index: maxU,
 			SnapTerm: maxU, Voters: voters, Offset: maxU, Data: make([]byte, l.SnapshotChunkSize), Last: true})
 

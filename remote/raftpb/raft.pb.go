@@ -870,11 +870,11 @@ func (x *SnapshotChunkAck) GetReject() bool {
 	return false
 }
 
-// ProposeRequest forwards a client command to the leader. request_id is
-// chosen by the forwarding node and echoed in the response.
+// ProposeRequest forwards a client command to the leader. The answer goes
+// to the request's sender (protoactor matches it to its request); field 1
+// was a request id echoed in the answer, which nothing read.
 type ProposeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
 	ClusterId     string                 `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -911,13 +911,6 @@ func (*ProposeRequest) Descriptor() ([]byte, []int) {
 	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *ProposeRequest) GetRequestId() uint64 {
-	if x != nil {
-		return x.RequestId
-	}
-	return 0
-}
-
 func (x *ProposeRequest) GetPayload() []byte {
 	if x != nil {
 		return x.Payload
@@ -936,7 +929,6 @@ func (x *ProposeRequest) GetClusterId() string {
 // index and term are the log position the command was given.
 type ProposeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
 	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
 	ErrorCode     ErrorCode              `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
@@ -974,13 +966,6 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
 	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{9}
-}
-
-func (x *ProposeResponse) GetRequestId() uint64 {
-	if x != nil {
-		return x.RequestId
-	}
-	return 0
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -1021,7 +1006,6 @@ func (x *ProposeResponse) GetMessage() string {
 // GetRequest asks the leader for a linearizable read of key.
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1058,13 +1042,6 @@ func (*GetRequest) Descriptor() ([]byte, []int) {
 	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *GetRequest) GetRequestId() uint64 {
-	if x != nil {
-		return x.RequestId
-	}
-	return 0
-}
-
 func (x *GetRequest) GetClusterId() string {
 	if x != nil {
 		return x.ClusterId
@@ -1083,7 +1060,6 @@ func (x *GetRequest) GetKey() string {
 // ERROR_CODE_NOT_FOUND when the key is absent.
 type GetResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	ErrorCode     ErrorCode              `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
 	LeaderId      uint64                 `protobuf:"varint,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
@@ -1120,13 +1096,6 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
 	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *GetResponse) GetRequestId() uint64 {
-	if x != nil {
-		return x.RequestId
-	}
-	return 0
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -1526,37 +1495,33 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x05index\x18\x05 \x01(\x04R\x05index\x12\x1b\n" +
 	"\tsnap_term\x18\x06 \x01(\x04R\bsnapTerm\x12\x16\n" +
 	"\x06offset\x18\a \x01(\x04R\x06offset\x12\x16\n" +
-	"\x06reject\x18\b \x01(\bR\x06reject\"h\n" +
-	"\x0eProposeRequest\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x18\n" +
+	"\x06reject\x18\b \x01(\bR\x06reject\"[\n" +
+	"\x0eProposeRequest\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\xc6\x01\n" +
-	"\x0fProposeResponse\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterIdJ\x04\b\x01\x10\x02R\n" +
+	"request_id\"\xb9\x01\n" +
+	"\x0fProposeResponse\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x123\n" +
 	"\n" +
 	"error_code\x18\x04 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
 	"\tleader_id\x18\x05 \x01(\x04R\bleaderId\x12\x18\n" +
-	"\amessage\x18\x06 \x01(\tR\amessage\"\\\n" +
+	"\amessage\x18\x06 \x01(\tR\amessageJ\x04\b\x01\x10\x02R\n" +
+	"request_id\"O\n" +
 	"\n" +
 	"GetRequest\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x1d\n" +
-	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12\x10\n" +
-	"\x03key\x18\x03 \x01(\tR\x03key\"\xae\x01\n" +
-	"\vGetResponse\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
+	"\x03key\x18\x03 \x01(\tR\x03keyJ\x04\b\x01\x10\x02R\n" +
+	"request_id\"\xa1\x01\n" +
+	"\vGetResponse\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x123\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
 	"\tleader_id\x18\x04 \x01(\x04R\bleaderId\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x0f\n" +
+	"\amessage\x18\x05 \x01(\tR\amessageJ\x04\b\x01\x10\x02R\n" +
+	"request_id\"\x0f\n" +
 	"\rStatusRequest\"\xf6\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +

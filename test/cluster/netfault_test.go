@@ -23,7 +23,7 @@ import (
 // address equals its own byte for byte (anything else it forwards to that
 // address as a remote PID). So peers cannot dial a proxy port under the
 // node's address, and the config offers no separate advertised address
-// (remote.WithAdvertisedAddress exists but is not reachable from config).
+// (remote has an advertised-address option, but only for its own tests).
 //
 // Instead each node process runs under its own group id (cluster.gid), and
 // a partition is a set of iptables rules in a chain of this test process,

@@ -1,4 +1,4 @@
-package actors
+package faults
 
 import (
 	"math/rand/v2"
@@ -10,13 +10,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// NetworkFaults injects network faults between nodes hosted in one process:
-// cut links (partitions, one-way or both ways), random loss, duplication and
-// delay. Install its Middleware on every node (NodeConfig.SenderMiddleware);
-// it sees every message a node or its children send to another node. Other
-// traffic (answers to clients) passes untouched. It is safe for concurrent
-// use; changes take effect at once.
-type NetworkFaults struct {
+// Network injects faults into the messages between nodes: cut links,
+// random loss, duplication and delay. Install its Middleware on every node;
+// it sees every message a node or its children send to another node. It is
+// safe for concurrent use; changes take effect at once.
+type Network struct {
 	mu       sync.Mutex
 	cut      map[[2]uint64]bool
 	dropPct  int
@@ -26,21 +24,21 @@ type NetworkFaults struct {
 	dropped  int
 }
 
-// NewNetworkFaults returns a fault injector with every link healthy. seed
-// makes its random choices repeatable.
-func NewNetworkFaults(seed uint64) *NetworkFaults {
-	return &NetworkFaults{cut: map[[2]uint64]bool{}, rng: rand.New(rand.NewPCG(seed, 1))}
+// NewNetwork returns a fault injector with every link healthy. seed makes
+// its random choices repeatable.
+func NewNetwork(seed uint64) *Network {
+	return &Network{cut: map[[2]uint64]bool{}, rng: rand.New(rand.NewPCG(seed, 1))}
 }
 
 // Cut drops every message from node from to node to.
-func (f *NetworkFaults) Cut(from, to uint64) {
+func (f *Network) Cut(from, to uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cut[[2]uint64{from, to}] = true
 }
 
 // Isolate cuts node id off from every node in others, both ways.
-func (f *NetworkFaults) Isolate(id uint64, others ...uint64) {
+func (f *Network) Isolate(id uint64, others ...uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, o := range others {
@@ -52,7 +50,7 @@ func (f *NetworkFaults) Isolate(id uint64, others ...uint64) {
 }
 
 // Partition splits the nodes into groups that cannot reach each other.
-func (f *NetworkFaults) Partition(groups ...[]uint64) {
+func (f *Network) Partition(groups ...[]uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, g := range groups {
@@ -72,14 +70,14 @@ func (f *NetworkFaults) Partition(groups ...[]uint64) {
 // SetLoss makes every message between nodes lost with probability dropPct
 // percent, duplicated with dupPct percent, and delayed by up to maxDelay
 // (which also reorders messages).
-func (f *NetworkFaults) SetLoss(dropPct, dupPct int, maxDelay time.Duration) {
+func (f *Network) SetLoss(dropPct, dupPct int, maxDelay time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dropPct, f.dupPct, f.maxDelay = dropPct, dupPct, maxDelay
 }
 
 // Heal restores every link and removes loss, duplication and delay.
-func (f *NetworkFaults) Heal() {
+func (f *Network) Heal() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cut = map[[2]uint64]bool{}
@@ -87,14 +85,14 @@ func (f *NetworkFaults) Heal() {
 }
 
 // Dropped reports how many messages the faults have dropped so far.
-func (f *NetworkFaults) Dropped() int {
+func (f *Network) Dropped() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.dropped
 }
 
 // Middleware returns the sender middleware to install on nodes.
-func (f *NetworkFaults) Middleware() actor.SenderMiddleware {
+func (f *Network) Middleware() actor.SenderMiddleware {
 	return func(next actor.SenderFunc) actor.SenderFunc {
 		return func(c actor.SenderContext, target *actor.PID, env *actor.MessageEnvelope) {
 			from, ok1 := nodeOf(c.Self())
@@ -119,7 +117,7 @@ func (f *NetworkFaults) Middleware() actor.SenderMiddleware {
 }
 
 // decide says how many copies of a message from -> to arrive, and when.
-func (f *NetworkFaults) decide(from, to uint64) (int, [2]time.Duration) {
+func (f *Network) decide(from, to uint64) (int, [2]time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var delays [2]time.Duration
@@ -140,7 +138,8 @@ func (f *NetworkFaults) decide(from, to uint64) (int, [2]time.Duration) {
 }
 
 // nodeOf extracts the node id from a node actor's PID or its child's
-// ("n3", "n3/apply").
+// ("n3", "n3/apply"); actors.NodeName names them so, and the actors tests
+// check that this package recognises those names.
 func nodeOf(pid *actor.PID) (uint64, bool) {
 	if pid == nil || !strings.HasPrefix(pid.Id, "n") {
 		return 0, false

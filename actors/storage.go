@@ -1,0 +1,163 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/persist"
+	"github.com/raftkv/raftkv/raftlogic"
+)
+
+// nodeStorage is a node's open storage: its two Badger databases, the Raft
+// log kept in the first (persist) and the state machine kept in the second
+// (kvstate).
+type nodeStorage struct {
+	logDB, stateDB *badger.DB
+	logStore       *persist.LogStore
+	sm             *kvstate.State
+}
+
+// openNodeStorage opens the storage of the node cfg describes and recovers
+// the state Raft starts from. In order:
+//
+//   - The data directory must belong to this node of this cluster (identity
+//     file; a new directory gets one) and not have an earlier version's
+//     layout.
+//   - The disk must have room beyond the reserve: opening Badger writes (it
+//     replays and creates memtable files), so a full disk is refused here
+//     rather than discovered by a SIGBUS.
+//   - Both databases are opened, the state machine and the log loaded.
+//   - On first start the membership is recorded in the log; on a later
+//     start it must equal the configuration's, or the node would count
+//     votes of a cluster it does not belong to.
+//   - The state machine may be ahead of the log: a crash between installing
+//     a received snapshot (state machine first) and recording it in the log
+//     leaves it so. Its applied index then becomes the log's snapshot, and
+//     Raft starts from there; the state machine is never behind the log's
+//     snapshot.
+//
+// On error nothing stays open. The InitialState's Applied is the state
+// machine's applied index.
+func openNodeStorage(cfg NodeConfig, l *slog.Logger) (*nodeStorage, raftlogic.InitialState, error) {
+	if err := checkIdentity(cfg.DataDir, cfg.ClusterID, cfg.ID); err != nil {
+		return nil, raftlogic.InitialState{}, err
+	}
+	if err := persist.CheckSpace(cfg.DataDir, cfg.DiskReserve, 0); err != nil {
+		return nil, raftlogic.InitialState{}, err
+	}
+	s := &nodeStorage{}
+	st, err := s.open(cfg, l)
+	if err != nil {
+		s.close(l)
+		return nil, raftlogic.InitialState{}, err
+	}
+	return s, st, nil
+}
+
+// open opens the databases into s and recovers the InitialState; the
+// caller closes s on error.
+func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialState, error) {
+	var st raftlogic.InitialState
+	dbOpts := append([]persist.Option{persist.WithLogger(l),
+		persist.WithLargestValue(cfg.MaxStoredEntry)},
+		cfg.StorageOptions...)
+	var err error
+	if s.logDB, err = persist.OpenDB(persist.LogDir(cfg.DataDir), dbOpts...); err != nil {
+		return st, err
+	}
+	if s.stateDB, err = persist.OpenDB(persist.StateDir(cfg.DataDir), dbOpts...); err != nil {
+		return st, err
+	}
+	s.logStore = persist.NewLogStore(s.logDB, persist.WithLogger(l), persist.WithDiskReserve(cfg.DiskReserve))
+	if s.sm, err = kvstate.Open(s.stateDB, kvstate.Options{SessionTTL: cfg.SessionTTL}); err != nil {
+		return st, err
+	}
+	if st, err = s.logStore.Load(); err != nil {
+		return st, err
+	}
+	voters := make([]uint64, 0, len(cfg.Peers))
+	for id := range cfg.Peers {
+		voters = append(voters, id)
+	}
+	slices.Sort(voters)
+	switch stored := st.Snapshot.ConfState.Voters; {
+	case len(stored) == 0:
+		// First start: record the membership, so a later start with a
+		// different member list is caught instead of splitting the cluster.
+		st.Snapshot.ConfState.Voters = voters
+		if err := s.logStore.SaveSnapshotMeta(st.Snapshot); err != nil {
+			return st, err
+		}
+	case !slices.Equal(stored, voters):
+		return st, fmt.Errorf("%w: %s holds a node of cluster members %v, the configuration says %v", ErrWrongCluster, cfg.DataDir, stored, voters)
+	}
+	// The state machine ahead of the log: past its end, or at an index the
+	// log holds with another term (the image came from a history that
+	// replaced this node's).
+	applied, appliedTerm := s.sm.Applied()
+	last := st.Snapshot.Index + uint64(len(st.Entries))
+	if applied > last || (applied > st.Snapshot.Index && !containsEntry(st, applied, appliedTerm)) {
+		meta := raftlogic.SnapshotMeta{Index: applied, Term: appliedTerm, ConfState: st.Snapshot.ConfState}
+		if err := s.logStore.Save(raftlogic.HardState{}, nil, meta); err != nil {
+			return st, err
+		}
+		st.Snapshot, st.Entries = meta, nil
+		st.HardState.Commit = max(st.HardState.Commit, applied)
+		st.HardState.Term = max(st.HardState.Term, appliedTerm)
+	}
+	st.Applied = applied
+	return st, nil
+}
+
+// containsEntry reports whether the stored log holds entry (index, term).
+func containsEntry(st raftlogic.InitialState, index, term uint64) bool {
+	i := index - st.Snapshot.Index - 1
+	return i < uint64(len(st.Entries)) && st.Entries[i].Term == term
+}
+
+// close closes whatever of s is open; s may be nil.
+func (s *nodeStorage) close(l *slog.Logger) {
+	if s == nil {
+		return
+	}
+	for _, db := range []*badger.DB{s.logDB, s.stateDB} {
+		if db == nil {
+			continue
+		}
+		if err := db.Close(); err != nil {
+			l.Error("close storage", "dir", db.Opts().Dir, "err", err)
+		}
+	}
+	s.logDB, s.stateDB = nil, nil
+}
+
+// size returns the bytes of the node's databases: LSM tables and value logs.
+func (s *nodeStorage) size() (lsm, vlog uint64) {
+	for _, db := range []*badger.DB{s.logDB, s.stateDB} {
+		if db == nil {
+			continue
+		}
+		l, v := db.Size()
+		lsm += uint64(max(l, 0))
+		vlog += uint64(max(v, 0))
+	}
+	return lsm, vlog
+}
+
+// heldStorage is a node's storage across incarnations of its actor. A
+// restarted actor (after a panic in the node itself) gets no Stopped, so
+// the storage its previous incarnation opened is still open: the new
+// incarnation closes it before opening again (its children, which used
+// it, are gone by then).
+type heldStorage struct {
+	cur *nodeStorage
+}
+
+// release closes the storage held, if any.
+func (h *heldStorage) release(l *slog.Logger) {
+	h.cur.close(l)
+	h.cur = nil
+}
