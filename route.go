@@ -272,14 +272,11 @@ func (r *router) ask(ctx context.Context, pid *actor.PID, msg proto.Message, wri
 	if wait <= 0 {
 		return nil, context.DeadlineExceeded
 	}
-	fut := r.sys.Root.RequestFuture(pid, msg, wait)
-	done := make(chan struct{})
-	var res any
-	var err error
-	go func() {
-		res, err = fut.Result()
-		close(done)
-	}()
+	box := newReplyBox(r.sys)
+	defer box.close()
+	r.sys.Root.RequestWithCustomSender(pid, msg, box.pid)
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
 	var check <-chan time.Time
 	if write {
 		t := time.NewTicker(checkInterval)
@@ -288,12 +285,17 @@ func (r *router) ask(ctx context.Context, pid *actor.PID, msg proto.Message, wri
 	}
 	for {
 		select {
-		case <-done:
-			if local && errors.Is(err, actor.ErrDeadLetter) {
-				// The node was gone before the request reached it.
-				return nil, errNotDelivered
+		case res := <-box.ch:
+			if _, dead := res.(*actor.DeadLetterResponse); dead {
+				if local {
+					// The node was gone before the request reached it.
+					return nil, errNotDelivered
+				}
+				return nil, actor.ErrDeadLetter
 			}
-			return res, err
+			return res, nil
+		case <-timeout.C:
+			return nil, actor.ErrTimeout
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-r.closing:
