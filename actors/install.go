@@ -22,8 +22,9 @@ import (
 // state (lifecycle.go). It goes on taking input there: ticks, peer messages, client requests and status queries reach
 // raftlogic (Step and Tick may be called between Ready and Advance), but no
 // further Ready is taken until the install is done. The second half
-// (finishReady, once apply answers) records the snapshot in the log, sends
-// the messages that acknowledge it, and calls Advance. So the state machine
+// (finishReady, once apply answers) has the log writer record the snapshot
+// after every batch before it, and once that is durable (snapshotWritten)
+// the messages that acknowledge it go out and Advance is called. So the state machine
 // holds the image before the log records it: a crash in between leaves the
 // state machine ahead of the log, which openNodeStorage recovers from,
 // never behind.
@@ -65,6 +66,9 @@ type pendingInstall struct {
 	started, moved time.Time
 	stop           chan struct{}
 	timer          *time.Timer
+	// installed: the state machine holds the snapshot, and the log's
+	// record of it is being written (the idle check no longer applies).
+	installed bool
 }
 
 // installProgressEvery throttles the apply actor's progress reports.
@@ -104,7 +108,7 @@ func (n *nodeActor) installProgressed(msg *installProgress) {
 // idle timeout; otherwise it looks again when it next could have.
 func (n *nodeActor) checkInstall(ctx actor.Context, gen uint64) {
 	in := n.install
-	if in.gen != gen {
+	if in.gen != gen || in.installed {
 		return
 	}
 	idle := time.Since(in.moved)
@@ -116,11 +120,11 @@ func (n *nodeActor) checkInstall(ctx actor.Context, gen uint64) {
 		in.rd.Snapshot.Meta.Index, idle.Round(time.Millisecond), time.Since(in.started).Round(time.Millisecond)))
 }
 
-// snapshotInstalled completes the Ready parked by beginInstall, and the
-// node is back to running.
+// snapshotInstalled has the log record the snapshot the state machine now
+// holds; the node stays parked until that is durable (snapshotWritten).
 func (n *nodeActor) snapshotInstalled(ctx actor.Context, done *snapshotInstalled) {
 	in := n.install
-	if in.gen != done.gen {
+	if in.gen != done.gen || in.installed {
 		return
 	}
 	meta := in.rd.Snapshot.Meta
@@ -133,14 +137,25 @@ func (n *nodeActor) snapshotInstalled(ctx actor.Context, done *snapshotInstalled
 		return
 	}
 	in.timer.Stop()
-	n.install = nil
-	n.behavior.UnbecomeStacked()
-	// The installing state held back the flushes asked for meanwhile.
-	n.flushPending = false
+	in.installed = true
 	n.log.Info("snapshot installed", "index", meta.Index, "took", time.Since(in.started).Round(time.Millisecond))
 	n.applied = max(n.applied, done.index)
 	n.releaseImage(ctx, string(in.rd.Snapshot.Data))
 	n.finishReady(ctx, in.rd, in.late)
+}
+
+// snapshotWritten completes the Ready parked by beginInstall once the log
+// records its snapshot, and the node is back to running.
+func (n *nodeActor) snapshotWritten(ctx actor.Context) {
+	in := n.install
+	if in == nil || !in.installed {
+		return
+	}
+	n.install = nil
+	n.behavior.UnbecomeStacked()
+	// The installing state held back the flushes asked for meanwhile.
+	n.flushPending = false
+	n.advance(ctx, in.rd)
 }
 
 // stopInstall makes an install in progress, if any, give up (the node is

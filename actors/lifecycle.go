@@ -25,7 +25,8 @@ import (
 //   - installing: running, with one Ready parked while the apply actor
 //     restores a received snapshot (install.go). Input still reaches
 //     raftlogic, but no further Ready is taken and the log is not compacted
-//     (it is about to be replaced) until the install answers.
+//     (it is about to be replaced) until the install answers and the log
+//     writer has recorded the snapshot.
 //   - stopping: the node is going away, asked to or on its own (fail). It
 //     takes no input to Raft, refuses requests with SHUTTING_DOWN and
 //     snapshot chunks with a rejection, deletes images handed to it, and
@@ -75,6 +76,8 @@ func (n *nodeActor) running(ctx actor.Context) {
 		n.receiveChunk(ctx, msg)
 	case *imageReceived:
 		n.imageReceived(ctx, msg)
+	case *logWritten:
+		n.logWritten(ctx, msg)
 
 	// Requests.
 	case *raftpb.ProposeRequest:

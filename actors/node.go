@@ -29,6 +29,7 @@ type nodeActor struct {
 	raft    *raftlogic.Node
 
 	election    *actor.PID
+	writer      *actor.PID
 	apply       *actor.PID
 	gc          *actor.PID
 	receiver    *actor.PID
@@ -39,9 +40,13 @@ type nodeActor struct {
 	flushPending bool
 	// Counters for monitoring, since this incarnation started.
 	leaderChanges, proposals uint64
-	// persisted is the hard state last written; a change of commit index
-	// alone is not written.
-	persisted raftlogic.HardState
+	// handedHS is the hard state last handed to the log writer; a change
+	// of commit index alone is not written. pending is the batch waiting
+	// for the write in flight (writing counts those sent to the writer);
+	// see logwriter.go.
+	handedHS raftlogic.HardState
+	pending  *logWrite
+	writing  int
 	// reads waiting for raftlogic's ReadIndex, by read id (nextReadID).
 	reads      map[uint64]pendingGet
 	nextReadID uint64
@@ -127,6 +132,7 @@ func (n *nodeActor) start(ctx actor.Context) error {
 	n.reads = map[uint64]pendingGet{}
 	n.replicators = map[uint64]*actor.PID{}
 	s := n.storage
+	n.writer = n.spawn(ctx, "log-writer", func() actor.Actor { return &logWriter{store: s.logStore} })
 	n.election = n.spawn(ctx, "election", func() actor.Actor { return &electionActor{interval: n.cfg.TickInterval} })
 	n.apply = n.spawn(ctx, "apply", func() actor.Actor {
 		return &applyActor{sm: s.sm, logStore: s.logStore, log: n.log, hooks: n.cfg.hooks,
@@ -179,10 +185,11 @@ func (n *nodeActor) open() error {
 	n.held.cur, n.storage = s, s
 	n.applied = st.Applied
 	n.sizes.reset(st.Snapshot.Index, st.Entries)
-	n.persisted = st.HardState
+	n.handedHS = st.HardState
+	n.pending, n.writing = nil, 0
 	n.raft, err = raftlogic.NewNode(raftlogic.Config{
 		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
-		PreVote: true, CheckQuorum: true, Seed: uint64(time.Now().UnixNano()),
+		PreVote: true, CheckQuorum: true, AsyncStorageWrites: true, Seed: uint64(time.Now().UnixNano()),
 		MaxBytesPerMsg: n.cfg.MaxBytesPerMsg, MaxEntriesPerMsg: n.cfg.MaxEntriesPerMsg,
 	}, st)
 	return err
@@ -241,23 +248,20 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 	n.finishReady(ctx, rd, late)
 }
 
-// finishReady persists rd, sends the messages that depend on it and
-// advances raftlogic. A snapshot in rd is already installed.
+// finishReady hands rd's log changes to the log writer, answers its reads
+// and advances raftlogic. A snapshot in rd is already installed; its Ready
+// is advanced only once the log records it (writeSnapshot).
 func (n *nodeActor) finishReady(ctx actor.Context, rd raftlogic.Ready, late []raftlogic.Message) {
-	if rd.MustSync(n.persisted) {
-		if err := n.storage.logStore.Save(rd.HardState, rd.Entries, rd.Snapshot.Meta); err != nil {
-			n.fail(ctx, fmt.Errorf("persist raft log: %w", err))
-			return
-		}
-		if !rd.HardState.IsEmpty() {
-			n.persisted = rd.HardState
-		}
-	}
 	if !rd.Snapshot.IsEmpty() {
-		n.sizes.reset(rd.Snapshot.Meta.Index, nil)
+		n.writeSnapshot(ctx, rd, late)
+		return
 	}
-	n.sizes.append(rd.Entries)
-	n.send(ctx, late)
+	n.queueWrite(ctx, rd, late)
+	n.advance(ctx, rd)
+}
+
+// advance answers rd's reads and tells raftlogic that rd was handled.
+func (n *nodeActor) advance(ctx actor.Context, rd raftlogic.Ready) {
 	for _, rs := range rd.ReadStates {
 		n.readReady(ctx, rs)
 	}
@@ -265,21 +269,85 @@ func (n *nodeActor) finishReady(ctx actor.Context, rd raftlogic.Ready, late []ra
 	n.scheduleFlush(ctx)
 }
 
-func (n *nodeActor) send(ctx actor.Context, msgs []raftlogic.Message) {
-	if len(msgs) == 0 {
+// queueWrite adds rd's log changes and the messages waiting on them to the
+// next batch for the log writer, and sends it if none is being written.
+// Messages with nothing to wait for go out at once.
+func (n *nodeActor) queueWrite(ctx actor.Context, rd raftlogic.Ready, late []raftlogic.Message) {
+	hs := raftlogic.HardState{}
+	if rd.MustSync(n.handedHS) && !rd.HardState.IsEmpty() {
+		hs = rd.HardState
+		n.handedHS = hs
+	}
+	n.sizes.append(rd.Entries)
+	if hs.IsEmpty() && len(rd.Entries) == 0 && n.writing == 0 && n.pending == nil {
+		n.send(ctx, late)
 		return
 	}
-	// Group per peer, keeping order, so each replication actor gets one
-	// message per Ready.
-	byPeer := map[uint64][]raftlogic.Message{}
-	for _, m := range msgs {
-		byPeer[m.To] = append(byPeer[m.To], m)
+	if n.pending == nil {
+		n.pending = &logWrite{}
 	}
-	for to, ms := range byPeer {
-		if pid := n.replicators[to]; pid != nil {
-			ctx.Send(pid, &outbound{msgs: ms})
-		}
+	n.pending.merge(hs, rd.Entries, late)
+	if n.writing == 0 {
+		n.dispatchWrite(ctx)
 	}
+}
+
+// dispatchWrite sends the pending batch, if any, to the log writer.
+func (n *nodeActor) dispatchWrite(ctx actor.Context) {
+	w := n.pending
+	if w == nil {
+		return
+	}
+	n.pending = nil
+	if w.empty() {
+		return
+	}
+	w.sendTo = n.replicators
+	n.writing++
+	ctx.Send(n.writer, w)
+}
+
+// writeSnapshot records an installed snapshot in the log, after every
+// batch handed out before it; the node stays parked in its installing state
+// until the write is durable (snapshotWritten).
+func (n *nodeActor) writeSnapshot(ctx actor.Context, rd raftlogic.Ready, late []raftlogic.Message) {
+	n.dispatchWrite(ctx)
+	hs := raftlogic.HardState{}
+	if !rd.HardState.IsEmpty() {
+		hs = rd.HardState
+		n.handedHS = hs
+	}
+	n.sizes.reset(rd.Snapshot.Meta.Index, nil)
+	n.sizes.append(rd.Entries)
+	n.writing++
+	ctx.Send(n.writer, &logWrite{hs: hs, entries: rd.Entries, snap: rd.Snapshot.Meta, late: late, sendTo: n.replicators})
+}
+
+// logWritten takes the writer's report of a batch: its entries are durable,
+// so raftlogic may count them (a leader toward commit) and apply them.
+func (n *nodeActor) logWritten(ctx actor.Context, msg *logWritten) {
+	if msg.store != n.storage.logStore {
+		return
+	}
+	n.writing--
+	if msg.err != nil {
+		n.fail(ctx, msg.err)
+		return
+	}
+	if msg.index > 0 {
+		n.raft.StableTo(msg.index, msg.term)
+	}
+	if msg.snap {
+		n.snapshotWritten(ctx)
+	}
+	if n.writing == 0 {
+		n.dispatchWrite(ctx)
+	}
+	n.scheduleFlush(ctx)
+}
+
+func (n *nodeActor) send(ctx actor.Context, msgs []raftlogic.Message) {
+	sendGrouped(ctx, n.replicators, msgs)
 }
 
 func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
