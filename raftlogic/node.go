@@ -199,6 +199,8 @@ func (n *Node) Ready() Ready {
 	}
 	n.msgs = nil
 	n.readStates = nil
+	// Every heartbeat of the current read round leaves with this Ready.
+	n.reads.sent = n.reads.seq
 	return rd
 }
 

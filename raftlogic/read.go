@@ -7,6 +7,12 @@ import "slices"
 // an entry of its own term and a quorum has confirmed, after the read
 // arrived, that it is still the leader. Reads that arrive together share one
 // confirmation round.
+//
+// A round's heartbeats vouch for every read that arrived before they left
+// the node, which is when a Ready hands them out: reads arriving before that
+// join the round, reads arriving after start the next one at once. A read
+// therefore waits for one round trip from the next Ready, never for a round
+// already in flight to finish first (which would be two).
 
 type pendingRead struct {
 	ctx   []byte
@@ -17,8 +23,9 @@ type pendingRead struct {
 
 type readOnly struct {
 	// seq is the latest confirmation round started. It only grows, so an
-	// answer to an old round never confirms a newer one.
-	seq uint64
+	// answer to an old round never confirms a newer one. sent is the latest
+	// round whose heartbeats a Ready has handed out (seq or seq-1).
+	seq, sent uint64
 	// acked is the latest round each peer answered in this term.
 	acked map[uint64]uint64
 	// waiting reads arrived before the leader committed in its term, so
@@ -48,8 +55,13 @@ func (n *Node) serveReads() {
 	r := &n.reads
 	if len(r.waiting) > 0 {
 		if t, _ := n.log.term(n.log.committed); t == n.term {
+			round := r.seq + 1
+			if r.seq > r.sent {
+				// Round seq's heartbeats have not left yet.
+				round = r.seq
+			}
 			for _, ctx := range r.waiting {
-				r.pending = append(r.pending, pendingRead{ctx: ctx, index: n.log.committed, round: r.seq + 1})
+				r.pending = append(r.pending, pendingRead{ctx: ctx, index: n.log.committed, round: round})
 			}
 			r.waiting = nil
 		}
@@ -63,7 +75,7 @@ func (n *Node) serveReads() {
 			i++
 		}
 		r.pending = r.pending[i:]
-		if len(r.pending) == 0 || r.pending[0].round <= r.seq {
+		if len(r.pending) == 0 || r.pending[len(r.pending)-1].round <= r.seq {
 			return
 		}
 		r.seq++

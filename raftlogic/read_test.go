@@ -129,25 +129,49 @@ func TestRead_6_4_ReadsArrivingTogetherShareOneRound(t *testing.T) {
 		c.elect(1)
 		c.tick(1)
 		mark := len(c.sent)
+		if err := c.node(1).ReadIndex([]byte("r0")); err != nil {
+			t.Fatal(err)
+		}
+		c.handleReady(1) // round 1's heartbeats leave
+		for i := 1; i < 5; i++ {
+			if err := c.node(1).ReadIndex(fmt.Appendf(nil, "r%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// r1..r4 came after round 1's heartbeats left, so round 1 cannot
+		// vouch for them; they start round 2 at once rather than wait for
+		// round 1 to finish (one round trip, not two).
+		c.handleReady(1)
+		if _, rounds := heartbeatRounds(c.sent[mark:], 1); !slices.Equal(rounds, []uint64{1, 2}) {
+			t.Fatalf("before any answer, rounds %v left the leader, want [1 2]", rounds)
+		}
+		c.hop() // heartbeats of both rounds reach the followers
+		c.hop() // their answers reach the leader
+		if got := readCtxs(c.nodes[1].reads); !slices.Equal(got, []string{"r0", "r1", "r2", "r3", "r4"}) {
+			t.Fatalf("after one round trip answered %v, want r0..r4", got)
+		}
+		c.stabilize()
+		beats, rounds := heartbeatRounds(c.sent[mark:], 1)
+		if len(rounds) != 2 || beats != 4 {
+			t.Fatalf("%d confirmation heartbeats in rounds %v for 5 reads, want 2 rounds (4 heartbeats): r0's, and one shared by r1..r4", beats, rounds)
+		}
+	})
+	t.Run("round not yet sent is joined", func(t *testing.T) {
+		c := newCluster(t, 3)
+		c.elect(1)
+		c.tick(1)
+		mark := len(c.sent)
 		for i := range 5 {
 			if err := c.node(1).ReadIndex(fmt.Appendf(nil, "r%d", i)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		// r0 started round 1 as it arrived; r1..r4 came after its
-		// heartbeats left, so round 1 cannot vouch for them.
-		c.hop() // round-1 heartbeats reach the followers
-		c.hop() // their answers reach the leader
-		if got := readCtxs(c.nodes[1].reads); !slices.Equal(got, []string{"r0"}) {
-			t.Fatalf("after round 1 answered %v, want only r0", got)
-		}
 		c.stabilize()
 		if got := readCtxs(c.nodes[1].reads); !slices.Equal(got, []string{"r0", "r1", "r2", "r3", "r4"}) {
 			t.Fatalf("answered %v, want r0..r4", got)
 		}
-		beats, rounds := heartbeatRounds(c.sent[mark:], 1)
-		if len(rounds) != 2 || beats != 4 {
-			t.Fatalf("%d confirmation heartbeats in rounds %v for 5 reads, want 2 rounds (4 heartbeats): r0's, and one shared by r1..r4", beats, rounds)
+		if beats, rounds := heartbeatRounds(c.sent[mark:], 1); len(rounds) != 1 || beats != 2 {
+			t.Fatalf("%d confirmation heartbeats in rounds %v for 5 reads before one Ready, want one round", beats, rounds)
 		}
 	})
 }
