@@ -45,6 +45,9 @@ func (a *applyActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.applied, _ = a.sm.Applied()
 		a.waiters = map[uint64]awaitProposal{}
+		// After a restart the node may be holding entries for the batch
+		// this actor lost.
+		ctx.Send(ctx.Parent(), &applyStarted{})
 	case *actor.Stopping, *actor.Restarting:
 		// A restarted instance starts with no waiters, and a stopped one
 		// answers nobody: tell the waiting clients now.
@@ -77,6 +80,9 @@ func (a *applyActor) applyEntries(ctx actor.Context, ents []raftlogic.Entry) {
 			return
 		}
 		ents = append(missing, ents...)
+	}
+	if a.hooks != nil && a.hooks.beforeApply != nil {
+		a.hooks.beforeApply(ents)
 	}
 	if err := persist.CheckSpace(a.stateDir, a.diskReserve, entriesSize(ents)); err != nil {
 		ctx.Send(ctx.Parent(), &failStop{err: fmt.Errorf("apply entries: %w", err)})

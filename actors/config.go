@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"github.com/raftkv/raftkv/raftlogic"
 	"io"
 	"log/slog"
 	"time"
@@ -106,6 +107,9 @@ type testHooks struct {
 	// restoreReader, when set, wraps the reader an install restores from
 	// (a test makes a restore slow, or stall, with it).
 	restoreReader func(io.Reader) io.Reader
+	// beforeApply, when set, sees every batch the apply actor is about to
+	// apply (a test makes it panic there).
+	beforeApply func(ents []raftlogic.Entry)
 }
 
 // defaultSnapshotIdleTimeout is how long a snapshot transfer or install may

@@ -87,6 +87,7 @@ func (n *nodeActor) beginInstall(ctx actor.Context, rd raftlogic.Ready, late []r
 	n.install = in
 	n.behavior.BecomeStacked(n.installing)
 	n.log.Info("installing snapshot", "index", rd.Snapshot.Meta.Index, "term", rd.Snapshot.Meta.Term)
+	n.flushApply(ctx)
 	ctx.Request(n.apply, &installSnapshot{gen: in.gen, path: string(rd.Snapshot.Data), stop: in.stop})
 	n.armInstallCheck(ctx, n.cfg.SnapshotIdleTimeout)
 }

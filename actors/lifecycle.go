@@ -91,8 +91,10 @@ func (n *nodeActor) running(ctx actor.Context) {
 
 	// Reports from children.
 	case *appliedUpTo:
-		n.applied = max(n.applied, msg.index)
+		n.appliedUpTo(ctx, msg)
 		n.maybeCompact(ctx)
+	case *applyStarted:
+		n.applyStarted(ctx)
 	case *installProgress, *installCheck, *snapshotInstalled:
 		// Of an install that has ended.
 	case *actor.DeadLetterResponse:
@@ -109,7 +111,9 @@ func (n *nodeActor) installing(ctx actor.Context) {
 		// flushPending stays set, so no more flushes are asked for until
 		// the install is done and the next Ready is scheduled.
 	case *appliedUpTo:
-		n.applied = max(n.applied, msg.index)
+		n.appliedUpTo(ctx, msg)
+	case *applyStarted:
+		n.applyStarted(ctx)
 	case *installProgress:
 		n.installProgressed(msg)
 	case *installCheck:

@@ -65,6 +65,11 @@ type appliedUpTo struct {
 	index uint64
 }
 
+// applyStarted tells the node that an apply actor started (after a restart
+// by its supervisor, too) with nothing in hand: a batch sent to the
+// instance before it is lost, and the node must not wait for it.
+type applyStarted struct{}
+
 // failStop tells the node that a child hit an error it must not continue
 // past (a storage failure): the node stops rather than serve damaged state.
 type failStop struct {

@@ -47,6 +47,10 @@ type nodeActor struct {
 	handedHS raftlogic.HardState
 	pending  *logWrite
 	writing  int
+	// applyQueue holds committed entries waiting for the apply actor to
+	// finish the batch it has (up to applySent); see queueApply.
+	applyQueue []raftlogic.Entry
+	applySent  uint64
 	// reads waiting for raftlogic's ReadIndex, by read id (nextReadID).
 	reads      map[uint64]pendingGet
 	nextReadID uint64
@@ -187,6 +191,7 @@ func (n *nodeActor) open() error {
 	n.sizes.reset(st.Snapshot.Index, st.Entries)
 	n.handedHS = st.HardState
 	n.pending, n.writing = nil, 0
+	n.applyQueue, n.applySent = nil, 0
 	n.raft, err = raftlogic.NewNode(raftlogic.Config{
 		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
 		PreVote: true, CheckQuorum: true, AsyncStorageWrites: true, Seed: uint64(time.Now().UnixNano()),
@@ -231,13 +236,11 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 	n.send(ctx, early)
 	// Committed entries are already durable here; applying them does not
 	// wait for this Ready's write.
-	if len(rd.CommittedEntries) > 0 {
-		ctx.Send(n.apply, &applyEntries{entries: rd.CommittedEntries})
-	}
+	n.queueApply(ctx, rd.CommittedEntries)
 	// After the entries committed while it led, so their waiters hear
 	// their real outcome first.
 	if steppedDown {
-		ctx.Send(n.apply, &leadershipLost{leader: n.lead})
+		n.toApply(ctx, &leadershipLost{leader: n.lead})
 	}
 	if !rd.Snapshot.IsEmpty() {
 		// The rest of this Ready waits until the state machine holds the
@@ -344,6 +347,52 @@ func (n *nodeActor) logWritten(ctx actor.Context, msg *logWritten) {
 		n.dispatchWrite(ctx)
 	}
 	n.scheduleFlush(ctx)
+}
+
+// queueApply hands committed entries to the apply actor, or, while it is
+// still applying the previous batch, holds them for the next one: one state
+// machine commit (one sync) then covers every Ready that arrived meanwhile,
+// as the log writer's batches do.
+func (n *nodeActor) queueApply(ctx actor.Context, ents []raftlogic.Entry) {
+	n.applyQueue = append(n.applyQueue, ents...)
+	if n.applied >= n.applySent {
+		n.flushApply(ctx)
+	}
+}
+
+// flushApply sends the held entries to the apply actor.
+func (n *nodeActor) flushApply(ctx actor.Context) {
+	if len(n.applyQueue) == 0 {
+		return
+	}
+	ents := n.applyQueue
+	n.applyQueue = nil
+	n.applySent = ents[len(ents)-1].Index
+	ctx.Send(n.apply, &applyEntries{entries: ents})
+}
+
+// toApply sends the apply actor a message that must follow the entries
+// committed before it (a step-down, a snapshot install).
+func (n *nodeActor) toApply(ctx actor.Context, msg any) {
+	n.flushApply(ctx)
+	ctx.Send(n.apply, msg)
+}
+
+// appliedUpTo takes the apply actor's progress: the log may be compacted
+// behind it, and held entries go to it as the next batch.
+func (n *nodeActor) appliedUpTo(ctx actor.Context, msg *appliedUpTo) {
+	n.applied = max(n.applied, msg.index)
+	if n.applied >= n.applySent {
+		n.flushApply(ctx)
+	}
+}
+
+// applyStarted: a restarted apply actor lost the batch it failed on, so
+// nothing counts as in flight any more (it fetches what it misses from the
+// log when the next batch comes).
+func (n *nodeActor) applyStarted(ctx actor.Context) {
+	n.applySent = 0
+	n.flushApply(ctx)
 }
 
 func (n *nodeActor) send(ctx actor.Context, msgs []raftlogic.Message) {

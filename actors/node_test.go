@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -410,4 +411,36 @@ func TestNewNodePropsValidates(t *testing.T) {
 			t.Errorf("%s: NewNodeProps accepted it", name)
 		}
 	}
+}
+
+// The node holds committed entries back while the apply actor works on a
+// batch (one state commit covers them all). If the apply actor fails on a
+// batch and is restarted, that batch is gone with it: the node must not
+// wait for it to finish, or nothing would ever be applied again.
+func TestNodeKeepsApplyingAfterApplyLosesABatch(t *testing.T) {
+	sys := newSystem(t)
+	cfg := nodeConfig(sys, t.TempDir())
+	var armed atomic.Bool
+	cfg.hooks = &testHooks{beforeApply: func([]raftlogic.Entry) {
+		if armed.CompareAndSwap(true, false) {
+			panic("planted: apply fails on this batch")
+		}
+	}}
+	n := startNode(t, sys, cfg)
+	if err := n.startErr(); err != nil {
+		t.Fatal(err)
+	}
+	n.waitLeader()
+	n.mustPropose(putCmd("k", "v1"))
+	armed.Store(true)
+	// The batch holding this write is lost with the failed apply actor; its
+	// waiter is told the outcome is unknown.
+	if r := n.propose(putCmd("k", "v2")); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TIMEOUT {
+		t.Fatalf("write in the lost batch: %v, want TIMEOUT (outcome unknown)", r)
+	}
+	n.mustPropose(putCmd("k2", "v3"))
+	// The lost batch was committed, so it is applied after all (fetched
+	// from the log with the next one).
+	n.mustGet("k", "v2")
+	n.mustGet("k2", "v3")
 }
