@@ -51,6 +51,11 @@ type simParams struct {
 	// try, tried until one fails each step.
 	async   []bool
 	diskPct []int
+	// stallPct is the per-step chance, per mille, that an async node's
+	// disk stalls (finishes nothing) for up to maxStall steps: a slow
+	// fsync, during which the node keeps stepping and leaders change.
+	stallPct int
+	maxStall int
 }
 
 func newSimParams(r *rand.Rand) simParams {
@@ -75,6 +80,8 @@ func newSimParams(r *rand.Rand) simParams {
 		p.async = append(p.async, mode == 1 || mode >= 2 && r.IntN(2) == 0)
 		p.diskPct = append(p.diskPct, 10+r.IntN(91))
 	}
+	p.stallPct = r.IntN(30)
+	p.maxStall = 1 + r.IntN(4*simElectionTick)
 	return p
 }
 
@@ -119,6 +126,8 @@ type simNode struct {
 	// writes are, in async mode, the writes handed to the disk and not yet
 	// durable, oldest first. A crash loses them all.
 	writes []pendingWrite
+	// stalledUntil is the step until which the disk finishes nothing.
+	stalledUntil int
 }
 
 type simMsg struct {
@@ -167,10 +176,12 @@ type sim struct {
 // simStats count what a run exercised, so a run that tests nothing shows.
 // readyCrashes counts the crashes (within crashes) at a crash point in the
 // middle of a Ready; asyncWrites the async writes that became durable,
-// lostWrites those a crash lost.
+// lostWrites those a crash lost, and staleReports the durable writes whose
+// last entry a truncation had since replaced with another of a later term
+// (the StableTo that raftlogic must ignore).
 type simStats struct {
 	acked, reads, failedReads, leaders, snapInstalls, crashes, readyCrashes, transfers, steps int
-	asyncWrites, lostWrites                                                                   int
+	asyncWrites, lostWrites, staleReports                                                     int
 }
 
 func (a *simStats) add(b simStats) {
@@ -185,6 +196,7 @@ func (a *simStats) add(b simStats) {
 	a.steps += b.steps
 	a.asyncWrites += b.asyncWrites
 	a.lostWrites += b.lostWrites
+	a.staleReports += b.staleReports
 }
 
 type simFailure struct{ msg string }
@@ -413,7 +425,11 @@ func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
 		w := sn.writes[0]
 		sn.writes = sn.writes[1:]
 		if n := len(w.rd.Entries); n > 0 {
-			s.tracef("node %d: write of entries %d..%d durable", sn.id, w.rd.Entries[0].Index, w.rd.Entries[n-1].Index)
+			last := w.rd.Entries[n-1]
+			s.tracef("node %d: write of entries %d..%d durable", sn.id, w.rd.Entries[0].Index, last.Index)
+			if l := sn.node.log; last.Index > l.stabled && last.Index <= l.lastIndex() && !l.matchTerm(last.Index, last.Term) {
+				s.stats.staleReports++
+			}
 		}
 		s.stats.asyncWrites++
 		if !completeWrite(sn.node, simDriver{s: s, sn: sn, faults: faults}, w) {
@@ -425,17 +441,23 @@ func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
 
 // diskStep lets each async node's disk finish some of its queued writes:
 // with faults, each try succeeds with the node's disk chance, and the first
-// failure ends the step; without, all of them.
+// failure ends the step; without, all of them. The node handles a Ready
+// after each write, as the node actor does after each report from its
+// writer, so a Ready can fall between two reports.
 func (s *sim) diskStep(faults bool) {
 	for _, sn := range s.alive() {
 		k := len(sn.writes)
 		if faults {
 			k = 0
-			for k < len(sn.writes) && s.r.IntN(100) < s.p.diskPct[sn.id-1] {
+			if sn.node.cfg.AsyncStorageWrites && s.r.IntN(1000) < s.p.stallPct {
+				sn.stalledUntil = s.step + 1 + s.r.IntN(s.p.maxStall)
+				s.tracef("node %d: disk stalls until step %d", sn.id, sn.stalledUntil)
+			}
+			for s.step >= sn.stalledUntil && k < len(sn.writes) && s.r.IntN(100) < s.p.diskPct[sn.id-1] {
 				k++
 			}
 		}
-		if k > 0 && s.completeWrites(sn, k, faults) {
+		for ; k > 0 && s.completeWrites(sn, 1, faults); k-- {
 			s.handleReady(sn, faults)
 		}
 	}
@@ -560,11 +582,12 @@ func (s *sim) checkRead(sn *simNode, rs ReadState) {
 	s.stats.reads++
 }
 
-// checkStep runs after every step: one leader per term, commit indexes that
-// never go back and are durable on a quorum, and Leader Completeness for
-// every leader.
+// checkStep runs after every step: every node's durable log on its disk,
+// one leader per term, commit indexes that never go back and are durable on
+// a quorum, and Leader Completeness for every leader.
 func (s *sim) checkStep() {
 	for _, sn := range s.alive() {
+		s.checkStabled(sn)
 		st := sn.node.Status()
 		if st.Commit < sn.lastCommit {
 			s.failf("node %d's commit index went back from %d to %d", sn.id, sn.lastCommit, st.Commit)
@@ -584,6 +607,21 @@ func (s *sim) checkStep() {
 			s.stats.leaders++
 			s.checkLeaderCompleteness(sn)
 		}
+	}
+}
+
+// checkStabled: what a node believes durable is on its disk. Checking the
+// entry at its stabled index suffices: by Log Matching (checked as entries
+// reach a disk), a disk holding that entry holds the log before it too.
+func (s *sim) checkStabled(sn *simNode) {
+	l := sn.node.log
+	t, ok := l.term(l.stabled)
+	if !ok {
+		s.failf("node %d's stabled index %d is outside its log [%d, %d]", sn.id, l.stabled, l.firstIndex(), l.lastIndex())
+	}
+	if d := &sn.disk; d.snap.Meta.Index < l.stabled && !d.holds(Entry{Index: l.stabled, Term: t}) {
+		dt, _ := d.term(l.stabled)
+		s.failf("Durable Log: node %d believes entry %d (term %d) durable, but its disk holds term %d there", sn.id, l.stabled, t, dt)
 	}
 }
 
@@ -709,6 +747,12 @@ func (s *sim) leaderFault() {
 			}
 		}
 		s.tracef("leader %d cut off with minority %v", sn.id, minority)
+		// A cut-off leader whose disk stalls keeps the entries it took
+		// alone queued while the majority's new leader writes over them.
+		if sn.node.cfg.AsyncStorageWrites {
+			sn.stalledUntil = s.step + (2+s.r.IntN(8))*simElectionTick
+			s.tracef("node %d: disk stalls until step %d", sn.id, sn.stalledUntil)
+		}
 		return
 	}
 }
