@@ -15,8 +15,9 @@ import (
 // replication_test.go (§5.3), commit_test.go (§5.4.2, Figure 8, and
 // durability before commit), read_test.go (thesis 6.4), snapshot_test.go
 // (§7), prevote_test.go (thesis 9.6), checkquorum_test.go (thesis 6.2,
-// 4.2.3), transfer_test.go (thesis 3.10) and validation_test.go (inputs no
-// correct peer or driver gives).
+// 4.2.3), transfer_test.go (thesis 3.10), async_test.go (thesis 10.2.1:
+// storage writes reported durable later, Config.AsyncStorageWrites) and
+// validation_test.go (inputs no correct peer or driver gives).
 //
 // This file holds a deterministic in-memory test cluster for them: nodes
 // with an in-memory disk and state machine, a FIFO message router with
