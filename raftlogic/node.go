@@ -286,7 +286,8 @@ type Status struct {
 	Vote uint64
 	// Commit is the highest index known committed, Applied the highest the
 	// driver reported applied (through Advance), Stabled the highest it
-	// reported durable.
+	// reported durable (through Advance, or StableTo with
+	// Config.AsyncStorageWrites).
 	Commit  uint64
 	Applied uint64
 	Stabled uint64
