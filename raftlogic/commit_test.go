@@ -132,7 +132,7 @@ func TestCommit_5_4_2_Figure8_MajorityStoredEntryCanBeOverwritten(t *testing.T) 
 
 // Raft thesis 10.2.1: the leader may send entries before they are durable
 // locally, but counts its own log toward a quorum only once Advance reports
-// it durable.
+// it durable (async_test.go checks the same with StableTo).
 func TestCommit_10_2_1_LeaderCountsItselfOnlyWhenDurable(t *testing.T) {
 	t.Run("single node", func(t *testing.T) {
 		n := newTestNode(t, testConfig(1), stateWithLog([]uint64{1}, 0, 0))

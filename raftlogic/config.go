@@ -36,6 +36,27 @@ type Config struct {
 	// Seed feeds the node's random election timeouts; the same seed gives
 	// the same run.
 	Seed uint64
+	// AsyncStorageWrites lets the driver write the log off its critical
+	// path: it hands each Ready's write to a writer that works in the
+	// background, calls Advance at once, and reports durability later with
+	// Node.StableTo. The node keeps stepping messages and requests while
+	// its disk syncs, and a leader's own write overlaps its followers'.
+	//
+	// It changes three things. Advance no longer means the Ready is
+	// durable: it records that the Ready was handed out, so the next Ready
+	// carries only entries not handed out before. A leader counts its own
+	// log toward commit only when StableTo reports it durable. Committed
+	// entries are handed out for apply only up to what StableTo reported.
+	//
+	// The driver's duties: complete the writes in the order it was handed
+	// them; send a Ready's "after persist" messages (Ready.SplitMessages)
+	// only once that Ready's write and every earlier one are durable, even
+	// when the Ready writes nothing; call StableTo with the last entry of
+	// each write once it and every earlier write are durable; and handle a
+	// Ready carrying a Snapshot synchronously (see "The Ready contract" in
+	// the package documentation). False (the default) is the plain
+	// contract: Advance means persisted.
+	AsyncStorageWrites bool
 }
 
 // InitialState is what the node finds on stable storage at start. A new

@@ -21,8 +21,9 @@
 //     Node.ReadIndex, Node.TransferLeadership, Node.Compact and
 //     Node.ReportSnapshot;
 //   - output: Node.HasReady, Node.Ready and Node.Advance, with the Ready
-//     helpers Ready.MustSync and Ready.SplitMessages; Node.Status for
-//     monitoring;
+//     helpers Ready.MustSync and Ready.SplitMessages; Node.StableTo, with
+//     Config.AsyncStorageWrites, for writes that finish later; Node.Status
+//     for monitoring;
 //   - the data a driver stores and sends: Entry, HardState, Snapshot,
 //     SnapshotMeta, ConfState, Message, ReadState, SoftState and their
 //     enumerations (EntryType, MessageType, Role, None);
@@ -106,7 +107,8 @@
 //
 //   - A leader may send its replication messages before or while it
 //     persists its own Entries (Raft thesis 10.2.1): it counts its own log
-//     toward commit only when Advance reports it durable.
+//     toward commit only when Advance (or, with asynchronous writes,
+//     StableTo) reports it durable.
 //     Ready.SplitMessages says which messages may go early.
 //   - CommittedEntries may be applied before or while the Ready is
 //     persisted: every committed entry handed out is already durable in the
@@ -120,6 +122,51 @@
 // it leaves the state machine behind the log; InitialState.Applied may not be
 // below InitialState.Snapshot.Index, so the driver installs the durable
 // snapshot before it calls NewNode.
+//
+// # Asynchronous storage writes
+//
+// With Config.AsyncStorageWrites the node does not wait for its disk: the
+// driver hands each Ready's write to a writer that works in the
+// background, and learns of durability later. Advance then means the
+// Ready was handed out, not that it is durable, and the contract becomes:
+//
+//  1. Send the early messages (SplitMessages' beforePersist) at once.
+//  2. Hand the write (Entries, then HardState; MustSync against the last
+//     hard state handed to the writer says whether there is one) to the
+//     writer, which completes writes in the order handed, and queue the
+//     Ready's other messages behind it: they leave only once this write
+//     and every earlier one are durable, even when this Ready writes
+//     nothing (an answer may promise what an earlier write makes true).
+//  3. Apply CommittedEntries and answer ReadStates as in the plain order:
+//     neither waits for the write. Committed entries are handed out only
+//     as far as the log is reported durable.
+//  4. Call Advance, without waiting for the write.
+//  5. When a write is durable (and every earlier one), call
+//     Node.StableTo with its last entry's index and term; a write without
+//     entries needs no report. Only then does a leader count that entry
+//     toward commit; it broadcasts a commit index that moves.
+//
+// Entries handed out are not handed out again, unless a truncation
+// replaces them: then the next Ready carries the replacing entries, which
+// overwrite the stored ones from their first index on (as in the plain
+// order), and a report for the replaced write is ignored, since the log no
+// longer holds its last entry. A report names an entry, not just an
+// index, so that it cannot mark the replacing entries durable.
+//
+// A Ready carrying a Snapshot is the exception: the driver waits until
+// every write handed out before it is durable (reporting them), persists
+// the snapshot with the Ready's Entries and HardState, sends the Ready's
+// other messages, and calls Advance only then; Advance marks that write
+// durable as in the plain order. The snapshot may still be installed
+// before it is persisted (the third departure above). RaftKV's node actor
+// installs a snapshot in a separate step anyway, with the node parked.
+//
+// A crash loses every write not yet durable; writes complete in order, so
+// storage holds at restart the result of the writes up to some point, and
+// the node restarts from it as in the plain order. The messages that depended on
+// the lost writes never left. The simulation drives nodes in both modes,
+// mixed in one cluster, with disks that finish writes at their own pace or
+// stall, and crashes that lose the writes still queued.
 //
 // # What is covered
 //

@@ -46,6 +46,13 @@ type readyDriver interface {
 	// persist writes the Ready's snapshot, entries and hard state to disk;
 	// it may skip a Ready that Ready.MustSync says needs no write.
 	persist(rd Ready)
+	// queue hands an async-mode Ready's write, and the messages that wait
+	// for it, to the node's writer, which completes writes in the order
+	// handed (with completeWrite) whenever the harness chooses.
+	queue(w pendingWrite)
+	// drain completes every write queued, in order. It reports false if
+	// the node crashed meanwhile.
+	drain() bool
 	// crash reports whether the node dies at p; if so the harness has
 	// already dropped it, and the Ready is never advanced.
 	crash(p crashPoint) bool
@@ -63,6 +70,11 @@ type readyDriver interface {
 // reads, then Advance. It reports whether there was a Ready. tb, when not
 // nil, marks it as a test helper, so a failed check names the test's line;
 // the simulation passes nil (it reports a failure with its seed instead).
+//
+// With Config.AsyncStorageWrites the write and the messages after it are
+// queued instead, and Advance follows at once; a Ready carrying a snapshot
+// first waits for every queued write, then is written in place, as the
+// Ready contract asks.
 func handleReady(tb testing.TB, n *Node, d readyDriver) bool {
 	if tb != nil {
 		tb.Helper()
@@ -82,17 +94,49 @@ func handleReady(tb testing.TB, n *Node, d readyDriver) bool {
 	if d.crash(crashUnpersisted) {
 		return true
 	}
-	d.persist(rd)
-	if d.crash(crashPersisted) {
+	switch {
+	case n.cfg.AsyncStorageWrites && rd.Snapshot.IsEmpty():
+		d.queue(pendingWrite{rd: rd, late: late})
+	case n.cfg.AsyncStorageWrites && !d.drain():
 		return true
+	default:
+		d.persist(rd)
+		if d.crash(crashPersisted) {
+			return true
+		}
+		d.send(late)
 	}
-	d.send(late)
 	for _, rs := range rd.ReadStates {
 		d.answer(rs)
 	}
 	n.Advance(rd)
 	if got := n.Status().Applied; got != d.applied() {
 		d.failf("node %d: raftlogic says applied %d, state machine applied %d", n.id, got, d.applied())
+	}
+	return true
+}
+
+// pendingWrite is an async-mode Ready handed to the node's writer and not
+// yet durable: its hard state and entries (never a snapshot: a Ready with
+// one is written in place), and the messages that must wait for them.
+type pendingWrite struct {
+	rd   Ready
+	late []Message
+}
+
+// completeWrite makes w durable, then sends the messages that waited for
+// it and reports it to n with StableTo, as an async driver's writer does
+// once its sync returns. The caller completes writes in the order queued.
+// It reports false if the node crashed in between.
+func completeWrite(n *Node, d readyDriver, w pendingWrite) bool {
+	d.persist(w.rd)
+	if d.crash(crashPersisted) {
+		return false
+	}
+	d.send(w.late)
+	if k := len(w.rd.Entries); k > 0 {
+		last := w.rd.Entries[k-1]
+		n.StableTo(last.Index, last.Term)
 	}
 	return true
 }
@@ -129,8 +173,20 @@ func (d *memDisk) write(rd Ready) error {
 
 // holds reports whether the log on disk holds entry e (its index and term).
 func (d *memDisk) holds(e Entry) bool {
-	i := int(e.Index) - int(d.snap.Meta.Index) - 1
-	return i >= 0 && i < len(d.ents) && d.ents[i].Term == e.Term
+	t, ok := d.term(e.Index)
+	return ok && e.Index > d.snap.Meta.Index && t == e.Term
+}
+
+// term returns the term of the entry at index i on disk, or of the
+// snapshot if i is its index; ok is false for any other index.
+func (d *memDisk) term(i uint64) (t uint64, ok bool) {
+	if i == d.snap.Meta.Index {
+		return d.snap.Meta.Term, true
+	}
+	if i < d.snap.Meta.Index || i-d.snap.Meta.Index > uint64(len(d.ents)) {
+		return 0, false
+	}
+	return d.ents[i-d.snap.Meta.Index-1].Term, true
 }
 
 // compact stores a snapshot the driver captured for Node.Compact, which

@@ -15,8 +15,9 @@ import (
 // replication_test.go (§5.3), commit_test.go (§5.4.2, Figure 8, and
 // durability before commit), read_test.go (thesis 6.4), snapshot_test.go
 // (§7), prevote_test.go (thesis 9.6), checkquorum_test.go (thesis 6.2,
-// 4.2.3), transfer_test.go (thesis 3.10) and validation_test.go (inputs no
-// correct peer or driver gives).
+// 4.2.3), transfer_test.go (thesis 3.10), async_test.go (thesis 10.2.1:
+// storage writes reported durable later, Config.AsyncStorageWrites) and
+// validation_test.go (inputs no correct peer or driver gives).
 //
 // This file holds a deterministic in-memory test cluster for them: nodes
 // with an in-memory disk and state machine, a FIFO message router with
@@ -132,6 +133,11 @@ type testNode struct {
 	// (a snapshot image carries the entries it covers).
 	sm    []Entry
 	reads []ReadState
+	// writes are the async-mode writes handed to the node's writer and not
+	// yet durable, oldest first; stabilize completes them unless
+	// holdWrites (a slow disk).
+	writes     []pendingWrite
+	holdWrites bool
 }
 
 func (tn *testNode) applied() uint64 { return uint64(len(tn.sm)) }
@@ -224,7 +230,11 @@ func (c *cluster) start(id uint64) {
 	tn.n = n
 }
 
-func (c *cluster) crash(id uint64) { c.nodes[id].n = nil }
+// crash stops node id; the writes its disk had not finished are lost.
+func (c *cluster) crash(id uint64) {
+	c.nodes[id].n = nil
+	c.nodes[id].writes = nil
+}
 
 // restart crashes node id and starts it again from its disk.
 func (c *cluster) restart(id uint64) {
@@ -336,6 +346,14 @@ func (d clusterDriver) persist(rd Ready) {
 	}
 }
 
+func (d clusterDriver) queue(w pendingWrite) { d.tn.writes = append(d.tn.writes, w) }
+
+func (d clusterDriver) drain() bool {
+	d.c.t.Helper()
+	d.c.completeWrites(d.tn.id, len(d.tn.writes))
+	return true
+}
+
 func (clusterDriver) crash(crashPoint) bool { return false }
 
 func (d clusterDriver) answer(rs ReadState) { d.tn.reads = append(d.tn.reads, rs) }
@@ -367,6 +385,20 @@ func (c *cluster) deliver() bool {
 	return len(msgs) > 0
 }
 
+// completeWrites makes node id's k oldest queued writes durable, in order
+// (see completeWrite). It reports whether there was one.
+func (c *cluster) completeWrites(id uint64, k int) bool {
+	c.t.Helper()
+	tn := c.nodes[id]
+	k = min(k, len(tn.writes))
+	for range k {
+		w := tn.writes[0]
+		tn.writes = tn.writes[1:]
+		completeWrite(tn.n, clusterDriver{c: c, tn: tn}, w)
+	}
+	return k > 0
+}
+
 // hop handles every pending Ready and delivers what was queued: one network
 // hop.
 func (c *cluster) hop() {
@@ -378,7 +410,8 @@ func (c *cluster) hop() {
 }
 
 // stabilize runs Ready -> persist -> send -> apply -> Advance and delivery
-// until nothing is left to do. Time does not pass.
+// (and completes the async writes of nodes whose disk is not held) until
+// nothing is left to do. Time does not pass.
 func (c *cluster) stabilize() {
 	c.t.Helper()
 	for i := 0; ; i++ {
@@ -388,6 +421,9 @@ func (c *cluster) stabilize() {
 		busy := false
 		for _, id := range c.ids {
 			if c.handleReady(id) {
+				busy = true
+			}
+			if tn := c.nodes[id]; !tn.holdWrites && c.completeWrites(id, len(tn.writes)) {
 				busy = true
 			}
 		}

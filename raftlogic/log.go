@@ -14,10 +14,14 @@ type raftLog struct {
 
 	committed uint64
 	applied   uint64
-	// stabled is the last index known durable. Entries after it are handed
-	// out in Ready; committed entries after it are not applied yet, so the
-	// state machine never runs ahead of the local log.
+	// stabled is the last index known durable; committed entries after it
+	// are not applied yet, so the state machine never runs ahead of the
+	// local log.
 	stabled uint64
+	// handed is the last index handed out in a Ready (and advanced); the
+	// entries after it go in the next one. handed >= stabled; they are
+	// equal unless Config.AsyncStorageWrites lets writes be in flight.
+	handed uint64
 }
 
 func newRaftLog(st InitialState) *raftLog {
@@ -25,6 +29,7 @@ func newRaftLog(st InitialState) *raftLog {
 	l.applied = st.Applied
 	l.committed = max(st.HardState.Commit, st.Applied)
 	l.stabled = l.lastIndex()
+	l.handed = l.stabled
 	return l
 }
 
@@ -122,10 +127,12 @@ func (l *raftLog) maybeAppend(prevIndex, prevTerm uint64, ents []Entry) (lastNew
 	return lastNew, true, nil
 }
 
-// truncateFrom drops entries at index i and after.
+// truncateFrom drops entries at index i and after. The entries that
+// replace them are handed out again, and are not durable until reported so.
 func (l *raftLog) truncateFrom(i uint64) {
 	l.ents = l.ents[: i-l.snap.Index-1 : i-l.snap.Index-1]
 	l.stabled = min(l.stabled, i-1)
+	l.handed = min(l.handed, i-1)
 }
 
 func (l *raftLog) append(e Entry) { l.ents = append(l.ents, e) }
@@ -145,14 +152,15 @@ func (l *raftLog) restore(s Snapshot) {
 	l.pendingSnap = &s
 	l.committed = s.Meta.Index
 	l.stabled = s.Meta.Index
+	l.handed = s.Meta.Index
 }
 
-// unstable returns the entries not yet handed back as durable.
-func (l *raftLog) unstable() []Entry {
-	if l.stabled >= l.lastIndex() {
+// unhanded returns the entries not yet handed out in a Ready.
+func (l *raftLog) unhanded() []Entry {
+	if l.handed >= l.lastIndex() {
 		return nil
 	}
-	return l.ents[l.stabled-l.snap.Index:]
+	return l.ents[l.handed-l.snap.Index:]
 }
 
 // applicable returns committed, durable entries not yet applied. Nothing is

@@ -174,7 +174,7 @@ func (n *Node) HasReady() bool {
 		return true
 	}
 	l := n.log
-	return l.pendingSnap != nil || len(l.unstable()) > 0 || len(n.msgs) > 0 ||
+	return l.pendingSnap != nil || len(l.unhanded()) > 0 || len(n.msgs) > 0 ||
 		len(n.readStates) > 0 || len(l.applicable(1, 0)) > 0
 }
 
@@ -183,7 +183,7 @@ func (n *Node) HasReady() bool {
 // be called in between.
 func (n *Node) Ready() Ready {
 	rd := Ready{
-		Entries:          n.log.unstable(),
+		Entries:          n.log.unhanded(),
 		Messages:         n.msgs,
 		CommittedEntries: n.log.applicable(n.cfg.MaxEntriesPerMsg, n.cfg.MaxBytesPerMsg),
 		ReadStates:       n.readStates,
@@ -207,6 +207,12 @@ func (n *Node) Ready() Ready {
 // Advance tells the node that rd was handled: persisted, sent, installed,
 // applied and its reads answered (see the Ready contract in the package
 // documentation). rd must be the Ready last returned.
+//
+// With Config.AsyncStorageWrites, Advance means rd was handed out: its
+// write may still be in flight, and only StableTo makes its entries
+// durable. A Ready carrying a Snapshot is the exception: the driver calls
+// Advance only once the snapshot, and the whole write of that Ready, is
+// durable, so Advance marks it durable as in the plain contract.
 func (n *Node) Advance(rd Ready) {
 	l := n.log
 	if rd.SoftState != nil {
@@ -221,22 +227,51 @@ func (n *Node) Advance(rd Ready) {
 		}
 		l.applied = max(l.applied, s.Meta.Index)
 	}
+	durable := !n.cfg.AsyncStorageWrites || !rd.Snapshot.IsEmpty()
 	if k := len(rd.Entries); k > 0 {
 		last := rd.Entries[k-1]
 		// A later truncation may have replaced these entries; then they are
-		// not the log any more and stay unstable.
-		if l.matchTerm(last.Index, last.Term) && last.Index > l.stabled {
-			l.stabled = last.Index
+		// not the log any more, and are handed out again.
+		if l.matchTerm(last.Index, last.Term) {
+			l.handed = max(l.handed, last.Index)
+			if durable {
+				l.stabled = max(l.stabled, last.Index)
+			}
 		}
 	}
 	if k := len(rd.CommittedEntries); k > 0 {
 		l.applied = max(l.applied, rd.CommittedEntries[k-1].Index)
 	}
-	if n.role == Leader {
-		// The leader's own log counts toward commit only once durable.
-		if n.prs[n.id].maybeUpdate(l.stabled) && n.maybeCommit() {
-			n.bcastAppend()
-		}
+	if durable {
+		n.countSelf()
+	}
+}
+
+// StableTo reports, with Config.AsyncStorageWrites, that the write holding
+// entry (index, term), and every write handed out before it, is durable.
+// A leader then counts its log up to index toward commit. A report for an
+// entry the log no longer holds (a later truncation replaced it, or a
+// snapshot covers it) is ignored: the write that replaced it reports for
+// itself.
+func (n *Node) StableTo(index, term uint64) {
+	l := n.log
+	// The term check is what makes a stale report harmless: an entry
+	// (index, term) is the same on every log that holds it (Log Matching),
+	// so if ours still holds it, the durable write wrote our log up to it.
+	if index <= l.stabled || !l.matchTerm(index, term) {
+		return
+	}
+	l.stabled = index
+	l.handed = max(l.handed, index)
+	n.countSelf()
+}
+
+// countSelf counts a leader's durable log toward commit (Raft thesis
+// 10.2.1: it may send entries before they are durable locally, but not
+// count them) and tells the followers of a new commit index.
+func (n *Node) countSelf() {
+	if n.role == Leader && n.prs[n.id].maybeUpdate(n.log.stabled) && n.maybeCommit() {
+		n.bcastAppend()
 	}
 }
 
@@ -253,7 +288,8 @@ type Status struct {
 	Vote uint64
 	// Commit is the highest index known committed, Applied the highest the
 	// driver reported applied (through Advance), Stabled the highest it
-	// reported durable.
+	// reported durable (through Advance, or StableTo with
+	// Config.AsyncStorageWrites).
 	Commit  uint64
 	Applied uint64
 	Stabled uint64

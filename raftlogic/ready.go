@@ -4,13 +4,17 @@ package raftlogic
 // it, sends its messages, applies and installs what it hands out, answers
 // its reads, then calls Advance with it. "The Ready contract" in the
 // package documentation gives the order and the departures from it that are
-// safe.
+// safe, and how Config.AsyncStorageWrites changes it. The node never
+// modifies the slices of a Ready it handed out, so a writer may hold them
+// while the node runs on.
 type Ready struct {
 	// SoftState is non-nil when the role or known leader changed.
 	SoftState *SoftState
 	// HardState is the state to persist; zero when unchanged.
 	HardState HardState
-	// Entries are to be appended to stable storage.
+	// Entries are to be appended to stable storage, replacing any stored
+	// from the first one's index on. Each is handed out once, unless a
+	// truncation replaces it.
 	Entries []Entry
 	// Snapshot, when not empty, is to be persisted and installed; the log
 	// before and at its index is discarded.
@@ -40,9 +44,11 @@ func (rd Ready) MustSync(prev HardState) bool {
 // MsgApp, MsgHeartbeat, MsgSnap and MsgTimeoutNow, and they depend on
 // nothing this Ready persists: the leader's term and vote were made durable
 // before it could win, and it counts its own entries toward commit only
-// after Advance (Raft thesis 10.2.1). Every other message — votes and their
-// answers, acknowledgements of appended entries — may promise something
-// only the write makes true.
+// once they are reported durable (Raft thesis 10.2.1). Every other message
+// — votes and their answers, acknowledgements of appended entries — may
+// promise something only the write makes true. With
+// Config.AsyncStorageWrites, afterPersist waits for this Ready's write and
+// every earlier one, even when this Ready writes nothing.
 func (rd Ready) SplitMessages() (beforePersist, afterPersist []Message) {
 	for _, m := range rd.Messages {
 		switch m.Type {

@@ -46,10 +46,20 @@ type simParams struct {
 	leaderPct   int // per-step chance, per mille, of a fault aimed at the leader
 	maxInflight int
 	maxEntries  int
+	// async[i] runs node i+1 with Config.AsyncStorageWrites; its disk
+	// finishes its oldest queued write with chance diskPct[i] percent per
+	// try, tried until one fails each step.
+	async   []bool
+	diskPct []int
+	// stallPct is the per-step chance, per mille, that an async node's
+	// disk stalls (finishes nothing) for up to maxStall steps: a slow
+	// fsync, during which the node keeps stepping and leaders change.
+	stallPct int
+	maxStall int
 }
 
 func newSimParams(r *rand.Rand) simParams {
-	return simParams{
+	p := simParams{
 		nodes:       []int{3, 5}[r.IntN(2)],
 		preVote:     r.IntN(4) != 0,
 		checkQuorum: r.IntN(4) != 0,
@@ -63,6 +73,16 @@ func newSimParams(r *rand.Rand) simParams {
 		maxInflight: 1 + r.IntN(8),
 		maxEntries:  1 + r.IntN(6),
 	}
+	// A quarter of the runs are all sync, a quarter all async, the rest
+	// mixed node by node.
+	mode := r.IntN(4)
+	for range p.nodes {
+		p.async = append(p.async, mode == 1 || mode >= 2 && r.IntN(2) == 0)
+		p.diskPct = append(p.diskPct, 10+r.IntN(91))
+	}
+	p.stallPct = r.IntN(30)
+	p.maxStall = 1 + r.IntN(4*simElectionTick)
+	return p
 }
 
 // simSM is a durable state machine: the chain hash of every applied entry,
@@ -103,6 +123,11 @@ type simNode struct {
 	rate int
 	// lastCommit is the commit index seen in this incarnation.
 	lastCommit uint64
+	// writes are, in async mode, the writes handed to the disk and not yet
+	// durable, oldest first. A crash loses them all.
+	writes []pendingWrite
+	// stalledUntil is the step until which the disk finishes nothing.
+	stalledUntil int
 }
 
 type simMsg struct {
@@ -150,9 +175,13 @@ type sim struct {
 
 // simStats count what a run exercised, so a run that tests nothing shows.
 // readyCrashes counts the crashes (within crashes) at a crash point in the
-// middle of a Ready.
+// middle of a Ready; asyncWrites the async writes that became durable,
+// lostWrites those a crash lost, and staleReports the durable writes whose
+// last entry a truncation had since replaced with another of a later term
+// (the StableTo that raftlogic must ignore).
 type simStats struct {
 	acked, reads, failedReads, leaders, snapInstalls, crashes, readyCrashes, transfers, steps int
+	asyncWrites, lostWrites, staleReports                                                     int
 }
 
 func (a *simStats) add(b simStats) {
@@ -165,6 +194,9 @@ func (a *simStats) add(b simStats) {
 	a.readyCrashes += b.readyCrashes
 	a.transfers += b.transfers
 	a.steps += b.steps
+	a.asyncWrites += b.asyncWrites
+	a.lostWrites += b.lostWrites
+	a.staleReports += b.staleReports
 }
 
 type simFailure struct{ msg string }
@@ -214,7 +246,7 @@ func (s *sim) config(id uint64) Config {
 		ID: id, ElectionTick: simElectionTick, HeartbeatTick: 2,
 		PreVote: s.p.preVote, CheckQuorum: s.p.checkQuorum,
 		MaxInflightMsgs: s.p.maxInflight, MaxEntriesPerMsg: s.p.maxEntries,
-		Seed: s.seed,
+		Seed: s.seed, AsyncStorageWrites: s.p.async[id-1],
 	}
 }
 
@@ -249,10 +281,14 @@ func (s *sim) start(sn *simNode) {
 	s.tracef("node %d starts: %+v applied %d", sn.id, sn.disk.hs, sn.sm.applied)
 }
 
+// crash stops sn. The writes its disk had not finished are lost: the disk
+// keeps only what completed.
 func (s *sim) crash(sn *simNode) {
-	s.tracef("node %d crashes", sn.id)
+	s.tracef("node %d crashes, losing %d queued writes", sn.id, len(sn.writes))
 	s.stats.crashes++
+	s.stats.lostWrites += len(sn.writes)
 	sn.node = nil
+	sn.writes = nil
 }
 
 func (s *sim) alive() []*simNode {
@@ -360,6 +396,10 @@ func (d simDriver) crash(crashPoint) bool {
 	return false
 }
 
+func (d simDriver) queue(w pendingWrite) { d.sn.writes = append(d.sn.writes, w) }
+
+func (d simDriver) drain() bool { return d.s.completeWrites(d.sn, len(d.sn.writes), d.faults) }
+
 func (d simDriver) answer(rs ReadState) { d.s.checkRead(d.sn, rs) }
 
 func (d simDriver) applied() uint64 { return d.sn.sm.applied }
@@ -367,12 +407,59 @@ func (d simDriver) applied() uint64 { return d.sn.sm.applied }
 func (d simDriver) failf(format string, args ...any) { d.s.failf(format, args...) }
 
 func (s *sim) persist(sn *simNode, rd Ready) {
-	s.checkNewEntries(sn, rd.Entries)
 	if !rd.HardState.IsEmpty() {
 		s.checkVote(sn, rd.HardState)
 	}
 	if err := sn.disk.write(rd); err != nil {
 		s.failf("node %d: %v", sn.id, err)
+	}
+	s.checkNewEntries(sn, rd.Entries)
+}
+
+// completeWrites makes up to k of sn's oldest queued writes durable, in
+// order, each sending the messages that waited for it and reporting it
+// with StableTo. With faults the node may crash between a write and its
+// messages. It reports false if the node crashed.
+func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
+	for ; k > 0 && len(sn.writes) > 0; k-- {
+		w := sn.writes[0]
+		sn.writes = sn.writes[1:]
+		if n := len(w.rd.Entries); n > 0 {
+			last := w.rd.Entries[n-1]
+			s.tracef("node %d: write of entries %d..%d durable", sn.id, w.rd.Entries[0].Index, last.Index)
+			if l := sn.node.log; last.Index > l.stabled && last.Index <= l.lastIndex() && !l.matchTerm(last.Index, last.Term) {
+				s.stats.staleReports++
+			}
+		}
+		s.stats.asyncWrites++
+		if !completeWrite(sn.node, simDriver{s: s, sn: sn, faults: faults}, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// diskStep lets each async node's disk finish some of its queued writes:
+// with faults, each try succeeds with the node's disk chance, and the first
+// failure ends the step; without, all of them. The node handles a Ready
+// after each write, as the node actor does after each report from its
+// writer, so a Ready can fall between two reports.
+func (s *sim) diskStep(faults bool) {
+	for _, sn := range s.alive() {
+		k := len(sn.writes)
+		if faults {
+			k = 0
+			if sn.node.cfg.AsyncStorageWrites && s.r.IntN(1000) < s.p.stallPct {
+				sn.stalledUntil = s.step + 1 + s.r.IntN(s.p.maxStall)
+				s.tracef("node %d: disk stalls until step %d", sn.id, sn.stalledUntil)
+			}
+			for s.step >= sn.stalledUntil && k < len(sn.writes) && s.r.IntN(100) < s.p.diskPct[sn.id-1] {
+				k++
+			}
+		}
+		for ; k > 0 && s.completeWrites(sn, 1, faults); k-- {
+			s.handleReady(sn, faults)
+		}
 	}
 }
 
@@ -403,9 +490,11 @@ func (s *sim) checkDurable(sn *simNode, e Entry) {
 // checkNewEntries checks Log Matching as entries reach the disk: an entry
 // (index, term) is the same command with the same predecessor term on every
 // node, which by induction makes logs that share an entry identical up to it.
+// The predecessor is read from the disk just written: in async mode the
+// node's log may have moved on since it handed the entries out.
 func (s *sim) checkNewEntries(sn *simNode, ents []Entry) {
 	for _, e := range ents {
-		prev, ok := sn.node.log.term(e.Index - 1)
+		prev, ok := sn.disk.term(e.Index - 1)
 		if !ok {
 			s.failf("node %d persists entry %d without its predecessor", sn.id, e.Index)
 		}
@@ -493,13 +582,18 @@ func (s *sim) checkRead(sn *simNode, rs ReadState) {
 	s.stats.reads++
 }
 
-// checkStep runs after every step: one leader per term, commit indexes that
-// never go back, and Leader Completeness for every leader.
+// checkStep runs after every step: every node's durable log on its disk,
+// one leader per term, commit indexes that never go back and are durable on
+// a quorum, and Leader Completeness for every leader.
 func (s *sim) checkStep() {
 	for _, sn := range s.alive() {
+		s.checkStabled(sn)
 		st := sn.node.Status()
 		if st.Commit < sn.lastCommit {
 			s.failf("node %d's commit index went back from %d to %d", sn.id, sn.lastCommit, st.Commit)
+		}
+		if st.Commit > sn.lastCommit {
+			s.checkCommitDurable(sn)
 		}
 		sn.lastCommit = st.Commit
 		if st.Role != Leader {
@@ -513,6 +607,45 @@ func (s *sim) checkStep() {
 			s.stats.leaders++
 			s.checkLeaderCompleteness(sn)
 		}
+	}
+}
+
+// checkStabled: what a node believes durable is on its disk. Checking the
+// entry at its stabled index suffices: by Log Matching (checked as entries
+// reach a disk), a disk holding that entry holds the log before it too.
+func (s *sim) checkStabled(sn *simNode) {
+	l := sn.node.log
+	t, ok := l.term(l.stabled)
+	if !ok {
+		s.failf("node %d's stabled index %d is outside its log [%d, %d]", sn.id, l.stabled, l.firstIndex(), l.lastIndex())
+	}
+	if d := &sn.disk; d.snap.Meta.Index < l.stabled && !d.holds(Entry{Index: l.stabled, Term: t}) {
+		dt, _ := d.term(l.stabled)
+		s.failf("Durable Log: node %d believes entry %d (term %d) durable, but its disk holds term %d there", sn.id, l.stabled, t, dt)
+	}
+}
+
+// checkCommitDurable: the entry at a node's commit index is on the disks
+// of a quorum (or under their snapshots), so no crash can lose a committed
+// entry. It holds only if acknowledgements leave after the write they
+// promise and a leader counts its own log only once durable (thesis
+// 10.2.1); the end-to-end checks (Leader Completeness, State Machine
+// Safety) see a broken promise only when crashes then line up to lose it.
+func (s *sim) checkCommitDurable(sn *simNode) {
+	l := sn.node.log
+	c := l.committed
+	t, ok := l.term(c)
+	if !ok {
+		return // compacted away: it was checked when it was committed
+	}
+	k := 0
+	for _, o := range s.nodes {
+		if o.disk.snap.Meta.Index >= c || o.disk.holds(Entry{Index: c, Term: t}) {
+			k++
+		}
+	}
+	if k < s.p.nodes/2+1 {
+		s.failf("Durable Commit: node %d (%v, term %d) has committed index %d (term %d), which only %d of %d disks hold", sn.id, sn.node.role, sn.node.term, c, t, k, s.p.nodes)
 	}
 }
 
@@ -614,6 +747,12 @@ func (s *sim) leaderFault() {
 			}
 		}
 		s.tracef("leader %d cut off with minority %v", sn.id, minority)
+		// A cut-off leader whose disk stalls keeps the entries it took
+		// alone queued while the majority's new leader writes over them.
+		if sn.node.cfg.AsyncStorageWrites {
+			sn.stalledUntil = s.step + (2+s.r.IntN(8))*simElectionTick
+			s.tracef("node %d: disk stalls until step %d", sn.id, sn.stalledUntil)
+		}
 		return
 	}
 }
@@ -680,6 +819,7 @@ func (s *sim) tick(faults bool) {
 func (s *sim) run(steps int) {
 	for ; s.step < steps; s.step++ {
 		s.faultStep()
+		s.diskStep(true)
 		s.tick(true)
 		s.deliver(true)
 		s.checkStep()
@@ -706,6 +846,7 @@ func (s *sim) run(steps int) {
 		if s.r.IntN(4) == 0 {
 			s.clientStep(false)
 		}
+		s.diskStep(false)
 		s.tick(false)
 		s.deliver(false)
 		s.checkStep()
@@ -799,7 +940,7 @@ func TestSimulation(t *testing.T) {
 	wg.Wait()
 	t.Logf("exercised: %+v", total)
 	// A simulation that stopped exercising the cluster would pass vacuously.
-	if n := uint64(*simSeeds); total.acked < int(n) || total.reads < int(n) || total.snapInstalls == 0 || total.transfers == 0 || total.crashes == 0 || total.readyCrashes == 0 {
+	if n := uint64(*simSeeds); total.acked < int(n) || total.reads < int(n) || total.snapInstalls == 0 || total.transfers == 0 || total.crashes == 0 || total.readyCrashes == 0 || total.asyncWrites == 0 || total.lostWrites == 0 {
 		t.Errorf("the simulation exercised too little: %+v", total)
 	}
 	slices.SortFunc(failures, func(a, b failure) int { return cmp.Compare(a.seed, b.seed) })
