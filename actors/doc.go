@@ -3,6 +3,8 @@
 // node is a supervisor actor holding a raftlogic.Node, its Badger storage
 // (persist for the log, kvstate for the state machine) and its children:
 //
+//   - log-writer: writes the Raft log, one synced batch at a time, off the
+//     node's goroutine (raftlogic's AsyncStorageWrites; see logwriter.go).
 //   - election: the node's clock; it sends a tick every TickInterval.
 //   - replicate-<peer>: one per peer; turns Raft messages into proto
 //     envelopes for protoactor remote and streams snapshots in chunks.
@@ -23,9 +25,11 @@
 // The node handles raftlogic's Ready in one place (handleReady), once per
 // burst of input (group commit): a leader first sends its appends (its own
 // fsync may follow, Raft thesis 10.2.1); committed entries, already durable
-// locally, go to apply; then one write and one fsync persist the Ready; then
-// the remaining messages (votes, acknowledgements) leave. A change of the
-// commit index alone is not written.
+// locally, go to apply (batched while apply is busy); the Ready's log changes
+// go to the log writer, merged with every other Ready that arrives while a
+// batch is being written; the remaining messages (votes, acknowledgements)
+// leave once their batch is durable, and raftlogic learns of it through
+// StableTo. A change of the commit index alone is not written.
 //
 // A node's lifecycle is explicit (lifecycle.go): it is starting, running,
 // installing a snapshot, or stopping, each state one receive function, so
