@@ -208,3 +208,39 @@ func TestAsync_7_SnapshotReadyDurableAtAdvance(t *testing.T) {
 	}
 	requireEntries(t, "committed after the snapshot", rd.CommittedEntries, mkEntries(6, 2))
 }
+
+// §5.3, the ABA case: a follower's suffix is replaced (term 1 by term 2)
+// and then replaced back (term 2 by the original term 1 entries, which a
+// later leader still holds) while all three writes are in flight. When the
+// first write is reported, the log holds its last entry again, but the
+// second write, still to land, will overwrite it on disk: the report may
+// not make that entry durable until the third write is reported.
+func TestAsync_5_3_ReportBeforeAPendingRewriteIsNotDurable(t *testing.T) {
+	n := newTestNode(t, asyncConfig(2), stateWithLog(voterIDs(3), 0, 0))
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 2, Term: 1, Entries: mkEntries(1, 1, 1, 1)})
+	advance(n) // write A: 1@1 2@1 3@1
+	mustStep(t, n, Message{Type: MsgApp, From: 3, To: 2, Term: 2, Index: 1, LogTerm: 1, Entries: mkEntries(2, 2)})
+	rd := advance(n) // write B: 2@2, replacing 2@1 and 3@1
+	requireEntries(t, "write B", rd.Entries, mkEntries(2, 2))
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 2, Term: 3, Index: 1, LogTerm: 1, Entries: mkEntries(2, 1, 1), Commit: 4})
+	rd = advance(n) // write C: 2@1 3@1 again
+	requireEntries(t, "write C", rd.Entries, mkEntries(2, 1, 1))
+
+	n.StableTo(3, 1) // write A is durable; B and C are not
+	if st := n.Status(); st.Stabled != 1 {
+		t.Fatalf("stabled %d after write A's report, want 1: write B will overwrite index 2 on disk", st.Stabled)
+	}
+	if rd := advance(n); len(rd.CommittedEntries) != 1 || rd.CommittedEntries[0].Index != 1 {
+		t.Fatalf("committed entries %v, want only entry 1", rd.CommittedEntries)
+	}
+	n.StableTo(2, 2) // write B: its entry is gone from the log
+	if st := n.Status(); st.Stabled != 1 {
+		t.Fatalf("stabled %d after write B's report, want 1", st.Stabled)
+	}
+	n.StableTo(3, 1) // write C
+	if st := n.Status(); st.Stabled != 3 {
+		t.Fatalf("stabled %d after write C's report, want 3", st.Stabled)
+	}
+	rd = advance(n)
+	requireEntries(t, "committed once write C is durable", rd.CommittedEntries, mkEntries(2, 1, 1))
+}
