@@ -435,6 +435,10 @@ func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
 		if !completeWrite(sn.node, simDriver{s: s, sn: sn, faults: faults}, w) {
 			return false
 		}
+		// A write can overwrite what an earlier report made durable; what
+		// the node believes durable must hold after each write, not only
+		// at the end of the step.
+		s.checkStabled(sn)
 	}
 	return true
 }
@@ -615,6 +619,12 @@ func (s *sim) checkStep() {
 // reach a disk), a disk holding that entry holds the log before it too.
 func (s *sim) checkStabled(sn *simNode) {
 	l := sn.node.log
+	if l.pendingSnap != nil {
+		// A received snapshot is stabled from Step on; the driver writes it
+		// before Advance, after the writes queued before it (which this
+		// node may be finishing now).
+		return
+	}
 	t, ok := l.term(l.stabled)
 	if !ok {
 		s.failf("node %d's stabled index %d is outside its log [%d, %d]", sn.id, l.stabled, l.firstIndex(), l.lastIndex())
