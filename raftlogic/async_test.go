@@ -244,3 +244,75 @@ func TestAsync_5_3_ReportBeforeAPendingRewriteIsNotDurable(t *testing.T) {
 	rd = advance(n)
 	requireEntries(t, "committed once write C is durable", rd.CommittedEntries, mkEntries(2, 1, 1))
 }
+
+// The same ABA with real elections, five nodes (the case etcd-io/raft
+// documents for its asynchronous writes). B's writes land but its reports
+// lag, as a report is a message to the node that other input may overtake:
+// A's entry reaches only B, C (term 2) replaces it on B only, and A, back
+// in term 3, replaces it back; that last write is still in flight when
+// the first report arrives. What B believes durable must be on its disk
+// after each report.
+func TestAsync_5_3_ABAAcrossThreeLeaders(t *testing.T) {
+	const a, b, cc, d, e = 1, 2, 3, 4, 5
+	c := newCluster(t, 5, withConfig(func(cfg *Config) { cfg.AsyncStorageWrites = true }))
+	c.elect(a)
+	c.nodes[b].holdReports = true
+	for _, o := range []uint64{cc, d, e} {
+		c.cut(a, o)
+	}
+	idx := c.propose(a, "x") // 2@1, on A's disk and B's only
+	c.crash(a)
+	// C wins term 2 with D and E (B's log is ahead of C's), but its
+	// entries reach only B.
+	noApp := func(m Message) bool { return m.Type == MsgApp }
+	c.filter(cc, d, noApp)
+	c.filter(cc, e, noApp)
+	c.campaign(cc)
+	if st := c.status(cc); st.Role != Leader || st.Term != 2 {
+		t.Fatalf("C: %+v, want leader of term 2", st)
+	}
+	if got := termsOf(c.nodes[b].disk.ents); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("B's disk log terms %v, want [1 2]: C's no-op replaced A's entry", got)
+	}
+	c.crash(cc)
+	// A, back, wins term 3 with D and E, and puts its entry back on B;
+	// B's disk is slow for that write.
+	c.start(a)
+	c.heal()
+	c.cut(a, cc)
+	c.filter(a, b, func(m Message) bool {
+		if hasEntryOfTerm(m, 1) {
+			c.nodes[b].holdWrites = true
+		}
+		return false
+	})
+	c.campaign(a) // term 2: D and E voted for C already
+	c.campaign(a)
+	if st := c.status(a); st.Role != Leader || st.Term != 3 {
+		t.Fatalf("A: %+v, want leader of term 3", st)
+	}
+	tn := c.nodes[b]
+	if got := termsOf(logEntries(tn.n)); !slices.Equal(got, []uint64{1, 1, 3}) {
+		t.Fatalf("B's log terms %v, want [1 1 3]: A's entry is back", got)
+	}
+	if len(tn.reports) < 2 || len(tn.writes) != 1 {
+		t.Fatalf("B has %d writes unreported and %d in flight, want at least 2 and 1", len(tn.reports), len(tn.writes))
+	}
+	for len(tn.reports) > 0 {
+		c.reportWrites(b, 1)
+		st := tn.n.Status()
+		if tt, _ := tn.n.log.term(st.Stabled); st.Stabled > tn.disk.snap.Meta.Index && !tn.disk.holds(Entry{Index: st.Stabled, Term: tt}) {
+			t.Fatalf("B believes entry %d (term %d) durable, but its disk log terms are %v", st.Stabled, tt, termsOf(tn.disk.ents))
+		}
+	}
+	if st := tn.n.Status(); st.Stabled != 1 {
+		t.Fatalf("B's stabled %d before A's entry is back on its disk, want 1", st.Stabled)
+	}
+	tn.holdWrites, tn.holdReports = false, false
+	c.filter(a, b, nil)
+	c.stabilize()
+	c.tick(a) // a heartbeat carries the commit index to B
+	if st := tn.n.Status(); st.Stabled != 3 || tn.applied() < idx {
+		t.Fatalf("B: stabled %d, applied %d; want 3 and at least %d", st.Stabled, tn.applied(), idx)
+	}
+}

@@ -56,6 +56,10 @@ type simParams struct {
 	// fsync, during which the node keeps stepping and leaders change.
 	stallPct int
 	maxStall int
+	// reportPct is the per-step chance, percent, that an async node's
+	// oldest durable write is reported to it (StableTo), tried until one
+	// fails: reports lag behind the writes and the messages they released.
+	reportPct int
 }
 
 func newSimParams(r *rand.Rand) simParams {
@@ -82,6 +86,10 @@ func newSimParams(r *rand.Rand) simParams {
 	}
 	p.stallPct = r.IntN(30)
 	p.maxStall = 1 + r.IntN(4*simElectionTick)
+	p.reportPct = 100
+	if r.IntN(2) == 0 {
+		p.reportPct = 20 + r.IntN(80)
+	}
 	return p
 }
 
@@ -124,8 +132,10 @@ type simNode struct {
 	// lastCommit is the commit index seen in this incarnation.
 	lastCommit uint64
 	// writes are, in async mode, the writes handed to the disk and not yet
-	// durable, oldest first. A crash loses them all.
-	writes []pendingWrite
+	// durable, oldest first, and reports those durable and not yet reported
+	// to the node. A crash loses them all.
+	writes  []pendingWrite
+	reports []pendingWrite
 	// stalledUntil is the step until which the disk finishes nothing.
 	stalledUntil int
 }
@@ -289,6 +299,7 @@ func (s *sim) crash(sn *simNode) {
 	s.stats.lostWrites += len(sn.writes)
 	sn.node = nil
 	sn.writes = nil
+	sn.reports = nil
 }
 
 func (s *sim) alive() []*simNode {
@@ -417,30 +428,48 @@ func (s *sim) persist(sn *simNode, rd Ready) {
 }
 
 // completeWrites makes up to k of sn's oldest queued writes durable, in
-// order, each sending the messages that waited for it and reporting it
-// with StableTo. With faults the node may crash between a write and its
+// order, each sending the messages that waited for it; their reports are
+// queued. With faults the node may crash between a write and its
 // messages. It reports false if the node crashed.
 func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
 	for ; k > 0 && len(sn.writes) > 0; k-- {
 		w := sn.writes[0]
 		sn.writes = sn.writes[1:]
 		if n := len(w.rd.Entries); n > 0 {
-			last := w.rd.Entries[n-1]
-			s.tracef("node %d: write of entries %d..%d durable", sn.id, w.rd.Entries[0].Index, last.Index)
-			if l := sn.node.log; last.Index > l.stabled && last.Index <= l.lastIndex() && !l.matchTerm(last.Index, last.Term) {
-				s.stats.staleReports++
-			}
+			s.tracef("node %d: write of entries %d..%d durable", sn.id, w.rd.Entries[0].Index, w.rd.Entries[n-1].Index)
 		}
 		s.stats.asyncWrites++
-		if !completeWrite(sn.node, simDriver{s: s, sn: sn, faults: faults}, w) {
+		if !completeWrite(simDriver{s: s, sn: sn, faults: faults}, w) {
 			return false
 		}
+		sn.reports = append(sn.reports, w)
 		// A write can overwrite what an earlier report made durable; what
 		// the node believes durable must hold after each write, not only
 		// at the end of the step.
 		s.checkStabled(sn)
 	}
 	return true
+}
+
+// report reports sn's durable writes to its node, oldest first: with
+// faults, each with the seed's report chance, the first miss ending it;
+// without, all. It reports whether it reported any.
+func (s *sim) report(sn *simNode, faults bool) bool {
+	k := 0
+	for ; k < len(sn.reports) && (!faults || s.r.IntN(100) < s.p.reportPct); k++ {
+		w := sn.reports[k]
+		if n := len(w.rd.Entries); n > 0 {
+			last := w.rd.Entries[n-1]
+			s.tracef("node %d: write of entries %d..%d reported", sn.id, w.rd.Entries[0].Index, last.Index)
+			if l := sn.node.log; last.Index > l.stabled && last.Index <= l.lastIndex() && !l.matchTerm(last.Index, last.Term) {
+				s.stats.staleReports++
+			}
+		}
+		reportWrite(sn.node, w)
+		s.checkStabled(sn)
+	}
+	sn.reports = sn.reports[k:]
+	return k > 0
 }
 
 // diskStep lets each async node's disk finish some of its queued writes:
@@ -462,6 +491,11 @@ func (s *sim) diskStep(faults bool) {
 			}
 		}
 		for ; k > 0 && s.completeWrites(sn, 1, faults); k-- {
+			if s.report(sn, faults) {
+				s.handleReady(sn, faults)
+			}
+		}
+		if sn.node != nil && s.report(sn, faults) {
 			s.handleReady(sn, faults)
 		}
 	}
