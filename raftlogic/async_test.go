@@ -150,6 +150,29 @@ func TestAsync_5_3_ReplacedEntriesHandedOutAgainAndStaleStableToIgnored(t *testi
 	requireEntries(t, "committed entries once durable", rd.CommittedEntries, append(mkEntries(1, 1), mkEntries(2, 2, 2)...))
 }
 
+// §5.3: a report may arrive after a truncation is stepped but before the
+// Ready that hands out the replacing entries, so no write in flight yet
+// overwrites them. The term check alone then keeps the report from
+// marking the replacing entries durable.
+func TestAsync_5_3_ReportBetweenTruncationAndItsReadyIgnored(t *testing.T) {
+	n := newTestNode(t, asyncConfig(2), stateWithLog(voterIDs(3), 0, 0))
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 2, Term: 1, Entries: mkEntries(1, 1, 1, 1)})
+	advance(n) // write A: 1@1 2@1 3@1
+	mustStep(t, n, Message{Type: MsgApp, From: 3, To: 2, Term: 2, Index: 1, LogTerm: 1, Entries: mkEntries(2, 2, 2), Commit: 3})
+	n.StableTo(3, 1) // write A lands; 3@1 is no longer in the log
+	if st := n.Status(); st.Stabled != 0 {
+		t.Fatalf("stabled %d after a report for the replaced entry 3@1, want 0", st.Stabled)
+	}
+	rd := advance(n)
+	requireEntries(t, "the replacing entries", rd.Entries, mkEntries(2, 2, 2))
+	if len(rd.CommittedEntries) != 0 {
+		t.Fatalf("committed entries %v handed out before their write", rd.CommittedEntries)
+	}
+	n.StableTo(3, 2)
+	rd = advance(n)
+	requireEntries(t, "committed once durable", rd.CommittedEntries, append(mkEntries(1, 1), mkEntries(2, 2, 2)...))
+}
+
 // Ready's contract in async mode: committed entries are handed out for
 // apply only as far as the local log is reported durable.
 func TestAsync_CommittedEntriesNotAppliedBeyondStabled(t *testing.T) {

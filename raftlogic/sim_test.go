@@ -56,10 +56,9 @@ type simParams struct {
 	// fsync, during which the node keeps stepping and leaders change.
 	stallPct int
 	maxStall int
-	// reportPct is the per-step chance, percent, that an async node's
-	// oldest durable write is reported to it (StableTo), tried until one
-	// fails: reports lag behind the writes and the messages they released.
-	reportPct int
+	// maxLag bounds how many steps the report of an async node's durable
+	// write (StableTo) lags behind the write and the messages it released.
+	maxLag int
 }
 
 func newSimParams(r *rand.Rand) simParams {
@@ -86,9 +85,8 @@ func newSimParams(r *rand.Rand) simParams {
 	}
 	p.stallPct = r.IntN(30)
 	p.maxStall = 1 + r.IntN(4*simElectionTick)
-	p.reportPct = 100
 	if r.IntN(2) == 0 {
-		p.reportPct = 20 + r.IntN(80)
+		p.maxLag = 1 + r.IntN(2*simElectionTick)
 	}
 	return p
 }
@@ -135,9 +133,17 @@ type simNode struct {
 	// durable, oldest first, and reports those durable and not yet reported
 	// to the node. A crash loses them all.
 	writes  []pendingWrite
-	reports []pendingWrite
-	// stalledUntil is the step until which the disk finishes nothing.
-	stalledUntil int
+	reports []pendingReport
+	// stalledUntil is the step until which the disk finishes nothing,
+	// reportsHeldUntil the step until which no durable write is reported.
+	stalledUntil, reportsHeldUntil int
+}
+
+// pendingReport is a durable write the node has yet to be told of, due at
+// step due (reports keep their order, so dues never decrease).
+type pendingReport struct {
+	w   pendingWrite
+	due int
 }
 
 type simMsg struct {
@@ -349,6 +355,12 @@ func (s *sim) deliver(faults bool) {
 		if err := sn.node.Step(d.m); err != nil {
 			s.failf("node %d refused a message from a correct peer: %v", sn.id, err)
 		}
+		// The node actor takes a burst of input before its next Ready, so a
+		// report can fall between a message and the Ready it causes. That
+		// is most telling when the message replaced the entries a pending
+		// report names: no write in flight covers the replacement yet, so
+		// such reports often come early.
+		s.report(sn, !faults || s.reportReplaced(sn) && s.r.IntN(4) != 0)
 		s.handleReady(sn, faults)
 	}
 }
@@ -442,7 +454,14 @@ func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
 		if !completeWrite(simDriver{s: s, sn: sn, faults: faults}, w) {
 			return false
 		}
-		sn.reports = append(sn.reports, w)
+		due := s.step
+		if faults && s.p.maxLag > 0 {
+			due += s.r.IntN(s.p.maxLag + 1)
+		}
+		if k := len(sn.reports); k > 0 {
+			due = max(due, sn.reports[k-1].due)
+		}
+		sn.reports = append(sn.reports, pendingReport{w: w, due: due})
 		// A write can overwrite what an earlier report made durable; what
 		// the node believes durable must hold after each write, not only
 		// at the end of the step.
@@ -451,13 +470,27 @@ func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
 	return true
 }
 
-// report reports sn's durable writes to its node, oldest first: with
-// faults, each with the seed's report chance, the first miss ending it;
-// without, all. It reports whether it reported any.
-func (s *sim) report(sn *simNode, faults bool) bool {
+// reportReplaced reports whether the node's log has replaced the last
+// entry of a write sn has yet to report, at an index it still holds.
+func (s *sim) reportReplaced(sn *simNode) bool {
+	l := sn.node.log
+	for _, p := range sn.reports {
+		if n := len(p.w.rd.Entries); n > 0 {
+			last := p.w.rd.Entries[n-1]
+			if last.Index <= l.lastIndex() && !l.matchTerm(last.Index, last.Term) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// report reports sn's durable writes to its node, oldest first: those due
+// by now, or with all, every one. It reports whether it reported any.
+func (s *sim) report(sn *simNode, all bool) bool {
 	k := 0
-	for ; k < len(sn.reports) && (!faults || s.r.IntN(100) < s.p.reportPct); k++ {
-		w := sn.reports[k]
+	for ; k < len(sn.reports) && (all || sn.reports[k].due <= s.step && sn.reportsHeldUntil <= s.step); k++ {
+		w := sn.reports[k].w
 		if n := len(w.rd.Entries); n > 0 {
 			last := w.rd.Entries[n-1]
 			s.tracef("node %d: write of entries %d..%d reported", sn.id, w.rd.Entries[0].Index, last.Index)
@@ -491,11 +524,11 @@ func (s *sim) diskStep(faults bool) {
 			}
 		}
 		for ; k > 0 && s.completeWrites(sn, 1, faults); k-- {
-			if s.report(sn, faults) {
+			if s.report(sn, !faults) {
 				s.handleReady(sn, faults)
 			}
 		}
-		if sn.node != nil && s.report(sn, faults) {
+		if sn.node != nil && s.report(sn, !faults) {
 			s.handleReady(sn, faults)
 		}
 	}
@@ -792,10 +825,17 @@ func (s *sim) leaderFault() {
 		}
 		s.tracef("leader %d cut off with minority %v", sn.id, minority)
 		// A cut-off leader whose disk stalls keeps the entries it took
-		// alone queued while the majority's new leader writes over them.
+		// alone queued while the majority's new leader writes over them;
+		// one whose reports stall has them written but not known durable.
 		if sn.node.cfg.AsyncStorageWrites {
-			sn.stalledUntil = s.step + (2+s.r.IntN(8))*simElectionTick
-			s.tracef("node %d: disk stalls until step %d", sn.id, sn.stalledUntil)
+			until := s.step + (2+s.r.IntN(8))*simElectionTick
+			if s.r.IntN(2) == 0 {
+				sn.stalledUntil = until
+				s.tracef("node %d: disk stalls until step %d", sn.id, until)
+			} else {
+				sn.reportsHeldUntil = until
+				s.tracef("node %d: reports held until step %d", sn.id, until)
+			}
 		}
 		return
 	}
