@@ -254,14 +254,19 @@ func (n *Node) Advance(rd Ready) {
 // StableTo reports, with Config.AsyncStorageWrites, that the write of
 // entries ending with entry (index, term), and every write handed out
 // before it, is durable. A leader then counts its log up to index toward
-// commit. The driver reports each write of entries once, with its own last
-// entry, and nothing for a write without entries; a report that names no
-// write in flight is ignored.
+// commit. The driver reports each write of entries once, in order, with
+// its own last entry, and nothing for a write without entries; a driver
+// that merges the writes of several Readies into one reports the merged
+// write's last entry, which covers them all. A report that names no write
+// in flight is ignored.
 //
 // A report for an entry the log no longer holds (a later truncation
 // replaced it, or a snapshot covers it) makes nothing durable: the write
 // that replaced it reports for itself. Nor does a report make durable what
-// a write still in flight will overwrite on disk.
+// a write still in flight will overwrite on disk. When a suffix was
+// replaced and then replaced back, two writes in flight may end with the
+// same entry; a report naming it is taken for the older one, which is
+// safe, and the next report makes up for the difference.
 func (n *Node) StableTo(index, term uint64) {
 	if n.log.stableTo(index, term) {
 		n.countSelf()
