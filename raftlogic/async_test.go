@@ -339,3 +339,22 @@ func TestAsync_5_3_ABAAcrossThreeLeaders(t *testing.T) {
 		t.Fatalf("B: stabled %d, applied %d; want 3 and at least %d", st.Stabled, tn.applied(), idx)
 	}
 }
+
+// A driver may merge the writes of several Readies into one (RaftKV's log
+// writer does, while a sync runs) and report only the merged write's last
+// entry: that covers every write before it, a replaced one included.
+func TestAsync_MergedWritesReportedOnce(t *testing.T) {
+	n := newTestNode(t, asyncConfig(2), stateWithLog(voterIDs(3), 0, 0))
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 2, Term: 1, Entries: mkEntries(1, 1, 1, 1)})
+	advance(n) // 1@1 2@1 3@1
+	mustStep(t, n, Message{Type: MsgApp, From: 3, To: 2, Term: 2, Index: 1, LogTerm: 1, Entries: mkEntries(2, 2, 2)})
+	advance(n) // 2@2 3@2, merged with the above: 1@1 2@2 3@2
+	mustStep(t, n, Message{Type: MsgApp, From: 3, To: 2, Term: 2, Index: 3, LogTerm: 2, Entries: mkEntries(4, 2), Commit: 4})
+	advance(n) // 4@2, merged too
+	n.StableTo(4, 2)
+	if st := n.Status(); st.Stabled != 4 {
+		t.Fatalf("stabled %d after the merged write's report, want 4", st.Stabled)
+	}
+	rd := advance(n)
+	requireEntries(t, "committed entries", rd.CommittedEntries, append(mkEntries(1, 1), mkEntries(2, 2, 2, 2)...))
+}
