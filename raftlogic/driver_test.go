@@ -125,18 +125,23 @@ type pendingWrite struct {
 	late []Message
 }
 
-// completeWrite makes w durable, then sends the messages that waited for
-// it, as an async driver's writer does once its sync returns. The caller
-// completes writes in the order queued, and reports each to the node
+// completeWrite makes ws durable, as one write (a writer may merge the
+// writes queued while it synced), then sends the messages that waited for
+// them, as an async driver's writer does once its sync returns. The caller
+// completes writes in the order queued, and reports them to the node
 // (reportWrite) in the same order, at once or later: a report is a message
 // to the node, and other input may overtake it. It reports false if the
 // node crashed in between.
-func completeWrite(d readyDriver, w pendingWrite) bool {
-	d.persist(w.rd)
+func completeWrite(d readyDriver, ws ...pendingWrite) bool {
+	for _, w := range ws {
+		d.persist(w.rd)
+	}
 	if d.crash(crashPersisted) {
 		return false
 	}
-	d.send(w.late)
+	for _, w := range ws {
+		d.send(w.late)
+	}
 	return true
 }
 

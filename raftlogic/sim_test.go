@@ -421,7 +421,7 @@ func (d simDriver) crash(crashPoint) bool {
 
 func (d simDriver) queue(w pendingWrite) { d.sn.writes = append(d.sn.writes, w) }
 
-func (d simDriver) drain() bool { return d.s.completeWrites(d.sn, len(d.sn.writes), d.faults) }
+func (d simDriver) drain() bool { return d.s.completeWrites(d.sn, len(d.sn.writes), d.faults, false) }
 
 func (d simDriver) answer(rs ReadState) { d.s.checkRead(d.sn, rs) }
 
@@ -440,34 +440,49 @@ func (s *sim) persist(sn *simNode, rd Ready) {
 }
 
 // completeWrites makes up to k of sn's oldest queued writes durable, in
-// order, each sending the messages that waited for it; their reports are
-// queued. With faults the node may crash between a write and its
-// messages. It reports false if the node crashed.
-func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
-	for ; k > 0 && len(sn.writes) > 0; k-- {
-		w := sn.writes[0]
-		sn.writes = sn.writes[1:]
-		if n := len(w.rd.Entries); n > 0 {
-			s.tracef("node %d: write of entries %d..%d durable", sn.id, w.rd.Entries[0].Index, w.rd.Entries[n-1].Index)
+// order, each sending the messages that waited for it, and queues their
+// reports. merged makes them one write, as a writer that merges the writes
+// queued during a sync does: one report, for the last write with entries.
+// With faults the node may crash between a write and its messages. It
+// reports false if the node crashed.
+func (s *sim) completeWrites(sn *simNode, k int, faults, merged bool) bool {
+	for k > 0 && len(sn.writes) > 0 {
+		n := 1
+		if merged {
+			n = min(k, len(sn.writes))
 		}
-		s.stats.asyncWrites++
-		if !completeWrite(simDriver{s: s, sn: sn, faults: faults}, w) {
+		batch := sn.writes[:n]
+		sn.writes, k = sn.writes[n:], k-n
+		s.tracef("node %d: %d writes durable", sn.id, n)
+		s.stats.asyncWrites += n
+		if !completeWrite(simDriver{s: s, sn: sn, faults: faults}, batch...) {
 			return false
 		}
-		due := s.step
-		if faults && s.p.maxLag > 0 {
-			due += s.r.IntN(s.p.maxLag + 1)
+		for i := n - 1; i >= 0; i-- {
+			if i == 0 || len(batch[i].rd.Entries) > 0 {
+				s.queueReport(sn, batch[i], faults)
+				break
+			}
 		}
-		if k := len(sn.reports); k > 0 {
-			due = max(due, sn.reports[k-1].due)
-		}
-		sn.reports = append(sn.reports, pendingReport{w: w, due: due})
 		// A write can overwrite what an earlier report made durable; what
 		// the node believes durable must hold after each write, not only
 		// at the end of the step.
 		s.checkStabled(sn)
 	}
 	return true
+}
+
+// queueReport queues the report of a durable write, due within the seed's
+// lag, after the reports before it.
+func (s *sim) queueReport(sn *simNode, w pendingWrite, faults bool) {
+	due := s.step
+	if faults && s.p.maxLag > 0 {
+		due += s.r.IntN(s.p.maxLag + 1)
+	}
+	if k := len(sn.reports); k > 0 {
+		due = max(due, sn.reports[k-1].due)
+	}
+	sn.reports = append(sn.reports, pendingReport{w: w, due: due})
 }
 
 // reportReplaced reports whether the node's log has replaced the last
@@ -523,7 +538,13 @@ func (s *sim) diskStep(faults bool) {
 				k++
 			}
 		}
-		for ; k > 0 && s.completeWrites(sn, 1, faults); k-- {
+		if k > 1 && s.r.IntN(2) == 0 {
+			if s.completeWrites(sn, k, faults, true) && s.report(sn, !faults) {
+				s.handleReady(sn, faults)
+			}
+			k = 0
+		}
+		for ; k > 0 && s.completeWrites(sn, 1, faults, false); k-- {
 			if s.report(sn, !faults) {
 				s.handleReady(sn, faults)
 			}
