@@ -150,6 +150,29 @@ func TestAsync_5_3_ReplacedEntriesHandedOutAgainAndStaleStableToIgnored(t *testi
 	requireEntries(t, "committed entries once durable", rd.CommittedEntries, append(mkEntries(1, 1), mkEntries(2, 2, 2)...))
 }
 
+// §5.3: a report may arrive after a truncation is stepped but before the
+// Ready that hands out the replacing entries, so no write in flight yet
+// overwrites them. The term check alone then keeps the report from
+// marking the replacing entries durable.
+func TestAsync_5_3_ReportBetweenTruncationAndItsReadyIgnored(t *testing.T) {
+	n := newTestNode(t, asyncConfig(2), stateWithLog(voterIDs(3), 0, 0))
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 2, Term: 1, Entries: mkEntries(1, 1, 1, 1)})
+	advance(n) // write A: 1@1 2@1 3@1
+	mustStep(t, n, Message{Type: MsgApp, From: 3, To: 2, Term: 2, Index: 1, LogTerm: 1, Entries: mkEntries(2, 2, 2), Commit: 3})
+	n.StableTo(3, 1) // write A lands; 3@1 is no longer in the log
+	if st := n.Status(); st.Stabled != 0 {
+		t.Fatalf("stabled %d after a report for the replaced entry 3@1, want 0", st.Stabled)
+	}
+	rd := advance(n)
+	requireEntries(t, "the replacing entries", rd.Entries, mkEntries(2, 2, 2))
+	if len(rd.CommittedEntries) != 0 {
+		t.Fatalf("committed entries %v handed out before their write", rd.CommittedEntries)
+	}
+	n.StableTo(3, 2)
+	rd = advance(n)
+	requireEntries(t, "committed once durable", rd.CommittedEntries, append(mkEntries(1, 1), mkEntries(2, 2, 2)...))
+}
+
 // Ready's contract in async mode: committed entries are handed out for
 // apply only as far as the local log is reported durable.
 func TestAsync_CommittedEntriesNotAppliedBeyondStabled(t *testing.T) {
@@ -207,4 +230,131 @@ func TestAsync_7_SnapshotReadyDurableAtAdvance(t *testing.T) {
 		t.Fatalf("entries %v handed out again after the snapshot Ready", rd.Entries)
 	}
 	requireEntries(t, "committed after the snapshot", rd.CommittedEntries, mkEntries(6, 2))
+}
+
+// §5.3, the ABA case: a follower's suffix is replaced (term 1 by term 2)
+// and then replaced back (term 2 by the original term 1 entries, which a
+// later leader still holds) while all three writes are in flight. When the
+// first write is reported, the log holds its last entry again, but the
+// second write, still to land, will overwrite it on disk: the report may
+// not make that entry durable until the third write is reported.
+func TestAsync_5_3_ReportBeforeAPendingRewriteIsNotDurable(t *testing.T) {
+	n := newTestNode(t, asyncConfig(2), stateWithLog(voterIDs(3), 0, 0))
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 2, Term: 1, Entries: mkEntries(1, 1, 1, 1)})
+	advance(n) // write A: 1@1 2@1 3@1
+	mustStep(t, n, Message{Type: MsgApp, From: 3, To: 2, Term: 2, Index: 1, LogTerm: 1, Entries: mkEntries(2, 2)})
+	rd := advance(n) // write B: 2@2, replacing 2@1 and 3@1
+	requireEntries(t, "write B", rd.Entries, mkEntries(2, 2))
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 2, Term: 3, Index: 1, LogTerm: 1, Entries: mkEntries(2, 1, 1), Commit: 4})
+	rd = advance(n) // write C: 2@1 3@1 again
+	requireEntries(t, "write C", rd.Entries, mkEntries(2, 1, 1))
+
+	n.StableTo(3, 1) // write A is durable; B and C are not
+	if st := n.Status(); st.Stabled != 1 {
+		t.Fatalf("stabled %d after write A's report, want 1: write B will overwrite index 2 on disk", st.Stabled)
+	}
+	if rd := advance(n); len(rd.CommittedEntries) != 1 || rd.CommittedEntries[0].Index != 1 {
+		t.Fatalf("committed entries %v, want only entry 1", rd.CommittedEntries)
+	}
+	n.StableTo(2, 2) // write B: its entry is gone from the log
+	if st := n.Status(); st.Stabled != 1 {
+		t.Fatalf("stabled %d after write B's report, want 1", st.Stabled)
+	}
+	n.StableTo(3, 1) // write C
+	if st := n.Status(); st.Stabled != 3 {
+		t.Fatalf("stabled %d after write C's report, want 3", st.Stabled)
+	}
+	rd = advance(n)
+	requireEntries(t, "committed once write C is durable", rd.CommittedEntries, mkEntries(2, 1, 1))
+}
+
+// The same ABA with real elections, five nodes (the case etcd-io/raft
+// documents for its asynchronous writes). B's writes land but its reports
+// lag, as a report is a message to the node that other input may overtake:
+// A's entry reaches only B, C (term 2) replaces it on B only, and A, back
+// in term 3, replaces it back; that last write is still in flight when
+// the first report arrives. What B believes durable must be on its disk
+// after each report.
+func TestAsync_5_3_ABAAcrossThreeLeaders(t *testing.T) {
+	const a, b, cc, d, e = 1, 2, 3, 4, 5
+	c := newCluster(t, 5, withConfig(func(cfg *Config) { cfg.AsyncStorageWrites = true }))
+	c.elect(a)
+	c.nodes[b].holdReports = true
+	for _, o := range []uint64{cc, d, e} {
+		c.cut(a, o)
+	}
+	idx := c.propose(a, "x") // 2@1, on A's disk and B's only
+	c.crash(a)
+	// C wins term 2 with D and E (B's log is ahead of C's), but its
+	// entries reach only B.
+	noApp := func(m Message) bool { return m.Type == MsgApp }
+	c.filter(cc, d, noApp)
+	c.filter(cc, e, noApp)
+	c.campaign(cc)
+	if st := c.status(cc); st.Role != Leader || st.Term != 2 {
+		t.Fatalf("C: %+v, want leader of term 2", st)
+	}
+	if got := termsOf(c.nodes[b].disk.ents); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("B's disk log terms %v, want [1 2]: C's no-op replaced A's entry", got)
+	}
+	c.crash(cc)
+	// A, back, wins term 3 with D and E, and puts its entry back on B;
+	// B's disk is slow for that write.
+	c.start(a)
+	c.heal()
+	c.cut(a, cc)
+	c.filter(a, b, func(m Message) bool {
+		if hasEntryOfTerm(m, 1) {
+			c.nodes[b].holdWrites = true
+		}
+		return false
+	})
+	c.campaign(a) // term 2: D and E voted for C already
+	c.campaign(a)
+	if st := c.status(a); st.Role != Leader || st.Term != 3 {
+		t.Fatalf("A: %+v, want leader of term 3", st)
+	}
+	tn := c.nodes[b]
+	if got := termsOf(logEntries(tn.n)); !slices.Equal(got, []uint64{1, 1, 3}) {
+		t.Fatalf("B's log terms %v, want [1 1 3]: A's entry is back", got)
+	}
+	if len(tn.reports) < 2 || len(tn.writes) != 1 {
+		t.Fatalf("B has %d writes unreported and %d in flight, want at least 2 and 1", len(tn.reports), len(tn.writes))
+	}
+	for len(tn.reports) > 0 {
+		c.reportWrites(b, 1)
+		st := tn.n.Status()
+		if tt, _ := tn.n.log.term(st.Stabled); st.Stabled > tn.disk.snap.Meta.Index && !tn.disk.holds(Entry{Index: st.Stabled, Term: tt}) {
+			t.Fatalf("B believes entry %d (term %d) durable, but its disk log terms are %v", st.Stabled, tt, termsOf(tn.disk.ents))
+		}
+	}
+	if st := tn.n.Status(); st.Stabled != 1 {
+		t.Fatalf("B's stabled %d before A's entry is back on its disk, want 1", st.Stabled)
+	}
+	tn.holdWrites, tn.holdReports = false, false
+	c.filter(a, b, nil)
+	c.stabilize()
+	c.tick(a) // a heartbeat carries the commit index to B
+	if st := tn.n.Status(); st.Stabled != 3 || tn.applied() < idx {
+		t.Fatalf("B: stabled %d, applied %d; want 3 and at least %d", st.Stabled, tn.applied(), idx)
+	}
+}
+
+// A driver may merge the writes of several Readies into one (RaftKV's log
+// writer does, while a sync runs) and report only the merged write's last
+// entry: that covers every write before it, a replaced one included.
+func TestAsync_MergedWritesReportedOnce(t *testing.T) {
+	n := newTestNode(t, asyncConfig(2), stateWithLog(voterIDs(3), 0, 0))
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 2, Term: 1, Entries: mkEntries(1, 1, 1, 1)})
+	advance(n) // 1@1 2@1 3@1
+	mustStep(t, n, Message{Type: MsgApp, From: 3, To: 2, Term: 2, Index: 1, LogTerm: 1, Entries: mkEntries(2, 2, 2)})
+	advance(n) // 2@2 3@2, merged with the above: 1@1 2@2 3@2
+	mustStep(t, n, Message{Type: MsgApp, From: 3, To: 2, Term: 2, Index: 3, LogTerm: 2, Entries: mkEntries(4, 2), Commit: 4})
+	advance(n) // 4@2, merged too
+	n.StableTo(4, 2)
+	if st := n.Status(); st.Stabled != 4 {
+		t.Fatalf("stabled %d after the merged write's report, want 4", st.Stabled)
+	}
+	rd := advance(n)
+	requireEntries(t, "committed entries", rd.CommittedEntries, append(mkEntries(1, 1), mkEntries(2, 2, 2, 2)...))
 }

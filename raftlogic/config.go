@@ -51,11 +51,11 @@ type Config struct {
 	// The driver's duties: complete the writes in the order it was handed
 	// them; send a Ready's "after persist" messages (Ready.SplitMessages)
 	// only once that Ready's write and every earlier one are durable, even
-	// when the Ready writes nothing; call StableTo with the last entry of
-	// each write once it and every earlier write are durable; and handle a
-	// Ready carrying a Snapshot synchronously (see "The Ready contract" in
-	// the package documentation). False (the default) is the plain
-	// contract: Advance means persisted.
+	// when the Ready writes nothing; call StableTo, in order, with the
+	// last entry of each write of entries once it and every earlier write
+	// are durable; and handle a Ready carrying a Snapshot synchronously
+	// (see "The Ready contract" in the package documentation). False (the
+	// default) is the plain contract: Advance means persisted.
 	AsyncStorageWrites bool
 }
 

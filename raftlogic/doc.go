@@ -142,16 +142,21 @@
 //     as far as the log is reported durable.
 //  4. Call Advance, without waiting for the write.
 //  5. When a write is durable (and every earlier one), call
-//     Node.StableTo with its last entry's index and term; a write without
-//     entries needs no report. Only then does a leader count that entry
-//     toward commit; it broadcasts a commit index that moves.
+//     Node.StableTo with its last entry's index and term, once, in the
+//     order the writes were handed out; a report may come late. A write
+//     without entries is not reported. Only then does a leader count
+//     that entry toward commit; it broadcasts a commit index that moves.
 //
 // Entries handed out are not handed out again, unless a truncation
 // replaces them: then the next Ready carries the replacing entries, which
 // overwrite the stored ones from their first index on (as in the plain
 // order), and a report for the replaced write is ignored, since the log no
 // longer holds its last entry. A report names an entry, not just an
-// index, so that it cannot mark the replacing entries durable.
+// index, so that it cannot mark the replacing entries durable. Nor does it
+// make durable what a write still in flight will overwrite: a suffix
+// replaced and then replaced back by the original entries (three leaders
+// in turn) holds the reported entry again while the second write has yet
+// to land.
 //
 // A Ready carrying a Snapshot is the exception: the driver waits until
 // every write handed out before it is durable (reporting them), persists
@@ -166,7 +171,8 @@
 // the node restarts from it as in the plain order. The messages that depended on
 // the lost writes never left. The simulation drives nodes in both modes,
 // mixed in one cluster, with disks that finish writes at their own pace or
-// stall, and crashes that lose the writes still queued.
+// stall, reports that lag behind them, and crashes that lose the writes
+// still queued.
 //
 // # What is covered
 //

@@ -48,7 +48,8 @@ type readyDriver interface {
 	persist(rd Ready)
 	// queue hands an async-mode Ready's write, and the messages that wait
 	// for it, to the node's writer, which completes writes in the order
-	// handed (with completeWrite) whenever the harness chooses.
+	// handed (completeWrite) and reports them (reportWrite) whenever the
+	// harness chooses.
 	queue(w pendingWrite)
 	// drain completes every write queued, in order. It reports false if
 	// the node crashed meanwhile.
@@ -124,21 +125,33 @@ type pendingWrite struct {
 	late []Message
 }
 
-// completeWrite makes w durable, then sends the messages that waited for
-// it and reports it to n with StableTo, as an async driver's writer does
-// once its sync returns. The caller completes writes in the order queued.
-// It reports false if the node crashed in between.
-func completeWrite(n *Node, d readyDriver, w pendingWrite) bool {
-	d.persist(w.rd)
+// completeWrite makes ws durable, as one write (a writer may merge the
+// writes queued while it synced), then sends the messages that waited for
+// them, as an async driver's writer does once its sync returns. The caller
+// completes writes in the order queued, and reports them to the node
+// (reportWrite) in the same order, at once or later: a report is a message
+// to the node, and other input may overtake it. It reports false if the
+// node crashed in between.
+func completeWrite(d readyDriver, ws ...pendingWrite) bool {
+	for _, w := range ws {
+		d.persist(w.rd)
+	}
 	if d.crash(crashPersisted) {
 		return false
 	}
-	d.send(w.late)
+	for _, w := range ws {
+		d.send(w.late)
+	}
+	return true
+}
+
+// reportWrite tells n that w, and every write before it, is durable. A
+// write without entries is not reported.
+func reportWrite(n *Node, w pendingWrite) {
 	if k := len(w.rd.Entries); k > 0 {
 		last := w.rd.Entries[k-1]
 		n.StableTo(last.Index, last.Term)
 	}
-	return true
 }
 
 // memDisk is a node's stable storage in the tests: what survives a crash.

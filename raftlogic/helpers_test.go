@@ -135,9 +135,12 @@ type testNode struct {
 	reads []ReadState
 	// writes are the async-mode writes handed to the node's writer and not
 	// yet durable, oldest first; stabilize completes them unless
-	// holdWrites (a slow disk).
-	writes     []pendingWrite
-	holdWrites bool
+	// holdWrites (a slow disk). reports are the durable writes not yet
+	// reported to the node; they are reported at once unless holdReports.
+	writes      []pendingWrite
+	holdWrites  bool
+	reports     []pendingWrite
+	holdReports bool
 }
 
 func (tn *testNode) applied() uint64 { return uint64(len(tn.sm)) }
@@ -234,6 +237,7 @@ func (c *cluster) start(id uint64) {
 func (c *cluster) crash(id uint64) {
 	c.nodes[id].n = nil
 	c.nodes[id].writes = nil
+	c.nodes[id].reports = nil
 }
 
 // restart crashes node id and starts it again from its disk.
@@ -386,7 +390,8 @@ func (c *cluster) deliver() bool {
 }
 
 // completeWrites makes node id's k oldest queued writes durable, in order
-// (see completeWrite). It reports whether there was one.
+// (see completeWrite), and reports them unless the node's reports are held.
+// It reports whether there was one.
 func (c *cluster) completeWrites(id uint64, k int) bool {
 	c.t.Helper()
 	tn := c.nodes[id]
@@ -394,8 +399,24 @@ func (c *cluster) completeWrites(id uint64, k int) bool {
 	for range k {
 		w := tn.writes[0]
 		tn.writes = tn.writes[1:]
-		completeWrite(tn.n, clusterDriver{c: c, tn: tn}, w)
+		completeWrite(clusterDriver{c: c, tn: tn}, w)
+		tn.reports = append(tn.reports, w)
 	}
+	if !tn.holdReports {
+		c.reportWrites(id, len(tn.reports))
+	}
+	return k > 0
+}
+
+// reportWrites reports node id's k oldest durable writes to it, in order
+// (see reportWrite). It reports whether there was one.
+func (c *cluster) reportWrites(id uint64, k int) bool {
+	tn := c.nodes[id]
+	k = min(k, len(tn.reports))
+	for _, w := range tn.reports[:k] {
+		reportWrite(tn.n, w)
+	}
+	tn.reports = tn.reports[k:]
 	return k > 0
 }
 
@@ -410,8 +431,8 @@ func (c *cluster) hop() {
 }
 
 // stabilize runs Ready -> persist -> send -> apply -> Advance and delivery
-// (and completes the async writes of nodes whose disk is not held) until
-// nothing is left to do. Time does not pass.
+// (and completes and reports the async writes of nodes whose disk or
+// reports are not held) until nothing is left to do. Time does not pass.
 func (c *cluster) stabilize() {
 	c.t.Helper()
 	for i := 0; ; i++ {
@@ -424,6 +445,9 @@ func (c *cluster) stabilize() {
 				busy = true
 			}
 			if tn := c.nodes[id]; !tn.holdWrites && c.completeWrites(id, len(tn.writes)) {
+				busy = true
+			}
+			if tn := c.nodes[id]; !tn.holdReports && c.reportWrites(id, len(tn.reports)) {
 				busy = true
 			}
 		}

@@ -1,6 +1,9 @@
 package raftlogic
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // raftLog is a node's in-memory view of its log: the snapshot it starts after
 // and the entries since. The driver keeps the durable copy; stabled says how
@@ -22,6 +25,48 @@ type raftLog struct {
 	// entries after it go in the next one. handed >= stabled; they are
 	// equal unless Config.AsyncStorageWrites lets writes be in flight.
 	handed uint64
+	// inflight are the writes of entries handed out with
+	// Config.AsyncStorageWrites and not yet reported durable, oldest
+	// first. Every one of them starts after stabled.
+	inflight []inflightWrite
+}
+
+// inflightWrite is one handed-out write of entries: it will overwrite the
+// stored log from first on, and ends with entry (last, term).
+type inflightWrite struct {
+	first, last, term uint64
+}
+
+// stableTo records that the in-flight write ending with entry (index,
+// term), and every one before it, is durable, and returns the new stabled
+// index and whether it moved. The log up to index is then on disk if the
+// log still holds that entry (by Log Matching, the disk and the log agree
+// up to it), but only until a later write still in flight overwrites the
+// disk from its first index: a suffix replaced and then replaced back by
+// the original entries (an ABA) would make a report for the first write
+// look current while the second is still to land. So stabled stops short
+// of every write still in flight.
+func (l *raftLog) stableTo(index, term uint64) bool {
+	i := slices.IndexFunc(l.inflight, func(w inflightWrite) bool { return w.last == index && w.term == term })
+	if i < 0 {
+		return false // no such write in flight: a repeated or stray report
+	}
+	l.inflight = l.inflight[i+1:]
+	if !l.matchTerm(index, term) {
+		// A later truncation replaced the entry; the write that replaced
+		// it reports for itself.
+		return false
+	}
+	to := index
+	for _, w := range l.inflight {
+		to = min(to, w.first-1)
+	}
+	if to <= l.stabled {
+		return false
+	}
+	l.stabled = to
+	l.handed = max(l.handed, to)
+	return true
 }
 
 func newRaftLog(st InitialState) *raftLog {

@@ -226,10 +226,16 @@ func (n *Node) Advance(rd Ready) {
 			l.pendingSnap = nil
 		}
 		l.applied = max(l.applied, s.Meta.Index)
+		// The driver wrote the snapshot after every write before it.
+		l.inflight = nil
 	}
 	durable := !n.cfg.AsyncStorageWrites || !rd.Snapshot.IsEmpty()
 	if k := len(rd.Entries); k > 0 {
 		last := rd.Entries[k-1]
+		if !durable {
+			// Recorded even if already replaced: the write still lands.
+			l.inflight = append(l.inflight, inflightWrite{first: rd.Entries[0].Index, last: last.Index, term: last.Term})
+		}
 		// A later truncation may have replaced these entries; then they are
 		// not the log any more, and are handed out again.
 		if l.matchTerm(last.Index, last.Term) {
@@ -247,23 +253,26 @@ func (n *Node) Advance(rd Ready) {
 	}
 }
 
-// StableTo reports, with Config.AsyncStorageWrites, that the write holding
-// entry (index, term), and every write handed out before it, is durable.
-// A leader then counts its log up to index toward commit. A report for an
-// entry the log no longer holds (a later truncation replaced it, or a
-// snapshot covers it) is ignored: the write that replaced it reports for
-// itself.
+// StableTo reports, with Config.AsyncStorageWrites, that the write of
+// entries ending with entry (index, term), and every write handed out
+// before it, is durable. A leader then counts its log up to index toward
+// commit. The driver reports each write of entries once, in order, with
+// its own last entry, and nothing for a write without entries; a driver
+// that merges the writes of several Readies into one reports the merged
+// write's last entry, which covers them all. A report that names no write
+// in flight is ignored.
+//
+// A report for an entry the log no longer holds (a later truncation
+// replaced it, or a snapshot covers it) makes nothing durable: the write
+// that replaced it reports for itself. Nor does a report make durable what
+// a write still in flight will overwrite on disk. When a suffix was
+// replaced and then replaced back, two writes in flight may end with the
+// same entry; a report naming it is taken for the older one, which is
+// safe, and the next report makes up for the difference.
 func (n *Node) StableTo(index, term uint64) {
-	l := n.log
-	// The term check is what makes a stale report harmless: an entry
-	// (index, term) is the same on every log that holds it (Log Matching),
-	// so if ours still holds it, the durable write wrote our log up to it.
-	if index <= l.stabled || !l.matchTerm(index, term) {
-		return
+	if n.log.stableTo(index, term) {
+		n.countSelf()
 	}
-	l.stabled = index
-	l.handed = max(l.handed, index)
-	n.countSelf()
 }
 
 // countSelf counts a leader's durable log toward commit (Raft thesis

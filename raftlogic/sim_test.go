@@ -56,6 +56,9 @@ type simParams struct {
 	// fsync, during which the node keeps stepping and leaders change.
 	stallPct int
 	maxStall int
+	// maxLag bounds how many steps the report of an async node's durable
+	// write (StableTo) lags behind the write and the messages it released.
+	maxLag int
 }
 
 func newSimParams(r *rand.Rand) simParams {
@@ -82,6 +85,9 @@ func newSimParams(r *rand.Rand) simParams {
 	}
 	p.stallPct = r.IntN(30)
 	p.maxStall = 1 + r.IntN(4*simElectionTick)
+	if r.IntN(2) == 0 {
+		p.maxLag = 1 + r.IntN(2*simElectionTick)
+	}
 	return p
 }
 
@@ -124,10 +130,20 @@ type simNode struct {
 	// lastCommit is the commit index seen in this incarnation.
 	lastCommit uint64
 	// writes are, in async mode, the writes handed to the disk and not yet
-	// durable, oldest first. A crash loses them all.
-	writes []pendingWrite
-	// stalledUntil is the step until which the disk finishes nothing.
-	stalledUntil int
+	// durable, oldest first, and reports those durable and not yet reported
+	// to the node. A crash loses them all.
+	writes  []pendingWrite
+	reports []pendingReport
+	// stalledUntil is the step until which the disk finishes nothing,
+	// reportsHeldUntil the step until which no durable write is reported.
+	stalledUntil, reportsHeldUntil int
+}
+
+// pendingReport is a durable write the node has yet to be told of, due at
+// step due (reports keep their order, so dues never decrease).
+type pendingReport struct {
+	w   pendingWrite
+	due int
 }
 
 type simMsg struct {
@@ -289,6 +305,7 @@ func (s *sim) crash(sn *simNode) {
 	s.stats.lostWrites += len(sn.writes)
 	sn.node = nil
 	sn.writes = nil
+	sn.reports = nil
 }
 
 func (s *sim) alive() []*simNode {
@@ -338,6 +355,12 @@ func (s *sim) deliver(faults bool) {
 		if err := sn.node.Step(d.m); err != nil {
 			s.failf("node %d refused a message from a correct peer: %v", sn.id, err)
 		}
+		// The node actor takes a burst of input before its next Ready, so a
+		// report can fall between a message and the Ready it causes. That
+		// is most telling when the message replaced the entries a pending
+		// report names: no write in flight covers the replacement yet, so
+		// such reports often come early.
+		s.report(sn, !faults || s.reportReplaced(sn) && s.r.IntN(4) != 0)
 		s.handleReady(sn, faults)
 	}
 }
@@ -398,7 +421,7 @@ func (d simDriver) crash(crashPoint) bool {
 
 func (d simDriver) queue(w pendingWrite) { d.sn.writes = append(d.sn.writes, w) }
 
-func (d simDriver) drain() bool { return d.s.completeWrites(d.sn, len(d.sn.writes), d.faults) }
+func (d simDriver) drain() bool { return d.s.completeWrites(d.sn, len(d.sn.writes), d.faults, false) }
 
 func (d simDriver) answer(rs ReadState) { d.s.checkRead(d.sn, rs) }
 
@@ -417,26 +440,84 @@ func (s *sim) persist(sn *simNode, rd Ready) {
 }
 
 // completeWrites makes up to k of sn's oldest queued writes durable, in
-// order, each sending the messages that waited for it and reporting it
-// with StableTo. With faults the node may crash between a write and its
-// messages. It reports false if the node crashed.
-func (s *sim) completeWrites(sn *simNode, k int, faults bool) bool {
-	for ; k > 0 && len(sn.writes) > 0; k-- {
-		w := sn.writes[0]
-		sn.writes = sn.writes[1:]
+// order, each sending the messages that waited for it, and queues their
+// reports. merged makes them one write, as a writer that merges the writes
+// queued during a sync does: one report, for the last write with entries.
+// With faults the node may crash between a write and its messages. It
+// reports false if the node crashed.
+func (s *sim) completeWrites(sn *simNode, k int, faults, merged bool) bool {
+	for k > 0 && len(sn.writes) > 0 {
+		n := 1
+		if merged {
+			n = min(k, len(sn.writes))
+		}
+		batch := sn.writes[:n]
+		sn.writes, k = sn.writes[n:], k-n
+		s.tracef("node %d: %d writes durable", sn.id, n)
+		s.stats.asyncWrites += n
+		if !completeWrite(simDriver{s: s, sn: sn, faults: faults}, batch...) {
+			return false
+		}
+		for i := n - 1; i >= 0; i-- {
+			if i == 0 || len(batch[i].rd.Entries) > 0 {
+				s.queueReport(sn, batch[i], faults)
+				break
+			}
+		}
+		// A write can overwrite what an earlier report made durable; what
+		// the node believes durable must hold after each write, not only
+		// at the end of the step.
+		s.checkStabled(sn)
+	}
+	return true
+}
+
+// queueReport queues the report of a durable write, due within the seed's
+// lag, after the reports before it.
+func (s *sim) queueReport(sn *simNode, w pendingWrite, faults bool) {
+	due := s.step
+	if faults && s.p.maxLag > 0 {
+		due += s.r.IntN(s.p.maxLag + 1)
+	}
+	if k := len(sn.reports); k > 0 {
+		due = max(due, sn.reports[k-1].due)
+	}
+	sn.reports = append(sn.reports, pendingReport{w: w, due: due})
+}
+
+// reportReplaced reports whether the node's log has replaced the last
+// entry of a write sn has yet to report, at an index it still holds.
+func (s *sim) reportReplaced(sn *simNode) bool {
+	l := sn.node.log
+	for _, p := range sn.reports {
+		if n := len(p.w.rd.Entries); n > 0 {
+			last := p.w.rd.Entries[n-1]
+			if last.Index <= l.lastIndex() && !l.matchTerm(last.Index, last.Term) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// report reports sn's durable writes to its node, oldest first: those due
+// by now, or with all, every one. It reports whether it reported any.
+func (s *sim) report(sn *simNode, all bool) bool {
+	k := 0
+	for ; k < len(sn.reports) && (all || sn.reports[k].due <= s.step && sn.reportsHeldUntil <= s.step); k++ {
+		w := sn.reports[k].w
 		if n := len(w.rd.Entries); n > 0 {
 			last := w.rd.Entries[n-1]
-			s.tracef("node %d: write of entries %d..%d durable", sn.id, w.rd.Entries[0].Index, last.Index)
+			s.tracef("node %d: write of entries %d..%d reported", sn.id, w.rd.Entries[0].Index, last.Index)
 			if l := sn.node.log; last.Index > l.stabled && last.Index <= l.lastIndex() && !l.matchTerm(last.Index, last.Term) {
 				s.stats.staleReports++
 			}
 		}
-		s.stats.asyncWrites++
-		if !completeWrite(sn.node, simDriver{s: s, sn: sn, faults: faults}, w) {
-			return false
-		}
+		reportWrite(sn.node, w)
+		s.checkStabled(sn)
 	}
-	return true
+	sn.reports = sn.reports[k:]
+	return k > 0
 }
 
 // diskStep lets each async node's disk finish some of its queued writes:
@@ -457,7 +538,18 @@ func (s *sim) diskStep(faults bool) {
 				k++
 			}
 		}
-		for ; k > 0 && s.completeWrites(sn, 1, faults); k-- {
+		if k > 1 && s.r.IntN(2) == 0 {
+			if s.completeWrites(sn, k, faults, true) && s.report(sn, !faults) {
+				s.handleReady(sn, faults)
+			}
+			k = 0
+		}
+		for ; k > 0 && s.completeWrites(sn, 1, faults, false); k-- {
+			if s.report(sn, !faults) {
+				s.handleReady(sn, faults)
+			}
+		}
+		if sn.node != nil && s.report(sn, !faults) {
 			s.handleReady(sn, faults)
 		}
 	}
@@ -615,6 +707,12 @@ func (s *sim) checkStep() {
 // reach a disk), a disk holding that entry holds the log before it too.
 func (s *sim) checkStabled(sn *simNode) {
 	l := sn.node.log
+	if l.pendingSnap != nil {
+		// A received snapshot is stabled from Step on; the driver writes it
+		// before Advance, after the writes queued before it (which this
+		// node may be finishing now).
+		return
+	}
 	t, ok := l.term(l.stabled)
 	if !ok {
 		s.failf("node %d's stabled index %d is outside its log [%d, %d]", sn.id, l.stabled, l.firstIndex(), l.lastIndex())
@@ -748,10 +846,17 @@ func (s *sim) leaderFault() {
 		}
 		s.tracef("leader %d cut off with minority %v", sn.id, minority)
 		// A cut-off leader whose disk stalls keeps the entries it took
-		// alone queued while the majority's new leader writes over them.
+		// alone queued while the majority's new leader writes over them;
+		// one whose reports stall has them written but not known durable.
 		if sn.node.cfg.AsyncStorageWrites {
-			sn.stalledUntil = s.step + (2+s.r.IntN(8))*simElectionTick
-			s.tracef("node %d: disk stalls until step %d", sn.id, sn.stalledUntil)
+			until := s.step + (2+s.r.IntN(8))*simElectionTick
+			if s.r.IntN(2) == 0 {
+				sn.stalledUntil = until
+				s.tracef("node %d: disk stalls until step %d", sn.id, until)
+			} else {
+				sn.reportsHeldUntil = until
+				s.tracef("node %d: reports held until step %d", sn.id, until)
+			}
 		}
 		return
 	}
@@ -834,13 +939,18 @@ func (s *sim) run(steps int) {
 		}
 	}
 	healedAt := s.step
+	// Healed runs elect a leader within 180 steps and apply everything
+	// within 200 (20,000 seeds measured); the bounds leave a wide margin.
+	// A bug that wedges the cluster fails at the second bound, and since
+	// a wedged cluster's traffic grows step by step, a tighter bound makes
+	// such a failure cheap to reach.
 	const electionBound = 40 * simElectionTick
 	var leaderAt int
 	for ; ; s.step++ {
 		if s.step-healedAt > electionBound && leaderAt == 0 {
 			s.failf("liveness: no leader %d steps after healing", electionBound)
 		}
-		if s.step-healedAt > 20*electionBound {
+		if s.step-healedAt > 5*electionBound {
 			s.failf("liveness: acknowledged writes not applied everywhere %d steps after healing", s.step-healedAt)
 		}
 		if s.r.IntN(4) == 0 {
