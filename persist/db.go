@@ -74,21 +74,35 @@ func WithBadgerOptions(f func(badger.Options) badger.Options) Option {
 // two of resident memory, per database, two databases per node.
 const (
 	// memTableSize bounds a memtable's arena (allocated whole, about 1.3
-	// times this) and the table a flush builds from it, and so most of
-	// Badger's heap: 16 MiB memtables made a loaded `raftkv serve` peak at
-	// 300-350 MB and an embedded 3-node cluster at 1.1-1.2 GB, 2 MiB ones at
-	// about 100-120 MB and 250-260 MB (256-byte values, 64 clients). A flush
-	// every 2 MiB cost no measurable CPU per write. It also fixes the largest
-	// transaction Badger accepts (15% of it, about 300 KiB, or about 3,900
-	// writes): LogStore and kvstate split bigger batches themselves, and
-	// valueThreshold keeps every single write far below it.
-	memTableSize = 2 << 20
+	// times this) and the table a flush builds from it, and with
+	// baseTableSize most of Badger's heap: 16 MiB memtables (with 2 MiB
+	// tables) made a loaded `raftkv serve` peak at 300-350 MB and an
+	// embedded 3-node cluster at 1.1-1.2 GB; 1 MiB ones at about 90-110 MB
+	// and 190-200 MB (256-byte values, 64 clients), with no measurable
+	// change in CPU per write. It also fixes the largest transaction Badger
+	// accepts (15% of it: about 150 KiB, or about 1,600 writes): LogStore
+	// and kvstate split bigger batches themselves, at the price of one more
+	// sync per transaction, and valueThreshold keeps every single write far
+	// below it.
+	memTableSize = 1 << 20
+	// baseTableSize is the size of the tables compactions write. Badger
+	// starts each table builder with a buffer of twice this and keeps up to
+	// eight builders' buffers per database for reuse, so it bounds that
+	// pool; it must not be below half of memTableSize, or the buffer of the
+	// builder a flush uses outgrows it, doubles, and the pool keeps the
+	// doubled one (512 KiB tables with 2 MiB memtables peaked higher than
+	// 2 MiB tables).
+	baseTableSize = 1 << 20
 	// valueThreshold: values this large or larger go to the value log, and
 	// only a pointer to them into the LSM tree. Badger's default (1 MiB)
-	// kept such values in memtables and tables, whose builders then grew to
-	// hold them (about 0.9 GB of heap per process at 64 KiB values); it
-	// must in any case stay below the largest transaction.
-	valueThreshold = 64 << 10
+	// kept such values in memtables and tables, so each byte was rewritten
+	// by every compaction and the builders grew to hold them: at 16 KiB
+	// values a serve process peaked at 1.6-1.8 GB and spent 800 µs of CPU
+	// per write; with values in the value log, 0.5-0.6 GB (mostly the value
+	// log's mapped pages, which the kernel can drop) and 650 µs. 1 KiB was
+	// Badger v2's default; smaller values stay in the tree, where they cost
+	// less than a value-log lookup and value-log GC.
+	valueThreshold = 1 << 10
 	numMemtables   = 2
 	// No compression: Raft log entries and user values are mostly what
 	// clients sent, often already compressed or random, and compressing
@@ -151,6 +165,7 @@ func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 		WithInMemory(cfg.inMemory).
 		WithSyncWrites(true).
 		WithMemTableSize(memTableSize).
+		WithBaseTableSize(baseTableSize).
 		WithValueThreshold(valueThreshold).
 		WithNumMemtables(numMemtables).
 		WithBlockCacheSize(blockCacheSize).

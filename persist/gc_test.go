@@ -150,7 +150,7 @@ func TestOpenDBFitsTheLargestWriteInOneTransaction(t *testing.T) {
 				return err
 			}
 			for j := range 16 { // the records an applied entry writes beside it, generously
-				if err := txn.Set([]byte{'m', byte(i), byte(j)}, make([]byte, 1024)); err != nil {
+				if err := txn.Set([]byte{'m', byte(i), byte(j)}, make([]byte, 256)); err != nil {
 					return err
 				}
 			}
