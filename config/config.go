@@ -107,8 +107,8 @@ type Config struct {
 	// a full disk (which kills the whole process: Badger writes through
 	// memory-mapped files, and a full disk then raises SIGBUS). It should
 	// cover what Badger writes on its own, unchecked: a memtable flush
-	// writes up to 16 MiB per database (a node has two) and a compaction
-	// more, so a reserve below 16 MiB leaves even one flush uncovered. That
+	// writes up to 2 MiB per database (a node has two) and a compaction
+	// more, so a reserve below a few MiB leaves even one flush uncovered. That
 	// is a risk, not a certain failure (a node storing little may never
 	// flush before it stops), so it is allowed; the default covers both
 	// databases' flushes and their compactions. 0 turns the check off.

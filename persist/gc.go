@@ -12,10 +12,10 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Space reclamation. Badger keeps values of 1 MiB and more in its value log
-// and only a pointer in its LSM tree. Deleting or overwriting such a value
-// leaves it in the value log until a value-log GC rewrites the file holding
-// it, and Badger picks files for that from statistics it gathers only when
+// Space reclamation. Badger keeps values of 1 KiB and more (OpenDB's
+// valueThreshold) in its value log and only a pointer in its LSM tree.
+// Deleting or overwriting such a value leaves it in the value log until a
+// value-log GC rewrites the file holding it, and Badger picks files for that from statistics it gathers only when
 // it compacts its LSM tree. A database that mostly receives large values
 // (a log of big entries, a state machine overwriting big values) barely
 // grows its LSM tree, never compacts, and its value log grows without
@@ -42,7 +42,7 @@ const gcMaxRewrites = 16
 // database. It blocks while it works; run it off any latency-critical
 // goroutine. It holds off the database's writers while it rewrites a file
 // or flushes the memtables; both are rare (only value-log files with at
-// least half garbage are rewritten, and only values of 1 MiB or more go
+// least half garbage are rewritten, and only values of 1 KiB or more go
 // there) and short. It is not safe for concurrent use.
 type Collector struct {
 	db *badger.DB

@@ -126,3 +126,39 @@ func TestOpenDBFitsTheLargestValue(t *testing.T) {
 		}
 	}
 }
+
+// Every single write a node makes must fit an empty Badger transaction:
+// TxnWriter cannot split one write, and kvstate applies each entry's effects
+// in one transaction. OpenDB's memtable size bounds the transaction, and
+// values at or above its value threshold go to the value log (only a
+// pointer stays in the transaction), so the largest write is the longest
+// key with a value just below the threshold, plus a few small records
+// beside it (an applied index, a session). That must fit with room to
+// spare, and so must the largest value.
+func TestOpenDBFitsTheLargestWriteInOneTransaction(t *testing.T) {
+	const largestKey = 64000 + 16 // kvstate.MaxKeySize plus its key prefix
+	db, err := OpenDB(t.TempDir(), WithLogger(slog.New(slog.DiscardHandler)), WithLargestValue(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	key := make([]byte, largestKey)
+	for i, size := range []int{valueThreshold - 1, valueThreshold, 1 << 20} {
+		key[0] = byte(i)
+		err := db.Update(func(txn *badger.Txn) error {
+			if err := txn.Set(key, make([]byte, size)); err != nil {
+				return err
+			}
+			for j := range 16 { // the records an applied entry writes beside it, generously
+				if err := txn.Set([]byte{'m', byte(i), byte(j)}, make([]byte, 256)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("a %d-byte key with a %d-byte value in one transaction (limit %d bytes): %v",
+				len(key), size, db.MaxBatchSize(), err)
+		}
+	}
+}

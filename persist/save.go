@@ -30,7 +30,7 @@ import (
 //     skipped. The rest replace stored entries at the same index and after
 //     it: the stored log is cut before the first new entry.
 //
-// Badger bounds a transaction (about 2.4 MiB or 26,000 writes with OpenDB's
+// Badger bounds a transaction (about 300 KiB or 3,200 writes with OpenDB's
 // options). A batch that does not fit is written in several transactions,
 // ordered so that a crash leaves the old log, the old log cut back to what
 // survives, or the new log, never a mix (see writeSplit in split.go).

@@ -10,7 +10,7 @@ import (
 // transactions as Badger accepts: when Badger refuses an operation because
 // the transaction is full (badger.ErrTxnTooBig), the writer commits the
 // transaction and retries the operation in a new one. Badger's bound
-// depends on the options (about 2.4 MiB or 26,000 writes with OpenDB's), so
+// depends on the options (about 300 KiB or 3,200 writes with OpenDB's), so
 // the caller need not know it.
 //
 // The writes therefore become durable in several steps, and a crash between
