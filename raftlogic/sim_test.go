@@ -453,7 +453,15 @@ func (s *sim) completeWrites(sn *simNode, k int, faults, merged bool) bool {
 		}
 		batch := sn.writes[:n]
 		sn.writes, k = sn.writes[n:], k-n
-		s.tracef("node %d: %d writes durable", sn.id, n)
+		if *simTrace {
+			var idx []uint64
+			for _, w := range batch {
+				if k := len(w.rd.Entries); k > 0 {
+					idx = append(idx, w.rd.Entries[0].Index, w.rd.Entries[k-1].Index)
+				}
+			}
+			s.tracef("node %d: %d writes durable, entries first/last %v", sn.id, n, idx)
+		}
 		s.stats.asyncWrites += n
 		if !completeWrite(simDriver{s: s, sn: sn, faults: faults}, batch...) {
 			return false
