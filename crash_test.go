@@ -50,6 +50,7 @@ func crashConfig(dir string) config.Config {
 	cfg.ServersNum = 3
 	cfg.PersistPath = dir
 	cfg.SnapshotEntries = 100
+	testTiming(&cfg)
 	return cfg
 }
 

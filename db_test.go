@@ -16,12 +16,24 @@ import (
 	"github.com/raftkv/raftkv/config"
 )
 
-// testConfig is a 3-node cluster in a temporary directory.
+// testConfig is a 3-node cluster in a temporary directory, with testTiming.
 func testConfig(t testing.TB, nodes int) config.Config {
 	cfg := config.Default()
 	cfg.ServersNum = nodes
 	cfg.PersistPath = t.TempDir()
+	testTiming(&cfg)
 	return cfg
+}
+
+// testTiming sets the Raft timing this package's tests are written for:
+// 10 ms ticks, a heartbeat every tick, elections after 100-200 ms. First
+// elections and failovers then take a fraction of the defaults' (50 ms
+// ticks, chosen for an idle cluster's CPU), and the tests that set their
+// own election timeout count it in 10 ms ticks.
+func testTiming(cfg *config.Config) {
+	cfg.TickInterval = 10 * time.Millisecond
+	cfg.ElectionTicks = 10
+	cfg.HeartbeatTicks = 1
 }
 
 func testLogger() *slog.Logger {

@@ -213,6 +213,7 @@ func TestDiskFullHelper(t *testing.T) {
 	cfg := config.Default()
 	cfg.ServersNum = 3
 	cfg.PersistPath = data
+	testTiming(&cfg)
 	fmt.Sscan(os.Getenv(diskFullReserveEnv), &cfg.DiskReserve)
 	db, err := Open(WithConfig(cfg), WithLogger(testLogger()))
 	if err != nil {

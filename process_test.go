@@ -51,6 +51,7 @@ func threeProcessConfig(t testing.TB) config.Config {
 		{ID: 3, Address: "127.0.0.1", Port: p[2], ClientPort: p[5]},
 	}
 	cfg.ServersNum = 3
+	testTiming(&cfg)
 	return cfg
 }
 
@@ -101,6 +102,7 @@ func TestProcessNodeHelper(t *testing.T) {
 	cfg := config.Default()
 	cfg.PersistPath = os.Getenv("RAFTKV_TEST_DATA")
 	cfg.ServersNum = 3
+	testTiming(&cfg)
 	for i := 1; i <= 3; i++ {
 		port, _ := strconv.Atoi(os.Getenv(fmt.Sprintf("RAFTKV_TEST_PORT_%d", i)))
 		cfg.ServerList = append(cfg.ServerList, config.Server{ID: uint64(i), Address: "127.0.0.1", Port: port, ClientPort: port + 10000})

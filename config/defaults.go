@@ -11,9 +11,9 @@ const (
 	defaultMetricsPort     = 0
 	defaultPersistPath     = "./data"
 	defaultClusterID       = "raftkv"
-	defaultTickInterval    = 10 * time.Millisecond
+	defaultTickInterval    = 50 * time.Millisecond
 	defaultElectionTicks   = 10
-	defaultHeartbeatTicks  = 1
+	defaultHeartbeatTicks  = 2
 	defaultSnapshotEntries = 10000
 	defaultCatchUpEntries  = 5000
 	defaultSnapshotBytes   = 64 << 20

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net"
 	"os"
@@ -23,7 +24,9 @@ func startCluster(t *testing.T) string {
 }
 
 // startClusterAPI is startCluster that also returns a function that stops
-// serving the client API (the cluster goes on).
+// serving the client API (the cluster goes on). It returns once a node
+// leads, so that a test's first request is not spent waiting for the first
+// election (500 ms to 1 s with the default timing).
 func startClusterAPI(t *testing.T) (addr string, stopAPI func()) {
 	t.Helper()
 	cfg := config.Default()
@@ -49,7 +52,24 @@ func startClusterAPI(t *testing.T) (addr string, stopAPI func()) {
 		gs.Stop()
 		db.Close()
 	})
+	waitLeader(t, db)
 	return lis.Addr().String(), gs.Stop
+}
+
+// waitLeader polls Status until one reachable node leads.
+func waitLeader(t *testing.T, db *raftkv.DB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, _ := db.Status(context.Background())
+		for _, s := range st {
+			if s.Reachable && s.Role == "leader" {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no leader within 10s")
 }
 
 // deadAddr returns a loopback address nothing listens on.
