@@ -230,8 +230,9 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 		steppedDown = n.role == raftlogic.Leader && rd.SoftState.Role != raftlogic.Leader
 		n.roleChanged(ctx, *rd.SoftState)
 	}
-	// A leader sends its appends while it writes its own log (Raft thesis
-	// 10.2.1): it counts itself toward commit only after Advance.
+	// A leader sends its appends while its log writer writes its own copy
+	// (Raft thesis 10.2.1): it counts itself toward commit only once the
+	// writer reports the copy durable (StableTo).
 	early, late := rd.SplitMessages()
 	n.send(ctx, early)
 	// Committed entries are already durable here; applying them does not
