@@ -73,10 +73,21 @@ type HardState struct {
 // IsEmpty reports whether h is the zero HardState.
 func (h HardState) IsEmpty() bool { return h == HardState{} }
 
-// ConfState is a cluster configuration: the ids of the voting members.
+// ConfState is a cluster configuration: who votes and who only receives
+// the log. Each id is non-zero and appears once within a list; a learner is
+// never also a voter.
 type ConfState struct {
-	// Voters are the ids of the members, each non-zero and listed once.
+	// Voters are the ids of the voting members; in a joint configuration,
+	// the incoming half.
 	Voters []uint64
+	// VotersOutgoing is empty except while a joint configuration is in
+	// force (Raft thesis 4.3): then it holds the voters of the
+	// configuration being left, and every quorum decision needs a majority
+	// of both halves.
+	VotersOutgoing []uint64
+	// Learners are the ids of the non-voting members: they receive the log
+	// and snapshots but never vote or count toward a quorum.
+	Learners []uint64
 }
 
 // SnapshotMeta says what a snapshot covers: every entry up to Index, whose
