@@ -11,33 +11,37 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Snapshot format (version 2). A byte stream that can be written and read in
+// Snapshot format (version 3). A byte stream that can be written and read in
 // one pass, with every length checked before use:
 //
-//	header   "RKVS" | version (1 byte, =2) | applied index (u64) | applied term (u64)
+//	header   "RKVS" | version (1 byte, =3) | applied index (u64) | applied term (u64)
 //	records  tag (1 byte) followed by:
 //	  0x01 data     keyLen (uvarint) | key | valueLen (uvarint) | value
 //	  0x02 session  client id (u64) | last seq (u64) | last index (u64) | answer code (1 byte)
 //	                (id <= last index <= applied index: the id is its register
 //	                entry's index; last seq is 0 until its first command ran)
+//	  0x03 member   member id (u64) | peerLen (uvarint) | peer address | clientLen (uvarint) | client address
 //	end      0xFF | record count (u64)
 //	trailer  CRC-32C (Castagnoli) of every byte above (u32)
 //
 // Integers are big-endian. Data keys are user keys (without "k/"), in
-// ascending order; sessions follow, by client id. The stream ends at the
-// trailer: Restore refuses trailing bytes, so r must hold exactly one image.
-// The image is one Badger read transaction, so the data, the sessions and
-// the applied index are the same point in time. Version 1 had the same
-// records, but its sessions were created by their first command under
-// client-chosen ids; a node cannot apply entries under version 2 rules on
-// top of them, so version 1 images are refused (see layoutVersion).
+// ascending order; sessions follow, by client id, then members, by id. The
+// stream ends at the trailer: Restore refuses trailing bytes, so r must hold
+// exactly one image. The image is one Badger read transaction, so the data,
+// the sessions, the members and the applied index are the same point in
+// time. Version 2 is version 3 without member records (it came before
+// membership changes) and is still read. Version 1 had the same records,
+// but its sessions were created by their first command under client-chosen
+// ids; a node cannot apply entries under version 2 rules on top of them, so
+// version 1 images are refused (see layoutVersion).
 
 const (
 	snapMagic   = "RKVS"
-	snapVersion = 2
+	snapVersion = 3
 
 	tagData    byte = 0x01
 	tagSession byte = 0x02
+	tagMember  byte = 0x03
 	tagEnd     byte = 0xFF
 
 	// maxSnapValue bounds a value length read from a snapshot, so a
@@ -110,6 +114,25 @@ func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
 			buf = binary.BigEndian.AppendUint64(buf, ss.lastIndex)
 			buf = append(buf, ss.code)
 			sw.write(buf)
+			count++
+			return sw.err
+		})
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("kvstate: snapshot: %w", err)
+	}
+	err = iterate(txn, prefixMember, true, func(item *badger.Item) error {
+		id, ok := parseU64Key(item.Key(), prefixMember)
+		if !ok {
+			return fmt.Errorf("%w: member key %q", errCorruptState, item.Key())
+		}
+		return item.Value(func(v []byte) error {
+			m, err := decodeMemberRecord(id, v)
+			if err != nil {
+				return err
+			}
+			buf = binary.BigEndian.AppendUint64(append(buf[:0], tagMember), id)
+			sw.write(appendAddrs(buf, m))
 			count++
 			return sw.err
 		})
