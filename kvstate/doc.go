@@ -62,6 +62,6 @@
 // and imageread.go (the snapshot image: writing, reading and checking it),
 // restore.go (replacing the state with an image, crash-safely), members.go
 // (the member table and its addresses, kept from configuration changes),
-// badger.go
-// (prefix walks and deletes, through persist.TxnWriter), errors.go.
+// badger.go (prefix walks and deletes, through persist.TxnWriter),
+// errors.go.
 package kvstate
