@@ -1,0 +1,130 @@
+package actors
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/raftlogic"
+)
+
+// This file keeps the node's view of the cluster's members: who they are
+// comes from raftlogic (the configuration in force, which changes when a
+// configuration entry is appended), where they are from the address book,
+// and the node runs one replication actor per member it can reach.
+//
+// The address book is filled, in order of authority, from the state
+// machine's member table (replicated: what the cluster recorded), from the
+// Context of configuration entries appended but not yet applied (a member
+// added a moment ago), and from NodeConfig.Peers (config.yaml: the
+// bootstrap members, and the members a joining node is told of).
+
+// loadBook rebuilds the address book from the state machine's member
+// table, the configuration entries in ents (the log after the state
+// machine) and the configured peers.
+func (n *nodeActor) loadBook(ents []raftlogic.Entry) error {
+	ms, err := n.storage.sm.Members()
+	if err != nil {
+		return err
+	}
+	n.book = map[uint64]kvstate.Member{}
+	for _, m := range ms {
+		n.book[m.ID] = m
+	}
+	for id, pid := range n.cfg.Peers {
+		if _, ok := n.book[id]; !ok {
+			n.book[id] = kvstate.Member{ID: id, PeerAddress: pid.Address}
+		}
+	}
+	n.learnMembers(ents)
+	return nil
+}
+
+// learnMembers records the addresses that configuration entries in ents
+// carry. An entry that does not decode is left to the state machine, which
+// records the error in its result.
+func (n *nodeActor) learnMembers(ents []raftlogic.Entry) {
+	for _, e := range ents {
+		if e.Type != raftlogic.EntryConfChange {
+			continue
+		}
+		cc, _, err := raftlogic.DecodeConfChange(e.Data)
+		if err != nil {
+			continue
+		}
+		added, err := kvstate.DecodeMembers(cc.Context)
+		if err != nil {
+			continue
+		}
+		for _, m := range added {
+			n.book[m.ID] = m
+		}
+	}
+}
+
+// peerPID is where member id's node actor answers, or nil when its address
+// is unknown.
+func (n *nodeActor) peerPID(id uint64) *actor.PID {
+	m, ok := n.book[id]
+	switch {
+	case ok && n.cfg.PeerPID != nil:
+		return n.cfg.PeerPID(m)
+	case ok && m.PeerAddress != "":
+		return actor.NewPID(m.PeerAddress, NodeName(id))
+	}
+	return n.cfg.Peers[id]
+}
+
+// members lists every member of conf: voters of both halves and learners.
+func members(conf raftlogic.ConfState) []uint64 {
+	ids := slices.Concat(conf.Voters, conf.VotersOutgoing, conf.Learners)
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// syncReplicators runs one replication actor per member of conf other than
+// this node: it starts those of new members and stops those of members
+// that left. The map is replaced, not changed, because log writes in flight
+// hold the previous one (logWrite.sendTo).
+func (n *nodeActor) syncReplicators(ctx actor.Context, conf raftlogic.ConfState) {
+	want := members(conf)
+	next := make(map[uint64]*actor.PID, len(want))
+	for _, id := range want {
+		if id == n.cfg.ID {
+			continue
+		}
+		if pid := n.replicators[id]; pid != nil {
+			next[id] = pid
+			continue
+		}
+		peer := n.peerPID(id)
+		if peer == nil {
+			n.log.Warn("no address for a member; it is not sent anything until one is known", "member", id)
+			continue
+		}
+		n.replicatorGen++
+		next[id] = n.spawn(ctx, fmt.Sprintf("replicate-%d-%d", id, n.replicatorGen), n.replicatorFor(id, peer))
+		n.log.Info("replicating to a member", "member", id, "address", peer.Address)
+	}
+	for id, pid := range n.replicators {
+		if _, ok := next[id]; !ok {
+			ctx.Stop(pid)
+			n.log.Info("stopped replicating to a former member", "member", id)
+		}
+	}
+	if !maps.Equal(next, n.replicators) {
+		n.replicators = next
+	}
+}
+
+// isPeer reports whether id is a node this one may take snapshot chunks
+// from: any member it knows an address for but itself.
+func (n *nodeActor) isPeer(id uint64) bool {
+	if id == n.cfg.ID {
+		return false
+	}
+	_, ok := n.book[id]
+	return ok
+}
