@@ -88,6 +88,8 @@ func (n *nodeActor) running(ctx actor.Context) {
 		n.status(ctx, msg)
 	case *raftpb.TransferRequest:
 		n.transfer(ctx, msg)
+	case *raftpb.ConfChangeRequest:
+		n.changeMembers(ctx, msg)
 
 	// Reports from children.
 	case *appliedUpTo:
@@ -134,7 +136,7 @@ func (n *nodeActor) stopping(ctx actor.Context) {
 		if n.cfg.OnStopped != nil {
 			n.cfg.OnStopped(n.failure)
 		}
-	case *raftpb.ProposeRequest:
+	case *raftpb.ProposeRequest, *raftpb.ConfChangeRequest:
 		if !n.unanswerable(ctx, msg) {
 			ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, Message: errNotRunning})
 		}

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/raftlogic"
+	"github.com/raftkv/raftkv/remote/raftpb"
 )
 
 // This file keeps the node's view of the cluster's members: who they are
@@ -127,4 +129,84 @@ func (n *nodeActor) isPeer(id uint64) bool {
 	}
 	_, ok := n.book[id]
 	return ok
+}
+
+// changeMembers proposes a membership change. It is answered, as a
+// proposal is, once the change is applied (by the apply actor), or at once
+// with the reason raftlogic refused it.
+func (n *nodeActor) changeMembers(ctx actor.Context, req *raftpb.ConfChangeRequest) {
+	if n.unanswerable(ctx, req) {
+		return
+	}
+	if why := n.foreignCluster(req.GetClusterId()); why != "" {
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
+		return
+	}
+	cc, err := confChangeFromWire(req)
+	if err != nil {
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_BAD_REQUEST, Message: err.Error()})
+		return
+	}
+	index, term, err := n.raft.ProposeConfChange(cc)
+	if err != nil {
+		code, leader := confChangeCode(err)
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
+		return
+	}
+	n.log.Info("membership change proposed", "index", index, "changes", cc.Changes)
+	ctx.Send(n.apply, &awaitProposal{index: index, term: term, replyTo: ctx.Sender()})
+	n.scheduleFlush(ctx)
+}
+
+// confChangeFromWire reads a request into raftlogic's form, the added
+// members' addresses in its Context. The addresses are checked here;
+// raftlogic checks the rest.
+func confChangeFromWire(req *raftpb.ConfChangeRequest) (raftlogic.ConfChange, error) {
+	var cc raftlogic.ConfChange
+	for _, c := range req.GetChanges() {
+		var t raftlogic.ConfChangeType
+		switch c.GetType() {
+		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER:
+			t = raftlogic.ConfChangeAddLearner
+		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_VOTER:
+			t = raftlogic.ConfChangeAddVoter
+		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_REMOVE_NODE:
+			t = raftlogic.ConfChangeRemoveNode
+		default:
+			return cc, fmt.Errorf("unknown membership change type %d for node %d", c.GetType(), c.GetNodeId())
+		}
+		cc.Changes = append(cc.Changes, raftlogic.ConfChangeSingle{Type: t, NodeID: c.GetNodeId()})
+	}
+	if len(req.GetMembers()) > 0 {
+		ms := make([]kvstate.Member, 0, len(req.GetMembers()))
+		for _, m := range req.GetMembers() {
+			ms = append(ms, kvstate.Member{ID: m.GetId(), PeerAddress: m.GetPeerAddress(), ClientAddress: m.GetClientAddress()})
+		}
+		var err error
+		if cc.Context, err = kvstate.EncodeMembers(ms); err != nil {
+			return cc, err
+		}
+	}
+	return cc, nil
+}
+
+// confChangeCode turns raftlogic's refusal of a change into a wire code.
+func confChangeCode(err error) (raftpb.ErrorCode, uint64) {
+	for _, c := range []struct {
+		err  error
+		code raftpb.ErrorCode
+	}{
+		{raftlogic.ErrConfChangeInProgress, raftpb.ErrorCode_ERROR_CODE_CONF_CHANGE_IN_PROGRESS},
+		{raftlogic.ErrAlreadyMember, raftpb.ErrorCode_ERROR_CODE_ALREADY_MEMBER},
+		{raftlogic.ErrUnknownPeer, raftpb.ErrorCode_ERROR_CODE_UNKNOWN_MEMBER},
+		{raftlogic.ErrLastVoter, raftpb.ErrorCode_ERROR_CODE_LAST_VOTER},
+		{raftlogic.ErrLearnerBehind, raftpb.ErrorCode_ERROR_CODE_LEARNER_BEHIND},
+		{raftlogic.ErrWouldLoseQuorum, raftpb.ErrorCode_ERROR_CODE_WOULD_LOSE_QUORUM},
+		{raftlogic.ErrInvalidConfChange, raftpb.ErrorCode_ERROR_CODE_BAD_REQUEST},
+	} {
+		if errors.Is(err, c.err) {
+			return c.code, 0
+		}
+	}
+	return notLeaderCode(err)
 }

@@ -43,3 +43,16 @@ func DecodeConfChange(data []byte) (ConfChange, ConfState, error) {
 	}
 	return s.CC, s.CS, nil
 }
+
+var (
+	ErrInvalidConfChange    = errors.New("stub")
+	ErrConfChangeInProgress = errors.New("stub")
+	ErrAlreadyMember        = errors.New("stub")
+	ErrLastVoter            = errors.New("stub")
+	ErrLearnerBehind        = errors.New("stub")
+	ErrWouldLoseQuorum      = errors.New("stub")
+)
+
+func (n *Node) ProposeConfChange(cc ConfChange) (uint64, uint64, error) {
+	return 0, 0, ErrInvalidConfChange
+}

@@ -169,6 +169,13 @@ const (
 	ErrorCode_ERROR_CODE_BAD_REQUEST      ErrorCode = 9  // the request is malformed; see message
 	ErrorCode_ERROR_CODE_STALE_REQUEST    ErrorCode = 10 // a retry older than the client's last command
 	ErrorCode_ERROR_CODE_SESSION_EXPIRED  ErrorCode = 11 // the client session expired; a first attempt was not executed
+	// Refusals of a membership change (ConfChangeRequest); nothing changed.
+	ErrorCode_ERROR_CODE_CONF_CHANGE_IN_PROGRESS ErrorCode = 20 // another change is not yet committed
+	ErrorCode_ERROR_CODE_ALREADY_MEMBER          ErrorCode = 21 // the node to add is a member already
+	ErrorCode_ERROR_CODE_UNKNOWN_MEMBER          ErrorCode = 22 // the node named is not a member
+	ErrorCode_ERROR_CODE_LAST_VOTER              ErrorCode = 23 // the change would leave no voter
+	ErrorCode_ERROR_CODE_LEARNER_BEHIND          ErrorCode = 24 // the learner to promote has not caught up
+	ErrorCode_ERROR_CODE_WOULD_LOSE_QUORUM       ErrorCode = 25 // the new configuration could not reach a quorum now
 )
 
 // Enum value maps for ErrorCode.
@@ -186,20 +193,32 @@ var (
 		9:  "ERROR_CODE_BAD_REQUEST",
 		10: "ERROR_CODE_STALE_REQUEST",
 		11: "ERROR_CODE_SESSION_EXPIRED",
+		20: "ERROR_CODE_CONF_CHANGE_IN_PROGRESS",
+		21: "ERROR_CODE_ALREADY_MEMBER",
+		22: "ERROR_CODE_UNKNOWN_MEMBER",
+		23: "ERROR_CODE_LAST_VOTER",
+		24: "ERROR_CODE_LEARNER_BEHIND",
+		25: "ERROR_CODE_WOULD_LOSE_QUORUM",
 	}
 	ErrorCode_value = map[string]int32{
-		"ERROR_CODE_OK":               0,
-		"ERROR_CODE_NOT_LEADER":       1,
-		"ERROR_CODE_TRANSFERRING":     2,
-		"ERROR_CODE_TIMEOUT":          3,
-		"ERROR_CODE_DROPPED":          4,
-		"ERROR_CODE_CLUSTER_MISMATCH": 5,
-		"ERROR_CODE_SHUTTING_DOWN":    6,
-		"ERROR_CODE_INTERNAL":         7,
-		"ERROR_CODE_NOT_FOUND":        8,
-		"ERROR_CODE_BAD_REQUEST":      9,
-		"ERROR_CODE_STALE_REQUEST":    10,
-		"ERROR_CODE_SESSION_EXPIRED":  11,
+		"ERROR_CODE_OK":                      0,
+		"ERROR_CODE_NOT_LEADER":              1,
+		"ERROR_CODE_TRANSFERRING":            2,
+		"ERROR_CODE_TIMEOUT":                 3,
+		"ERROR_CODE_DROPPED":                 4,
+		"ERROR_CODE_CLUSTER_MISMATCH":        5,
+		"ERROR_CODE_SHUTTING_DOWN":           6,
+		"ERROR_CODE_INTERNAL":                7,
+		"ERROR_CODE_NOT_FOUND":               8,
+		"ERROR_CODE_BAD_REQUEST":             9,
+		"ERROR_CODE_STALE_REQUEST":           10,
+		"ERROR_CODE_SESSION_EXPIRED":         11,
+		"ERROR_CODE_CONF_CHANGE_IN_PROGRESS": 20,
+		"ERROR_CODE_ALREADY_MEMBER":          21,
+		"ERROR_CODE_UNKNOWN_MEMBER":          22,
+		"ERROR_CODE_LAST_VOTER":              23,
+		"ERROR_CODE_LEARNER_BEHIND":          24,
+		"ERROR_CODE_WOULD_LOSE_QUORUM":       25,
 	}
 )
 
@@ -228,6 +247,59 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{2}
+}
+
+// ConfChangeType mirrors raftlogic.ConfChangeType.
+type ConfChangeType int32
+
+const (
+	ConfChangeType_CONF_CHANGE_TYPE_UNSPECIFIED ConfChangeType = 0
+	ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER ConfChangeType = 1 // a new node joins, without a vote
+	ConfChangeType_CONF_CHANGE_TYPE_ADD_VOTER   ConfChangeType = 2 // a learner that caught up gets a vote
+	ConfChangeType_CONF_CHANGE_TYPE_REMOVE_NODE ConfChangeType = 3 // a voter or learner leaves
+)
+
+// Enum value maps for ConfChangeType.
+var (
+	ConfChangeType_name = map[int32]string{
+		0: "CONF_CHANGE_TYPE_UNSPECIFIED",
+		1: "CONF_CHANGE_TYPE_ADD_LEARNER",
+		2: "CONF_CHANGE_TYPE_ADD_VOTER",
+		3: "CONF_CHANGE_TYPE_REMOVE_NODE",
+	}
+	ConfChangeType_value = map[string]int32{
+		"CONF_CHANGE_TYPE_UNSPECIFIED": 0,
+		"CONF_CHANGE_TYPE_ADD_LEARNER": 1,
+		"CONF_CHANGE_TYPE_ADD_VOTER":   2,
+		"CONF_CHANGE_TYPE_REMOVE_NODE": 3,
+	}
+)
+
+func (x ConfChangeType) Enum() *ConfChangeType {
+	p := new(ConfChangeType)
+	*p = x
+	return p
+}
+
+func (x ConfChangeType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConfChangeType) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftkv_v1_raft_proto_enumTypes[3].Descriptor()
+}
+
+func (ConfChangeType) Type() protoreflect.EnumType {
+	return &file_raftkv_v1_raft_proto_enumTypes[3]
+}
+
+func (x ConfChangeType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConfChangeType.Descriptor instead.
+func (ConfChangeType) EnumDescriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{3}
 }
 
 // Entry mirrors raftlogic.Entry.
@@ -1405,6 +1477,184 @@ func (x *TransferRequest) GetTo() uint64 {
 	return 0
 }
 
+// ConfChangeRequest asks the leader to change the cluster's membership.
+// It is answered with a ProposeResponse once the change is applied (or
+// refused at once: see the ERROR_CODE_ refusals). members carries the
+// addresses of the nodes added.
+type ConfChangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Changes       []*ConfChangeSingle    `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Members       []*Member              `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfChangeRequest) Reset() {
+	*x = ConfChangeRequest{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfChangeRequest) ProtoMessage() {}
+
+func (x *ConfChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfChangeRequest.ProtoReflect.Descriptor instead.
+func (*ConfChangeRequest) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ConfChangeRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ConfChangeRequest) GetChanges() []*ConfChangeSingle {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ConfChangeRequest) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// ConfChangeSingle is one step of a membership change.
+type ConfChangeSingle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          ConfChangeType         `protobuf:"varint,1,opt,name=type,proto3,enum=raftkv.v1.ConfChangeType" json:"type,omitempty"`
+	NodeId        uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfChangeSingle) Reset() {
+	*x = ConfChangeSingle{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfChangeSingle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfChangeSingle) ProtoMessage() {}
+
+func (x *ConfChangeSingle) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfChangeSingle.ProtoReflect.Descriptor instead.
+func (*ConfChangeSingle) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ConfChangeSingle) GetType() ConfChangeType {
+	if x != nil {
+		return x.Type
+	}
+	return ConfChangeType_CONF_CHANGE_TYPE_UNSPECIFIED
+}
+
+func (x *ConfChangeSingle) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+// Member is where a member of the cluster is reached.
+type Member struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	PeerAddress   string                 `protobuf:"bytes,2,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	ClientAddress string                 `protobuf:"bytes,3,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Member) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Member) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *Member) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
 // TransferResponse answers a TransferRequest; OK means the transfer started.
 type TransferResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1417,7 +1667,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1679,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1692,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{15}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TransferResponse) GetErrorCode() ErrorCode {
@@ -1583,7 +1833,19 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"disk_bytes\x18\x0f \x01(\x04R\tdiskBytes\x12&\n" +
 	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\"!\n" +
 	"\x0fTransferRequest\x12\x0e\n" +
-	"\x02to\x18\x01 \x01(\x04R\x02to\"~\n" +
+	"\x02to\x18\x01 \x01(\x04R\x02to\"\x96\x01\n" +
+	"\x11ConfChangeRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x125\n" +
+	"\achanges\x18\x02 \x03(\v2\x1b.raftkv.v1.ConfChangeSingleR\achanges\x12+\n" +
+	"\amembers\x18\x03 \x03(\v2\x11.raftkv.v1.MemberR\amembers\"Z\n" +
+	"\x10ConfChangeSingle\x12-\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x19.raftkv.v1.ConfChangeTypeR\x04type\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"b\n" +
+	"\x06Member\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
+	"\fpeer_address\x18\x02 \x01(\tR\vpeerAddress\x12%\n" +
+	"\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\"~\n" +
 	"\x10TransferResponse\x123\n" +
 	"\n" +
 	"error_code\x18\x01 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
@@ -1604,7 +1866,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"*>\n" +
 	"\tEntryType\x12\x15\n" +
 	"\x11ENTRY_TYPE_NORMAL\x10\x00\x12\x1a\n" +
-	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\xd2\x02\n" +
+	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\x94\x04\n" +
 	"\tErrorCode\x12\x11\n" +
 	"\rERROR_CODE_OK\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_LEADER\x10\x01\x12\x1b\n" +
@@ -1618,7 +1880,18 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x16ERROR_CODE_BAD_REQUEST\x10\t\x12\x1c\n" +
 	"\x18ERROR_CODE_STALE_REQUEST\x10\n" +
 	"\x12\x1e\n" +
-	"\x1aERROR_CODE_SESSION_EXPIRED\x10\vB/Z-github.com/raftkv/raftkv/remote/raftpb;raftpbb\x06proto3"
+	"\x1aERROR_CODE_SESSION_EXPIRED\x10\v\x12&\n" +
+	"\"ERROR_CODE_CONF_CHANGE_IN_PROGRESS\x10\x14\x12\x1d\n" +
+	"\x19ERROR_CODE_ALREADY_MEMBER\x10\x15\x12\x1d\n" +
+	"\x19ERROR_CODE_UNKNOWN_MEMBER\x10\x16\x12\x19\n" +
+	"\x15ERROR_CODE_LAST_VOTER\x10\x17\x12\x1d\n" +
+	"\x19ERROR_CODE_LEARNER_BEHIND\x10\x18\x12 \n" +
+	"\x1cERROR_CODE_WOULD_LOSE_QUORUM\x10\x19*\x96\x01\n" +
+	"\x0eConfChangeType\x12 \n" +
+	"\x1cCONF_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cCONF_CHANGE_TYPE_ADD_LEARNER\x10\x01\x12\x1e\n" +
+	"\x1aCONF_CHANGE_TYPE_ADD_VOTER\x10\x02\x12 \n" +
+	"\x1cCONF_CHANGE_TYPE_REMOVE_NODE\x10\x03B/Z-github.com/raftkv/raftkv/remote/raftpb;raftpbb\x06proto3"
 
 var (
 	file_raftkv_v1_raft_proto_rawDescOnce sync.Once
@@ -1632,46 +1905,53 @@ func file_raftkv_v1_raft_proto_rawDescGZIP() []byte {
 	return file_raftkv_v1_raft_proto_rawDescData
 }
 
-var file_raftkv_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_raftkv_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_raftkv_v1_raft_proto_goTypes = []any{
-	(MessageType)(0),         // 0: raftkv.v1.MessageType
-	(EntryType)(0),           // 1: raftkv.v1.EntryType
-	(ErrorCode)(0),           // 2: raftkv.v1.ErrorCode
-	(*Entry)(nil),            // 3: raftkv.v1.Entry
-	(*ConfState)(nil),        // 4: raftkv.v1.ConfState
-	(*SnapshotMeta)(nil),     // 5: raftkv.v1.SnapshotMeta
-	(*Snapshot)(nil),         // 6: raftkv.v1.Snapshot
-	(*Message)(nil),          // 7: raftkv.v1.Message
-	(*RaftEnvelope)(nil),     // 8: raftkv.v1.RaftEnvelope
-	(*SnapshotChunk)(nil),    // 9: raftkv.v1.SnapshotChunk
-	(*SnapshotChunkAck)(nil), // 10: raftkv.v1.SnapshotChunkAck
-	(*ProposeRequest)(nil),   // 11: raftkv.v1.ProposeRequest
-	(*ProposeResponse)(nil),  // 12: raftkv.v1.ProposeResponse
-	(*GetRequest)(nil),       // 13: raftkv.v1.GetRequest
-	(*GetResponse)(nil),      // 14: raftkv.v1.GetResponse
-	(*StatusRequest)(nil),    // 15: raftkv.v1.StatusRequest
-	(*StatusResponse)(nil),   // 16: raftkv.v1.StatusResponse
-	(*TransferRequest)(nil),  // 17: raftkv.v1.TransferRequest
-	(*TransferResponse)(nil), // 18: raftkv.v1.TransferResponse
+	(MessageType)(0),          // 0: raftkv.v1.MessageType
+	(EntryType)(0),            // 1: raftkv.v1.EntryType
+	(ErrorCode)(0),            // 2: raftkv.v1.ErrorCode
+	(ConfChangeType)(0),       // 3: raftkv.v1.ConfChangeType
+	(*Entry)(nil),             // 4: raftkv.v1.Entry
+	(*ConfState)(nil),         // 5: raftkv.v1.ConfState
+	(*SnapshotMeta)(nil),      // 6: raftkv.v1.SnapshotMeta
+	(*Snapshot)(nil),          // 7: raftkv.v1.Snapshot
+	(*Message)(nil),           // 8: raftkv.v1.Message
+	(*RaftEnvelope)(nil),      // 9: raftkv.v1.RaftEnvelope
+	(*SnapshotChunk)(nil),     // 10: raftkv.v1.SnapshotChunk
+	(*SnapshotChunkAck)(nil),  // 11: raftkv.v1.SnapshotChunkAck
+	(*ProposeRequest)(nil),    // 12: raftkv.v1.ProposeRequest
+	(*ProposeResponse)(nil),   // 13: raftkv.v1.ProposeResponse
+	(*GetRequest)(nil),        // 14: raftkv.v1.GetRequest
+	(*GetResponse)(nil),       // 15: raftkv.v1.GetResponse
+	(*StatusRequest)(nil),     // 16: raftkv.v1.StatusRequest
+	(*StatusResponse)(nil),    // 17: raftkv.v1.StatusResponse
+	(*TransferRequest)(nil),   // 18: raftkv.v1.TransferRequest
+	(*ConfChangeRequest)(nil), // 19: raftkv.v1.ConfChangeRequest
+	(*ConfChangeSingle)(nil),  // 20: raftkv.v1.ConfChangeSingle
+	(*Member)(nil),            // 21: raftkv.v1.Member
+	(*TransferResponse)(nil),  // 22: raftkv.v1.TransferResponse
 }
 var file_raftkv_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: raftkv.v1.Entry.type:type_name -> raftkv.v1.EntryType
-	4,  // 1: raftkv.v1.SnapshotMeta.conf_state:type_name -> raftkv.v1.ConfState
-	5,  // 2: raftkv.v1.Snapshot.meta:type_name -> raftkv.v1.SnapshotMeta
+	5,  // 1: raftkv.v1.SnapshotMeta.conf_state:type_name -> raftkv.v1.ConfState
+	6,  // 2: raftkv.v1.Snapshot.meta:type_name -> raftkv.v1.SnapshotMeta
 	0,  // 3: raftkv.v1.Message.type:type_name -> raftkv.v1.MessageType
-	3,  // 4: raftkv.v1.Message.entries:type_name -> raftkv.v1.Entry
-	6,  // 5: raftkv.v1.Message.snapshot:type_name -> raftkv.v1.Snapshot
-	7,  // 6: raftkv.v1.RaftEnvelope.msg:type_name -> raftkv.v1.Message
+	4,  // 4: raftkv.v1.Message.entries:type_name -> raftkv.v1.Entry
+	7,  // 5: raftkv.v1.Message.snapshot:type_name -> raftkv.v1.Snapshot
+	8,  // 6: raftkv.v1.RaftEnvelope.msg:type_name -> raftkv.v1.Message
 	2,  // 7: raftkv.v1.ProposeResponse.error_code:type_name -> raftkv.v1.ErrorCode
 	2,  // 8: raftkv.v1.GetResponse.error_code:type_name -> raftkv.v1.ErrorCode
 	2,  // 9: raftkv.v1.StatusResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	2,  // 10: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	20, // 10: raftkv.v1.ConfChangeRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
+	21, // 11: raftkv.v1.ConfChangeRequest.members:type_name -> raftkv.v1.Member
+	3,  // 12: raftkv.v1.ConfChangeSingle.type:type_name -> raftkv.v1.ConfChangeType
+	2,  // 13: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_raftkv_v1_raft_proto_init() }
@@ -1684,8 +1964,8 @@ func file_raftkv_v1_raft_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_v1_raft_proto_rawDesc), len(file_raftkv_v1_raft_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   16,
+			NumEnums:      4,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
