@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/nodestatus"
 	"github.com/raftkv/raftkv/raftlogic"
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
@@ -209,4 +210,27 @@ func confChangeCode(err error) (raftpb.ErrorCode, uint64) {
 		}
 	}
 	return notLeaderCode(err)
+}
+
+// memberStatus lists the configuration in st with each member's role,
+// match index (on a leader) and addresses.
+func (n *nodeActor) memberStatus(st raftlogic.Status) []nodestatus.Member {
+	out := make([]nodestatus.Member, 0, len(st.Members))
+	for _, m := range st.Members {
+		role := nodestatus.RoleVoter
+		switch {
+		case m.Learner:
+			role = nodestatus.RoleLearner
+		case m.Outgoing && !m.Voter:
+			role = nodestatus.RoleOutgoingVoter
+		}
+		b := n.book[m.ID]
+		ms := nodestatus.Member{ID: m.ID, Role: role, PeerAddress: b.PeerAddress, ClientAddress: b.ClientAddress}
+		if st.Role == raftlogic.Leader {
+			ms.Match = m.Match
+			ms.Lag = st.LastIndex - min(st.LastIndex, m.Match)
+		}
+		out = append(out, ms)
+	}
+	return out
 }

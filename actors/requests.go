@@ -111,6 +111,7 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 		SnapshotIndex: st.Snapshot.Index, LSMBytes: lsm, VlogBytes: vlog,
 		LeaderChanges: n.leaderChanges, Proposals: n.proposals,
 		DiskBytes: uint64(max(disk, 0)), DiskFreeBytes: uint64(max(free, 0)),
+		Members: n.memberStatus(st),
 	}))
 }
 

@@ -311,7 +311,8 @@ type Status struct {
 	// Transferee is the node a leader is handing leadership to, or None.
 	Transferee uint64
 	// Conf (STUB on branch wiring) is the configuration in force.
-	Conf ConfState
+	Conf    ConfState
+	Members []MemberStatus
 }
 
 // Status reports the node's current state.

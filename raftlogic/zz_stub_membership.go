@@ -56,3 +56,9 @@ var (
 func (n *Node) ProposeConfChange(cc ConfChange) (uint64, uint64, error) {
 	return 0, 0, ErrInvalidConfChange
 }
+
+type MemberStatus struct {
+	ID                       uint64
+	Voter, Outgoing, Learner bool
+	Match                    uint64
+}

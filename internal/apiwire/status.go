@@ -21,7 +21,30 @@ func StatusToWire(s nodestatus.Status) *raftpb.StatusResponse {
 		LsmBytes: s.LSMBytes, VlogBytes: s.VlogBytes,
 		DiskBytes: s.DiskBytes, DiskFreeBytes: s.DiskFreeBytes,
 		LeaderChanges: s.LeaderChanges, Proposals: s.Proposals,
+		Members: membersToWire(s.Members),
 	}
+}
+
+func membersToWire(ms []nodestatus.Member) []*raftpb.MemberStatus {
+	out := make([]*raftpb.MemberStatus, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, &raftpb.MemberStatus{Id: m.ID, Role: m.Role, Match: m.Match, PeerAddress: m.PeerAddress, ClientAddress: m.ClientAddress})
+	}
+	return out
+}
+
+// membersFromWire reads the members a node reported; Lag is derived from
+// the report's last index.
+func membersFromWire(r *raftpb.StatusResponse) []nodestatus.Member {
+	var out []nodestatus.Member
+	for _, m := range r.GetMembers() {
+		nm := nodestatus.Member{ID: m.GetId(), Role: m.GetRole(), Match: m.GetMatch(), PeerAddress: m.GetPeerAddress(), ClientAddress: m.GetClientAddress()}
+		if nm.Match > 0 {
+			nm.Lag = r.GetLastIndex() - min(r.GetLastIndex(), nm.Match)
+		}
+		out = append(out, nm)
+	}
+	return out
 }
 
 // StatusFromWire is the status a node answered (Reachable, since it did).
@@ -34,6 +57,7 @@ func StatusFromWire(r *raftpb.StatusResponse) nodestatus.Status {
 		LSMBytes: r.GetLsmBytes(), VlogBytes: r.GetVlogBytes(),
 		DiskBytes: r.GetDiskBytes(), DiskFreeBytes: r.GetDiskFreeBytes(),
 		LeaderChanges: r.GetLeaderChanges(), Proposals: r.GetProposals(),
+		Members: membersFromWire(r),
 	}
 }
 

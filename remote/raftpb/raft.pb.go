@@ -1286,6 +1286,7 @@ type StatusResponse struct {
 	Proposals     uint64                 `protobuf:"varint,14,opt,name=proposals,proto3" json:"proposals,omitempty"`                                // proposals this node accepted as leader since it started
 	DiskBytes     uint64                 `protobuf:"varint,15,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`               // disk space the node's data directory takes (allocated bytes)
 	DiskFreeBytes uint64                 `protobuf:"varint,16,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"` // free space on the filesystem of the node's data directory
+	Members       []*MemberStatus        `protobuf:"bytes,17,rep,name=members,proto3" json:"members,omitempty"`                                     // the configuration in force, as this node knows it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1432,6 +1433,90 @@ func (x *StatusResponse) GetDiskFreeBytes() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetMembers() []*MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// MemberStatus is one member of the configuration a node reports.
+type MemberStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`    // "voter", "learner", or "outgoing voter" while a joint configuration is left
+	Match         uint64                 `protobuf:"varint,3,opt,name=match,proto3" json:"match,omitempty"` // highest log index known replicated on it (leader only; 0 elsewhere)
+	PeerAddress   string                 `protobuf:"bytes,4,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	ClientAddress string                 `protobuf:"bytes,5,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberStatus) Reset() {
+	*x = MemberStatus{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberStatus) ProtoMessage() {}
+
+func (x *MemberStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
+func (*MemberStatus) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MemberStatus) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetMatch() uint64 {
+	if x != nil {
+		return x.Match
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
 // TransferRequest asks the leader to hand leadership to node `to`.
 type TransferRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1442,7 +1527,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1539,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1552,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{14}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransferRequest) GetTo() uint64 {
@@ -1492,7 +1577,7 @@ type ConfChangeRequest struct {
 
 func (x *ConfChangeRequest) Reset() {
 	*x = ConfChangeRequest{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1589,7 @@ func (x *ConfChangeRequest) String() string {
 func (*ConfChangeRequest) ProtoMessage() {}
 
 func (x *ConfChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1602,7 @@ func (x *ConfChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfChangeRequest.ProtoReflect.Descriptor instead.
 func (*ConfChangeRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{15}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConfChangeRequest) GetClusterId() string {
@@ -1552,7 +1637,7 @@ type ConfChangeSingle struct {
 
 func (x *ConfChangeSingle) Reset() {
 	*x = ConfChangeSingle{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1649,7 @@ func (x *ConfChangeSingle) String() string {
 func (*ConfChangeSingle) ProtoMessage() {}
 
 func (x *ConfChangeSingle) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1662,7 @@ func (x *ConfChangeSingle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfChangeSingle.ProtoReflect.Descriptor instead.
 func (*ConfChangeSingle) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{16}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConfChangeSingle) GetType() ConfChangeType {
@@ -1606,7 +1691,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1703,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1716,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{17}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Member) GetId() uint64 {
@@ -1667,7 +1752,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1764,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1777,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{18}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TransferResponse) GetErrorCode() ErrorCode {
@@ -1808,7 +1893,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\x04R\bleaderId\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessageJ\x04\b\x01\x10\x02R\n" +
 	"request_id\"\x0f\n" +
-	"\rStatusRequest\"\xf6\x03\n" +
+	"\rStatusRequest\"\xa9\x04\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
@@ -1831,7 +1916,14 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\tproposals\x18\x0e \x01(\x04R\tproposals\x12\x1d\n" +
 	"\n" +
 	"disk_bytes\x18\x0f \x01(\x04R\tdiskBytes\x12&\n" +
-	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\"!\n" +
+	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\x121\n" +
+	"\amembers\x18\x11 \x03(\v2\x17.raftkv.v1.MemberStatusR\amembers\"\x92\x01\n" +
+	"\fMemberStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
+	"\x05match\x18\x03 \x01(\x04R\x05match\x12!\n" +
+	"\fpeer_address\x18\x04 \x01(\tR\vpeerAddress\x12%\n" +
+	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"!\n" +
 	"\x0fTransferRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\x04R\x02to\"\x96\x01\n" +
 	"\x11ConfChangeRequest\x12\x1d\n" +
@@ -1906,7 +1998,7 @@ func file_raftkv_v1_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raftkv_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_raftkv_v1_raft_proto_goTypes = []any{
 	(MessageType)(0),          // 0: raftkv.v1.MessageType
 	(EntryType)(0),            // 1: raftkv.v1.EntryType
@@ -1926,11 +2018,12 @@ var file_raftkv_v1_raft_proto_goTypes = []any{
 	(*GetResponse)(nil),       // 15: raftkv.v1.GetResponse
 	(*StatusRequest)(nil),     // 16: raftkv.v1.StatusRequest
 	(*StatusResponse)(nil),    // 17: raftkv.v1.StatusResponse
-	(*TransferRequest)(nil),   // 18: raftkv.v1.TransferRequest
-	(*ConfChangeRequest)(nil), // 19: raftkv.v1.ConfChangeRequest
-	(*ConfChangeSingle)(nil),  // 20: raftkv.v1.ConfChangeSingle
-	(*Member)(nil),            // 21: raftkv.v1.Member
-	(*TransferResponse)(nil),  // 22: raftkv.v1.TransferResponse
+	(*MemberStatus)(nil),      // 18: raftkv.v1.MemberStatus
+	(*TransferRequest)(nil),   // 19: raftkv.v1.TransferRequest
+	(*ConfChangeRequest)(nil), // 20: raftkv.v1.ConfChangeRequest
+	(*ConfChangeSingle)(nil),  // 21: raftkv.v1.ConfChangeSingle
+	(*Member)(nil),            // 22: raftkv.v1.Member
+	(*TransferResponse)(nil),  // 23: raftkv.v1.TransferResponse
 }
 var file_raftkv_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: raftkv.v1.Entry.type:type_name -> raftkv.v1.EntryType
@@ -1943,15 +2036,16 @@ var file_raftkv_v1_raft_proto_depIdxs = []int32{
 	2,  // 7: raftkv.v1.ProposeResponse.error_code:type_name -> raftkv.v1.ErrorCode
 	2,  // 8: raftkv.v1.GetResponse.error_code:type_name -> raftkv.v1.ErrorCode
 	2,  // 9: raftkv.v1.StatusResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	20, // 10: raftkv.v1.ConfChangeRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
-	21, // 11: raftkv.v1.ConfChangeRequest.members:type_name -> raftkv.v1.Member
-	3,  // 12: raftkv.v1.ConfChangeSingle.type:type_name -> raftkv.v1.ConfChangeType
-	2,  // 13: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	18, // 10: raftkv.v1.StatusResponse.members:type_name -> raftkv.v1.MemberStatus
+	21, // 11: raftkv.v1.ConfChangeRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
+	22, // 12: raftkv.v1.ConfChangeRequest.members:type_name -> raftkv.v1.Member
+	3,  // 13: raftkv.v1.ConfChangeSingle.type:type_name -> raftkv.v1.ConfChangeType
+	2,  // 14: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_raftkv_v1_raft_proto_init() }
@@ -1965,7 +2059,7 @@ func file_raftkv_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_v1_raft_proto_rawDesc), len(file_raftkv_v1_raft_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
