@@ -310,9 +310,6 @@ type Status struct {
 	Snapshot SnapshotMeta
 	// Transferee is the node a leader is handing leadership to, or None.
 	Transferee uint64
-	// Conf (STUB on branch wiring) is the configuration in force.
-	Conf    ConfState
-	Members []MemberStatus
 }
 
 // Status reports the node's current state.
@@ -321,7 +318,7 @@ func (n *Node) Status() Status {
 		ID: n.id, Role: n.role, Lead: n.lead, Term: n.term, Vote: n.vote,
 		Commit: n.log.committed, Applied: n.log.applied, Stabled: n.log.stabled,
 		FirstIdx: n.log.firstIndex(), LastIndex: n.log.lastIndex(), Snapshot: n.log.snap,
-		Transferee: n.leadTransferee, Conf: n.log.snap.ConfState,
+		Transferee: n.leadTransferee,
 	}
 }
 

@@ -25,8 +25,6 @@ type Ready struct {
 	CommittedEntries []Entry
 	// ReadStates answer ReadIndex requests.
 	ReadStates []ReadState
-	// ConfState (STUB on branch wiring) is non-nil when the configuration changed.
-	ConfState *ConfState
 }
 
 // MustSync reports whether handling rd needs a write and an fsync: a new
