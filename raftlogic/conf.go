@@ -193,6 +193,9 @@ func DecodeConfChange(data []byte) (ConfChange, ConfState, error) {
 	if err := validateConfState(cs); err != nil {
 		return ConfChange{}, ConfState{}, fmt.Errorf("%w: %w", ErrInvalidConfChange, err)
 	}
+	if len(cs.Voters) == 0 {
+		return ConfChange{}, ConfState{}, fmt.Errorf("%w: the resulting configuration has no voters", ErrInvalidConfChange)
+	}
 	return cc, cs, nil
 }
 
