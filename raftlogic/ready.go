@@ -10,6 +10,14 @@ package raftlogic
 type Ready struct {
 	// SoftState is non-nil when the role or known leader changed.
 	SoftState *SoftState
+	// ConfState is non-nil when the configuration in force changed since
+	// the last Ready (or, for the first, since NewNode; Status.Conf gives
+	// the one at start). It changes when a conf change entry is appended
+	// or truncated, or a snapshot is received, before anything is
+	// persisted or committed: the driver starts connections to new
+	// members and stops those to removed ones from it. It is not to be
+	// persisted: the log and snapshot hold it.
+	ConfState *ConfState
 	// HardState is the state to persist; zero when unchanged.
 	HardState HardState
 	// Entries are to be appended to stable storage, replacing any stored
