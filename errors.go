@@ -65,6 +65,33 @@ var (
 	// been sent, that copy may have run before the session expired: the
 	// error then also matches ErrOutcomeUnknown.
 	ErrSessionExpired = apiwire.ErrSessionExpired
+	// ErrConfChangeInProgress: a membership change was refused because
+	// another one is not committed yet (Raft changes one at a time).
+	// Nothing changed; ask again once it is.
+	ErrConfChangeInProgress = apiwire.ErrConfChangeInProgress
+	// ErrAlreadyMember: AddLearner named a node that is a member already.
+	// Nothing changed.
+	ErrAlreadyMember = apiwire.ErrAlreadyMember
+	// ErrUnknownMember: PromoteLearner or RemoveMember named a node that is
+	// not a member (or, for a promotion, not a learner). Nothing changed.
+	ErrUnknownMember = apiwire.ErrUnknownMember
+	// ErrLastVoter: the change would leave the cluster without a voter.
+	// Nothing changed.
+	ErrLastVoter = apiwire.ErrLastVoter
+	// ErrLearnerBehind: PromoteLearner named a learner whose log is still
+	// far behind the leader's (more than raftlogic's MaxLearnerLag
+	// entries); promoting it now could cost the cluster its availability.
+	// Nothing changed; ask again once it caught up (Members shows its lag).
+	ErrLearnerBehind = apiwire.ErrLearnerBehind
+	// ErrWouldLoseQuorum: the configuration the change makes would not
+	// have a quorum of voters the leader heard from recently, so the
+	// cluster would stop. Nothing changed.
+	ErrWouldLoseQuorum = apiwire.ErrWouldLoseQuorum
+	// ErrInvalidMemberChange: a membership change that cannot be made:
+	// node id 0, an added node without a peer address, an address too
+	// long, or a change the configuration does not allow (promoting a node
+	// that is not a learner). Nothing changed; the message says which.
+	ErrInvalidMemberChange = apiwire.ErrInvalidMemberChange
 	// ErrInvalidOption: an option given to Open cannot be used.
 	ErrInvalidOption = errors.New("raftkv: invalid option")
 )

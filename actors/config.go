@@ -139,6 +139,10 @@ const defaultSnapshotIdleTimeout = 30 * time.Second
 // different cluster membership.
 var ErrWrongCluster = errors.New("actors: data directory belongs to another cluster")
 
+// ErrNotMember refuses to start a node with no data that is neither among
+// the configured members (a new cluster's) nor joining a running cluster.
+var ErrNotMember = errors.New("actors: node is not a member")
+
 // NodeName is the actor name of node id; a node is reached at
 // actor.NewPID(address, NodeName(id)).
 func NodeName(id uint64) string { return fmt.Sprintf("n%d", id) }
@@ -147,8 +151,6 @@ func (c *NodeConfig) validate() error {
 	switch {
 	case c.ID == 0:
 		return fmt.Errorf("actors: node id must be non-zero")
-	case c.Peers[c.ID] == nil && !c.Join:
-		return fmt.Errorf("actors: node %d is not among its peers", c.ID)
 	case c.TickInterval <= 0:
 		return fmt.Errorf("actors: tick interval must be positive, got %v", c.TickInterval)
 	case c.DataDir == "":

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/nodestatus"
 	"github.com/raftkv/raftkv/raftlogic"
@@ -100,26 +101,55 @@ func (n *nodeActor) syncReplicators(ctx actor.Context, conf raftlogic.ConfState)
 		}
 		if pid := n.replicators[id]; pid != nil {
 			next[id] = pid
-			continue
+		} else if pid := n.startReplicator(ctx, id); pid != nil {
+			next[id] = pid
 		}
-		peer := n.peerPID(id)
-		if peer == nil {
-			n.log.Warn("no address for a member; it is not sent anything until one is known", "member", id)
-			continue
-		}
-		n.replicatorGen++
-		next[id] = n.spawn(ctx, fmt.Sprintf("replicate-%d-%d", id, n.replicatorGen), n.replicatorFor(id, peer))
-		n.log.Info("replicating to a member", "member", id, "address", peer.Address)
 	}
 	for id, pid := range n.replicators {
 		if _, ok := next[id]; !ok {
-			ctx.Stop(pid)
-			n.log.Info("stopped replicating to a former member", "member", id)
+			n.retire(ctx, pid)
+			n.log.Info("stopped replicating to a node that is not a member", "node", id)
 		}
 	}
-	if !maps.Equal(next, n.replicators) {
+	n.replicators = next
+}
+
+// reachAll makes sure every message in msgs has a replication actor to
+// take it, starting one for a node outside the configuration when its
+// address is known: a joining node answers the leader before it knows it
+// is a member, and a leader answers a removed node's stale requests with
+// its term. Such actors stop at the next configuration change.
+func (n *nodeActor) reachAll(ctx actor.Context, msgs []raftlogic.Message) {
+	var next map[uint64]*actor.PID
+	for _, m := range msgs {
+		if n.replicators[m.To] != nil || next[m.To] != nil || m.To == n.cfg.ID {
+			continue
+		}
+		pid := n.startReplicator(ctx, m.To)
+		if pid == nil {
+			continue
+		}
+		if next == nil {
+			next = maps.Clone(n.replicators)
+		}
+		next[m.To] = pid
+	}
+	if next != nil {
 		n.replicators = next
 	}
+}
+
+// startReplicator starts the replication actor of node id, or returns nil
+// when its address is unknown.
+func (n *nodeActor) startReplicator(ctx actor.Context, id uint64) *actor.PID {
+	peer := n.peerPID(id)
+	if peer == nil {
+		n.log.Warn("no address for a node; it is sent nothing until one is known", "node", id)
+		return nil
+	}
+	n.replicatorGen++
+	n.log.Info("replicating to a node", "node", id, "address", peer.Address)
+	return n.spawn(ctx, fmt.Sprintf("replicate-%d-%d", id, n.replicatorGen), n.replicatorFor(id, peer))
 }
 
 // isPeer reports whether id is a node this one may take snapshot chunks
@@ -145,7 +175,7 @@ func (n *nodeActor) changeMembers(ctx actor.Context, req *raftpb.ConfChangeReque
 	}
 	cc, err := confChangeFromWire(req)
 	if err != nil {
-		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_BAD_REQUEST, Message: err.Error()})
+		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_INVALID_CONF_CHANGE, Message: err.Error()})
 		return
 	}
 	index, term, err := n.raft.ProposeConfChange(cc)
@@ -203,7 +233,7 @@ func confChangeCode(err error) (raftpb.ErrorCode, uint64) {
 		{raftlogic.ErrLastVoter, raftpb.ErrorCode_ERROR_CODE_LAST_VOTER},
 		{raftlogic.ErrLearnerBehind, raftpb.ErrorCode_ERROR_CODE_LEARNER_BEHIND},
 		{raftlogic.ErrWouldLoseQuorum, raftpb.ErrorCode_ERROR_CODE_WOULD_LOSE_QUORUM},
-		{raftlogic.ErrInvalidConfChange, raftpb.ErrorCode_ERROR_CODE_BAD_REQUEST},
+		{raftlogic.ErrInvalidConfChange, raftpb.ErrorCode_ERROR_CODE_INVALID_CONF_CHANGE},
 	} {
 		if errors.Is(err, c.err) {
 			return c.code, 0
@@ -233,4 +263,44 @@ func (n *nodeActor) memberStatus(st raftlogic.Status) []nodestatus.Member {
 		out = append(out, ms)
 	}
 	return out
+}
+
+// listMembers answers a MembersRequest with the leader's view of the
+// configuration; a node that does not lead points at the one that does.
+func (n *nodeActor) listMembers(ctx actor.Context, req *raftpb.MembersRequest) {
+	if n.unanswerable(ctx, req) {
+		return
+	}
+	if why := n.foreignCluster(req.GetClusterId()); why != "" {
+		ctx.Respond(&raftpb.MembersResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
+		return
+	}
+	st := n.raft.Status()
+	if st.Role != raftlogic.Leader {
+		ctx.Respond(&raftpb.MembersResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_NOT_LEADER, LeaderId: st.Lead,
+			Message: fmt.Sprintf("node %d does not lead", n.cfg.ID)})
+		return
+	}
+	ctx.Respond(&raftpb.MembersResponse{Members: apiwire.MembersToWire(n.memberStatus(st)), LastIndex: st.LastIndex, LeaderId: n.cfg.ID})
+}
+
+// retire stops a child the node no longer needs; its Terminated is then
+// expected (childTerminated).
+func (n *nodeActor) retire(ctx actor.Context, pid *actor.PID) {
+	if n.retired == nil {
+		n.retired = map[string]bool{}
+	}
+	n.retired[pid.Id] = true
+	ctx.Stop(pid)
+}
+
+// childTerminated takes a child's end: expected for one the node retired;
+// otherwise its supervisor gave up on it, and the node cannot run without
+// it.
+func (n *nodeActor) childTerminated(ctx actor.Context, msg *actor.Terminated) {
+	if n.retired[msg.Who.Id] {
+		delete(n.retired, msg.Who.Id)
+		return
+	}
+	n.fail(ctx, fmt.Errorf("child %s stopped after repeated failures", msg.Who.Id))
 }

@@ -39,6 +39,8 @@ type nodeActor struct {
 	replicators   map[uint64]*actor.PID
 	replicatorGen uint64
 	book          map[uint64]kvstate.Member
+	// retired are children the node stopped on purpose, by PID id.
+	retired map[string]bool
 
 	role         raftlogic.Role
 	lead         uint64
@@ -266,6 +268,7 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 	if rd.ConfState != nil {
 		n.syncReplicators(ctx, *rd.ConfState)
 	}
+	n.reachAll(ctx, rd.Messages)
 	// A leader sends its appends while its log writer writes its own copy
 	// (Raft thesis 10.2.1): it counts itself toward commit only once the
 	// writer reports the copy durable (StableTo).

@@ -407,7 +407,6 @@ func TestNewNodePropsValidates(t *testing.T) {
 	sys := newSystem(t)
 	for name, mutate := range map[string]func(*NodeConfig){
 		"zero id":       func(c *NodeConfig) { c.ID = 0 },
-		"not a peer":    func(c *NodeConfig) { c.ID = 7 },
 		"no tick":       func(c *NodeConfig) { c.TickInterval = 0 },
 		"no data dir":   func(c *NodeConfig) { c.DataDir = "" },
 		"negative tick": func(c *NodeConfig) { c.TickInterval = -time.Second },

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -87,6 +88,8 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	case cfg.Join:
 		// A joining node records nothing: the cluster's snapshot or log
 		// brings its configuration and its member table.
+	case cfg.Peers[cfg.ID] == nil:
+		return st, fmt.Errorf("%w: node %d has no data and is not among the configured members %v: to add it to a running cluster, start it as a joining node", ErrNotMember, cfg.ID, bootstrapVoters(cfg))
 	default:
 		// First start of a new cluster: record the members config.yaml
 		// lists, which every bootstrap member records the same.
@@ -104,7 +107,16 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	applied, appliedTerm := s.sm.Applied()
 	last := st.Snapshot.Index + uint64(len(st.Entries))
 	if applied > last || (applied > st.Snapshot.Index && !containsEntry(st, applied, appliedTerm)) {
-		meta := raftlogic.SnapshotMeta{Index: applied, Term: appliedTerm, ConfState: st.Snapshot.ConfState}
+		// The state's own configuration is as of applied (empty on data
+		// from before it kept one, where membership never changed).
+		conf, err := s.sm.Conf()
+		if err != nil {
+			return st, err
+		}
+		if len(conf.Voters) == 0 {
+			conf = st.Snapshot.ConfState
+		}
+		meta := raftlogic.SnapshotMeta{Index: applied, Term: appliedTerm, ConfState: conf}
 		if err := s.logStore.Save(raftlogic.HardState{}, nil, meta); err != nil {
 			return st, err
 		}

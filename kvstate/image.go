@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/raftkv/raftkv/raftlogic"
 )
 
 // Snapshot format (version 3). A byte stream that can be written and read in
@@ -21,6 +22,7 @@ import (
 //	                (id <= last index <= applied index: the id is its register
 //	                entry's index; last seq is 0 until its first command ran)
 //	  0x03 member   member id (u64) | peerLen (uvarint) | peer address | clientLen (uvarint) | client address
+//	  0x04 conf     len (uvarint) | the configuration record (m/conf; at most one)
 //	end      0xFF | record count (u64)
 //	trailer  CRC-32C (Castagnoli) of every byte above (u32)
 //
@@ -42,32 +44,44 @@ const (
 	tagData    byte = 0x01
 	tagSession byte = 0x02
 	tagMember  byte = 0x03
+	tagConf    byte = 0x04
 	tagEnd     byte = 0xFF
 
 	// maxSnapValue bounds a value length read from a snapshot, so a
 	// corrupted length fails instead of asking for an absurd allocation
 	// (values are also read in chunks, so a truncated stream fails early).
 	maxSnapValue = 1 << 30
+	// maxConfRecord bounds a configuration record read from a snapshot:
+	// thousands of members.
+	maxConfRecord = 1 << 20
 )
 
 // Snapshot writes a consistent image of the state to w and returns the
-// applied index and term it covers. It reads one Badger transaction, so it
+// applied index and term it covers (see SnapshotMeta). It reads one Badger transaction, so it
 // runs alongside Apply without blocking it and reflects exactly the entries
 // up to the returned index. Sessions already expired at that index are left
 // out (they answer nothing any more).
 func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
+	meta, err := s.SnapshotMeta(w)
+	return meta.Index, meta.Term, err
+}
+
+// SnapshotMeta is Snapshot, returning the configuration the image was
+// taken under too (empty if the state records none; see Conf): the
+// metadata a receiver installs the image with.
+func (s *State) SnapshotMeta(w io.Writer) (meta raftlogic.SnapshotMeta, err error) {
 	s.viewMu.RLock()
 	if s.broken != nil {
 		s.viewMu.RUnlock()
-		return 0, 0, s.broken
+		return raftlogic.SnapshotMeta{}, s.broken
 	}
 	txn := s.db.NewTransaction(false)
 	s.viewMu.RUnlock()
 	defer txn.Discard()
 
-	index, term, err = readApplied(txn)
+	index, term, err := readApplied(txn)
 	if err != nil {
-		return 0, 0, err
+		return raftlogic.SnapshotMeta{}, err
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	sw := &snapWriter{w: bw, crc: newCRC()}
@@ -93,7 +107,7 @@ func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
 		})
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("kvstate: snapshot: %w", err)
+		return raftlogic.SnapshotMeta{}, fmt.Errorf("kvstate: snapshot: %w", err)
 	}
 	err = iterate(txn, prefixSession, true, func(item *badger.Item) error {
 		id, ok := parseU64Key(item.Key(), prefixSession)
@@ -119,7 +133,7 @@ func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
 		})
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("kvstate: snapshot: %w", err)
+		return raftlogic.SnapshotMeta{}, fmt.Errorf("kvstate: snapshot: %w", err)
 	}
 	err = iterate(txn, prefixMember, true, func(item *badger.Item) error {
 		id, ok := parseU64Key(item.Key(), prefixMember)
@@ -138,7 +152,16 @@ func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
 		})
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("kvstate: snapshot: %w", err)
+		return raftlogic.SnapshotMeta{}, fmt.Errorf("kvstate: snapshot: %w", err)
+	}
+	conf, err := readConf(txn)
+	if err != nil {
+		return raftlogic.SnapshotMeta{}, fmt.Errorf("kvstate: snapshot: %w", err)
+	}
+	if !confEmpty(conf) {
+		rec := encodeConf(conf)
+		sw.write(append(binary.AppendUvarint([]byte{tagConf}, uint64(len(rec))), rec...))
+		count++
 	}
 	sw.write(binary.BigEndian.AppendUint64([]byte{tagEnd}, count))
 	if sw.err == nil {
@@ -148,9 +171,9 @@ func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
 		sw.err = bw.Flush()
 	}
 	if sw.err != nil {
-		return 0, 0, fmt.Errorf("kvstate: writing snapshot: %w", sw.err)
+		return raftlogic.SnapshotMeta{}, fmt.Errorf("kvstate: writing snapshot: %w", sw.err)
 	}
-	return index, term, nil
+	return raftlogic.SnapshotMeta{Index: index, Term: term, ConfState: conf}, nil
 }
 
 // newCRC returns the snapshot checksum: CRC-32C, which has hardware support

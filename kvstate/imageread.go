@@ -49,6 +49,7 @@ func readImage(r io.Reader, put func(key, value []byte) error) (index, term uint
 	index, term = binary.BigEndian.Uint64(hdr[5:]), binary.BigEndian.Uint64(hdr[13:])
 
 	var count uint64
+	sawConf := false
 	for {
 		tag := sr.read(1)
 		if sr.err != nil {
@@ -114,11 +115,32 @@ func readImage(r io.Reader, put func(key, value []byte) error) (index, term uint
 				return 0, 0, sr.fail(fmt.Sprintf("record %d", count))
 			}
 			m := Member{ID: binary.BigEndian.Uint64(id), PeerAddress: string(addrs[0]), ClientAddress: string(addrs[1])}
-			if err := m.validate(); err != nil {
+			if err := m.Validate(); err != nil {
 				return 0, 0, fmt.Errorf("%w: record %d: %w", ErrBadSnapshot, count, err)
 			}
 			if put != nil {
 				if err := put(memberKey(m.ID), encodeMemberRecord(m)); err != nil {
+					return 0, 0, err
+				}
+			}
+		case tagConf:
+			n := sr.uvarint()
+			if sr.err == nil && n > maxConfRecord {
+				return 0, 0, fmt.Errorf("%w: record %d: configuration of %d bytes", ErrBadSnapshot, count, n)
+			}
+			rec := sr.read(n)
+			if sr.err != nil {
+				return 0, 0, sr.fail(fmt.Sprintf("record %d", count))
+			}
+			if version < 3 || sawConf {
+				return 0, 0, fmt.Errorf("%w: record %d: unexpected configuration record", ErrBadSnapshot, count)
+			}
+			sawConf = true
+			if _, err := decodeConf(rec); err != nil {
+				return 0, 0, fmt.Errorf("%w: record %d: %w", ErrBadSnapshot, count, err)
+			}
+			if put != nil {
+				if err := put([]byte(keyConf), rec); err != nil {
 					return 0, 0, err
 				}
 			}

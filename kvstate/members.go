@@ -18,6 +18,12 @@ import (
 // config.yaml, and travels in snapshots to a member that joins late.
 //
 //	m/c/<id, 8 bytes>   member record: version | peer address | client address
+//	m/conf              the configuration as of the applied index (raftlogic.ConfState):
+//	                    version | voters | outgoing voters | learners (count, ids)
+//
+// The configuration is kept so that a snapshot image carries the one it
+// was taken under: raftlogic's own snapshot metadata is as of the last
+// compaction, older than the image a leader sends.
 
 // Member is one member of the cluster as the replicated configuration
 // records it.
@@ -42,6 +48,7 @@ var ErrBadMember = errors.New("kvstate: bad member record")
 
 const (
 	prefixMember = "m/c/"
+	keyConf      = "m/conf"
 	// membersV1 is the version byte of a member list (a change's Context)
 	// and of a stored member record.
 	membersV1 = 1
@@ -49,7 +56,8 @@ const (
 
 func memberKey(id uint64) []byte { return binary.BigEndian.AppendUint64([]byte(prefixMember), id) }
 
-func (m Member) validate() error {
+// Validate refuses a member record that cannot be stored (ErrBadMember).
+func (m Member) Validate() error {
 	switch {
 	case m.ID == 0:
 		return fmt.Errorf("%w: member id 0", ErrBadMember)
@@ -79,7 +87,7 @@ func EncodeMembers(ms []Member) ([]byte, error) {
 	b := []byte{membersV1}
 	b = binary.AppendUvarint(b, uint64(len(ms)))
 	for i, m := range ms {
-		if err := m.validate(); err != nil {
+		if err := m.Validate(); err != nil {
 			return nil, err
 		}
 		if slices.ContainsFunc(ms[:i], func(o Member) bool { return o.ID == m.ID }) {
@@ -121,7 +129,7 @@ func DecodeMembers(b []byte) ([]Member, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadMember, d.err)
 	}
 	for i, m := range ms {
-		if err := m.validate(); err != nil {
+		if err := m.Validate(); err != nil {
 			return nil, err
 		}
 		if slices.ContainsFunc(ms[:i], func(o Member) bool { return o.ID == m.ID }) {
@@ -177,19 +185,24 @@ func (s *State) Members() ([]Member, error) {
 }
 
 // InitMembers records the members of a new cluster, taken from its
-// configuration file, in a State that has applied nothing and records no
-// member yet; it is a no-op otherwise, because once a cluster runs its
-// table changes only through the log. Every bootstrap member records the
-// same list, so their states stay equal.
+// configuration file, as its voters, in a State that has applied nothing
+// and records no member yet; it is a no-op otherwise, because once a
+// cluster runs its table changes only through the log. Every bootstrap
+// member records the same list, so their states stay equal.
 func (s *State) InitMembers(ms []Member) error {
 	for i, m := range ms {
-		if err := m.validate(); err != nil {
+		if err := m.Validate(); err != nil {
 			return err
 		}
 		if slices.ContainsFunc(ms[:i], func(o Member) bool { return o.ID == m.ID }) {
 			return fmt.Errorf("%w: member %d listed twice", ErrBadMember, m.ID)
 		}
 	}
+	conf := raftlogic.ConfState{}
+	for _, m := range ms {
+		conf.Voters = append(conf.Voters, m.ID)
+	}
+	slices.Sort(conf.Voters)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	applied, _, err := s.appliedForWrite()
@@ -209,7 +222,7 @@ func (s *State) InitMembers(ms []Member) error {
 				return err
 			}
 		}
-		return nil
+		return txn.Set([]byte(keyConf), encodeConf(conf))
 	})
 	if err != nil {
 		return fmt.Errorf("kvstate: recording the first members: %w", err)
@@ -217,16 +230,22 @@ func (s *State) InitMembers(ms []Member) error {
 	return nil
 }
 
-// applyConfChange records a configuration change's effect on the member
-// table: an added learner's addresses from the Context (empty when the
-// Context does not name it), a removed member's record deleted. Promotion
+// applyConfChange records a configuration change's effect: the
+// configuration it results in, an added learner's addresses from the
+// Context (empty when the Context does not name it), a removed member's
+// record deleted. Promotion
 // changes nothing here. Bytes that do not decode are skipped with an error
 // in r, as a malformed command is; the error returned is the database's.
 func applyConfChange(txn *badger.Txn, e raftlogic.Entry, r *Result) error {
-	cc, _, err := raftlogic.DecodeConfChange(e.Data)
+	cc, conf, err := raftlogic.DecodeConfChange(e.Data)
 	if err != nil {
 		r.Err = fmt.Errorf("%w: entry %d: configuration change: %w", ErrBadCommand, e.Index, err)
 		return nil
+	}
+	// raftlogic follows the entry's configuration whatever its Context
+	// holds, and so does the state.
+	if err := txn.Set([]byte(keyConf), encodeConf(conf)); err != nil {
+		return err
 	}
 	added, err := DecodeMembers(cc.Context)
 	if err != nil {
@@ -250,4 +269,83 @@ func applyConfChange(txn *badger.Txn, e raftlogic.Entry, r *Result) error {
 		}
 	}
 	return nil
+}
+
+func confEmpty(cs raftlogic.ConfState) bool {
+	return len(cs.Voters) == 0 && len(cs.VotersOutgoing) == 0 && len(cs.Learners) == 0
+}
+
+func encodeConf(cs raftlogic.ConfState) []byte {
+	b := []byte{membersV1}
+	for _, ids := range [][]uint64{cs.Voters, cs.VotersOutgoing, cs.Learners} {
+		b = binary.AppendUvarint(b, uint64(len(ids)))
+		for _, id := range ids {
+			b = binary.AppendUvarint(b, id)
+		}
+	}
+	return b
+}
+
+// decodeConf reads a configuration written by encodeConf; what is wrong
+// with it wraps ErrBadCommand (the decoder's), and the caller says where it
+// came from.
+func decodeConf(b []byte) (raftlogic.ConfState, error) {
+	if len(b) == 0 || b[0] != membersV1 {
+		return raftlogic.ConfState{}, fmt.Errorf("%w: unreadable configuration record", ErrBadCommand)
+	}
+	d := decoder{b: b[1:]}
+	var lists [3][]uint64
+	for i := range lists {
+		n := d.uvarint("id count")
+		if d.err == nil && n > uint64(len(d.b)-d.off) {
+			return raftlogic.ConfState{}, fmt.Errorf("%w: %d ids in %d bytes", ErrBadCommand, n, len(d.b)-d.off)
+		}
+		for range n {
+			lists[i] = append(lists[i], d.uvarint("id"))
+		}
+	}
+	if d.err == nil && d.off < len(d.b) {
+		d.err = fmt.Errorf("%w: %d trailing bytes", ErrBadCommand, len(d.b)-d.off)
+	}
+	if d.err != nil {
+		return raftlogic.ConfState{}, d.err
+	}
+	return raftlogic.ConfState{Voters: lists[0], VotersOutgoing: lists[1], Learners: lists[2]}, nil
+}
+
+// Conf returns the configuration as of the applied index: the one the
+// last configuration entry applied made, or the bootstrap members'. It is
+// empty for a state that never recorded one (a joining node before its
+// first snapshot, or data from before membership changes).
+func (s *State) Conf() (raftlogic.ConfState, error) {
+	s.viewMu.RLock()
+	defer s.viewMu.RUnlock()
+	if s.broken != nil {
+		return raftlogic.ConfState{}, s.broken
+	}
+	var conf raftlogic.ConfState
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		conf, err = readConf(txn)
+		return err
+	})
+	return conf, err
+}
+
+func readConf(txn *badger.Txn) (raftlogic.ConfState, error) {
+	item, err := txn.Get([]byte(keyConf))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return raftlogic.ConfState{}, nil
+	}
+	if err != nil {
+		return raftlogic.ConfState{}, fmt.Errorf("kvstate: reading the configuration: %w", err)
+	}
+	var conf raftlogic.ConfState
+	err = item.Value(func(v []byte) (err error) {
+		conf, err = decodeConf(v)
+		return err
+	})
+	if err != nil {
+		return raftlogic.ConfState{}, fmt.Errorf("%w: %s: %w", errCorruptState, keyConf, err)
+	}
+	return conf, nil
 }

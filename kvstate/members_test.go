@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -21,8 +22,23 @@ func confEntry(t testing.TB, idx, term uint64, added []Member, changes ...raftlo
 	if len(added) == 0 {
 		ctx = nil
 	}
-	data := raftlogic.EncodeConfChange(raftlogic.ConfChange{Changes: changes, Context: ctx}, raftlogic.ConfState{})
+	// The configuration an entry results in is raftlogic's to compute; any
+	// valid one will do here, and it names the entry's index so that tests
+	// can tell which entry's configuration the state holds.
+	data := raftlogic.EncodeConfChange(raftlogic.ConfChange{Changes: changes, Context: ctx}, confOf(idx))
 	return raftlogic.Entry{Index: idx, Term: term, Type: raftlogic.EntryConfChange, Data: data}
+}
+
+func confOf(idx uint64) raftlogic.ConfState {
+	return raftlogic.ConfState{Voters: []uint64{1}, Learners: []uint64{100 + idx}}
+}
+
+func mustConf(t testing.TB, s *State, want raftlogic.ConfState) {
+	t.Helper()
+	got, err := s.Conf()
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Conf = %+v, %v; want %+v", got, err, want)
+	}
 }
 
 func addLearner(id uint64) raftlogic.ConfChangeSingle {
@@ -111,6 +127,7 @@ func TestConfChangesMaintainTheMemberTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustMembers(t, s, m1, m2)
+	mustConf(t, s, raftlogic.ConfState{Voters: []uint64{1, 2}})
 	res := mustApply(t, s,
 		confEntry(t, 1, 1, []Member{m4}, addLearner(4)),
 		// A promotion carries no addresses and keeps the record.
@@ -122,6 +139,7 @@ func TestConfChangesMaintainTheMemberTable(t *testing.T) {
 		}
 	}
 	mustMembers(t, s, m1, m2, m4)
+	mustConf(t, s, confOf(2))
 	mustApply(t, s, confEntry(t, 3, 1, nil, raftlogic.ConfChangeSingle{Type: raftlogic.ConfChangeRemoveNode, NodeID: 2}))
 	mustMembers(t, s, m1, m4)
 	// A learner added without its addresses in the Context is recorded
@@ -153,7 +171,10 @@ func TestBadConfChangeAdvancesAppliedAndChangesNoMember(t *testing.T) {
 	if i, _ := s.Applied(); i != 2 {
 		t.Fatalf("Applied = %d, want 2", i)
 	}
+	// The configuration follows the entry whose Context was bad, as
+	// raftlogic does; the undecodable one changes nothing.
 	mustMembers(t, s, m1)
+	mustConf(t, s, confOf(1))
 }
 
 func TestInitMembersOnlyOnANewState(t *testing.T) {
@@ -198,7 +219,12 @@ func TestSnapshotCarriesMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustMembers(t, dst, m1, m2, m4)
+	mustConf(t, dst, confOf(2))
 	mustGet(t, dst, "a", "b")
+	meta, err := src.SnapshotMeta(io.Discard)
+	if err != nil || meta.Index != 2 || !reflect.DeepEqual(meta.ConfState, confOf(2)) {
+		t.Fatalf("SnapshotMeta = %+v, %v; want index 2 and the configuration of entry 2", meta, err)
+	}
 }
 
 // reversion rewrites an image's version byte and checksum.

@@ -154,6 +154,11 @@ func (r *confReader) ids(what string) []uint64 {
 	return out
 }
 
+// EncodeConfChange is the Data of an EntryConfChange entry that makes
+// change cc, resulting in configuration cs: what ProposeConfChange appends.
+// Drivers need it only to build entries in tests and tools.
+func EncodeConfChange(cc ConfChange, cs ConfState) []byte { return encodeConfChange(cc, cs) }
+
 // DecodeConfChange reads the Data of an EntryConfChange entry: the change
 // and the configuration it results in. Bytes that are not a valid encoding
 // give an error wrapping ErrInvalidConfChange; it never panics.

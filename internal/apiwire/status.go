@@ -21,11 +21,12 @@ func StatusToWire(s nodestatus.Status) *raftpb.StatusResponse {
 		LsmBytes: s.LSMBytes, VlogBytes: s.VlogBytes,
 		DiskBytes: s.DiskBytes, DiskFreeBytes: s.DiskFreeBytes,
 		LeaderChanges: s.LeaderChanges, Proposals: s.Proposals,
-		Members: membersToWire(s.Members),
+		Members: MembersToWire(s.Members),
 	}
 }
 
-func membersToWire(ms []nodestatus.Member) []*raftpb.MemberStatus {
+// MembersToWire is the wire form of a configuration's members.
+func MembersToWire(ms []nodestatus.Member) []*raftpb.MemberStatus {
 	out := make([]*raftpb.MemberStatus, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, &raftpb.MemberStatus{Id: m.ID, Role: m.Role, Match: m.Match, PeerAddress: m.PeerAddress, ClientAddress: m.ClientAddress})
@@ -33,14 +34,14 @@ func membersToWire(ms []nodestatus.Member) []*raftpb.MemberStatus {
 	return out
 }
 
-// membersFromWire reads the members a node reported; Lag is derived from
-// the report's last index.
-func membersFromWire(r *raftpb.StatusResponse) []nodestatus.Member {
+// MembersFromWire reads the members a node reported; Lag is derived from
+// the reporting node's last index.
+func MembersFromWire(ms []*raftpb.MemberStatus, lastIndex uint64) []nodestatus.Member {
 	var out []nodestatus.Member
-	for _, m := range r.GetMembers() {
+	for _, m := range ms {
 		nm := nodestatus.Member{ID: m.GetId(), Role: m.GetRole(), Match: m.GetMatch(), PeerAddress: m.GetPeerAddress(), ClientAddress: m.GetClientAddress()}
 		if nm.Match > 0 {
-			nm.Lag = r.GetLastIndex() - min(r.GetLastIndex(), nm.Match)
+			nm.Lag = lastIndex - min(lastIndex, nm.Match)
 		}
 		out = append(out, nm)
 	}
@@ -57,7 +58,7 @@ func StatusFromWire(r *raftpb.StatusResponse) nodestatus.Status {
 		LSMBytes: r.GetLsmBytes(), VlogBytes: r.GetVlogBytes(),
 		DiskBytes: r.GetDiskBytes(), DiskFreeBytes: r.GetDiskFreeBytes(),
 		LeaderChanges: r.GetLeaderChanges(), Proposals: r.GetProposals(),
-		Members: membersFromWire(r),
+		Members: MembersFromWire(r.GetMembers(), r.GetLastIndex()),
 	}
 }
 

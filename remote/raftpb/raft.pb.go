@@ -176,6 +176,7 @@ const (
 	ErrorCode_ERROR_CODE_LAST_VOTER              ErrorCode = 23 // the change would leave no voter
 	ErrorCode_ERROR_CODE_LEARNER_BEHIND          ErrorCode = 24 // the learner to promote has not caught up
 	ErrorCode_ERROR_CODE_WOULD_LOSE_QUORUM       ErrorCode = 25 // the new configuration could not reach a quorum now
+	ErrorCode_ERROR_CODE_INVALID_CONF_CHANGE     ErrorCode = 26 // the change cannot be made in this configuration (e.g. promote a non-learner); see message
 )
 
 // Enum value maps for ErrorCode.
@@ -199,6 +200,7 @@ var (
 		23: "ERROR_CODE_LAST_VOTER",
 		24: "ERROR_CODE_LEARNER_BEHIND",
 		25: "ERROR_CODE_WOULD_LOSE_QUORUM",
+		26: "ERROR_CODE_INVALID_CONF_CHANGE",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_OK":                      0,
@@ -219,6 +221,7 @@ var (
 		"ERROR_CODE_LAST_VOTER":              23,
 		"ERROR_CODE_LEARNER_BEHIND":          24,
 		"ERROR_CODE_WOULD_LOSE_QUORUM":       25,
+		"ERROR_CODE_INVALID_CONF_CHANGE":     26,
 	}
 )
 
@@ -1626,6 +1629,131 @@ func (x *ConfChangeRequest) GetMembers() []*Member {
 	return nil
 }
 
+// MembersRequest asks the leader for the configuration in force; a node
+// that does not lead answers ERROR_CODE_NOT_LEADER naming the leader.
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MembersRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+// MembersResponse answers a MembersRequest: the leader's configuration,
+// each member's match index, and the leader's last index (lag = last_index
+// - match).
+type MembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ErrorCode     ErrorCode              `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
+	LeaderId      uint64                 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Members       []*MemberStatus        `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	LastIndex     uint64                 `protobuf:"varint,5,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersResponse) Reset() {
+	*x = MembersResponse{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersResponse) ProtoMessage() {}
+
+func (x *MembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
+func (*MembersResponse) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *MembersResponse) GetErrorCode() ErrorCode {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ErrorCode_ERROR_CODE_OK
+}
+
+func (x *MembersResponse) GetLeaderId() uint64 {
+	if x != nil {
+		return x.LeaderId
+	}
+	return 0
+}
+
+func (x *MembersResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *MembersResponse) GetMembers() []*MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembersResponse) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
 // ConfChangeSingle is one step of a membership change.
 type ConfChangeSingle struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1637,7 +1765,7 @@ type ConfChangeSingle struct {
 
 func (x *ConfChangeSingle) Reset() {
 	*x = ConfChangeSingle{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1777,7 @@ func (x *ConfChangeSingle) String() string {
 func (*ConfChangeSingle) ProtoMessage() {}
 
 func (x *ConfChangeSingle) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1790,7 @@ func (x *ConfChangeSingle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfChangeSingle.ProtoReflect.Descriptor instead.
 func (*ConfChangeSingle) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{17}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConfChangeSingle) GetType() ConfChangeType {
@@ -1691,7 +1819,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1831,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1844,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{18}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetId() uint64 {
@@ -1752,7 +1880,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[19]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1892,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[19]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1905,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{19}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferResponse) GetErrorCode() ErrorCode {
@@ -1930,7 +2058,18 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x125\n" +
 	"\achanges\x18\x02 \x03(\v2\x1b.raftkv.v1.ConfChangeSingleR\achanges\x12+\n" +
-	"\amembers\x18\x03 \x03(\v2\x11.raftkv.v1.MemberR\amembers\"Z\n" +
+	"\amembers\x18\x03 \x03(\v2\x11.raftkv.v1.MemberR\amembers\"/\n" +
+	"\x0eMembersRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xcf\x01\n" +
+	"\x0fMembersResponse\x123\n" +
+	"\n" +
+	"error_code\x18\x01 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
+	"\amembers\x18\x04 \x03(\v2\x17.raftkv.v1.MemberStatusR\amembers\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x05 \x01(\x04R\tlastIndex\"Z\n" +
 	"\x10ConfChangeSingle\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftkv.v1.ConfChangeTypeR\x04type\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"b\n" +
@@ -1958,7 +2097,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"*>\n" +
 	"\tEntryType\x12\x15\n" +
 	"\x11ENTRY_TYPE_NORMAL\x10\x00\x12\x1a\n" +
-	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\x94\x04\n" +
+	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\xb8\x04\n" +
 	"\tErrorCode\x12\x11\n" +
 	"\rERROR_CODE_OK\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_LEADER\x10\x01\x12\x1b\n" +
@@ -1978,7 +2117,8 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x19ERROR_CODE_UNKNOWN_MEMBER\x10\x16\x12\x19\n" +
 	"\x15ERROR_CODE_LAST_VOTER\x10\x17\x12\x1d\n" +
 	"\x19ERROR_CODE_LEARNER_BEHIND\x10\x18\x12 \n" +
-	"\x1cERROR_CODE_WOULD_LOSE_QUORUM\x10\x19*\x96\x01\n" +
+	"\x1cERROR_CODE_WOULD_LOSE_QUORUM\x10\x19\x12\"\n" +
+	"\x1eERROR_CODE_INVALID_CONF_CHANGE\x10\x1a*\x96\x01\n" +
 	"\x0eConfChangeType\x12 \n" +
 	"\x1cCONF_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCONF_CHANGE_TYPE_ADD_LEARNER\x10\x01\x12\x1e\n" +
@@ -1998,7 +2138,7 @@ func file_raftkv_v1_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raftkv_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_raftkv_v1_raft_proto_goTypes = []any{
 	(MessageType)(0),          // 0: raftkv.v1.MessageType
 	(EntryType)(0),            // 1: raftkv.v1.EntryType
@@ -2021,9 +2161,11 @@ var file_raftkv_v1_raft_proto_goTypes = []any{
 	(*MemberStatus)(nil),      // 18: raftkv.v1.MemberStatus
 	(*TransferRequest)(nil),   // 19: raftkv.v1.TransferRequest
 	(*ConfChangeRequest)(nil), // 20: raftkv.v1.ConfChangeRequest
-	(*ConfChangeSingle)(nil),  // 21: raftkv.v1.ConfChangeSingle
-	(*Member)(nil),            // 22: raftkv.v1.Member
-	(*TransferResponse)(nil),  // 23: raftkv.v1.TransferResponse
+	(*MembersRequest)(nil),    // 21: raftkv.v1.MembersRequest
+	(*MembersResponse)(nil),   // 22: raftkv.v1.MembersResponse
+	(*ConfChangeSingle)(nil),  // 23: raftkv.v1.ConfChangeSingle
+	(*Member)(nil),            // 24: raftkv.v1.Member
+	(*TransferResponse)(nil),  // 25: raftkv.v1.TransferResponse
 }
 var file_raftkv_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: raftkv.v1.Entry.type:type_name -> raftkv.v1.EntryType
@@ -2037,15 +2179,17 @@ var file_raftkv_v1_raft_proto_depIdxs = []int32{
 	2,  // 8: raftkv.v1.GetResponse.error_code:type_name -> raftkv.v1.ErrorCode
 	2,  // 9: raftkv.v1.StatusResponse.error_code:type_name -> raftkv.v1.ErrorCode
 	18, // 10: raftkv.v1.StatusResponse.members:type_name -> raftkv.v1.MemberStatus
-	21, // 11: raftkv.v1.ConfChangeRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
-	22, // 12: raftkv.v1.ConfChangeRequest.members:type_name -> raftkv.v1.Member
-	3,  // 13: raftkv.v1.ConfChangeSingle.type:type_name -> raftkv.v1.ConfChangeType
-	2,  // 14: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	23, // 11: raftkv.v1.ConfChangeRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
+	24, // 12: raftkv.v1.ConfChangeRequest.members:type_name -> raftkv.v1.Member
+	2,  // 13: raftkv.v1.MembersResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	18, // 14: raftkv.v1.MembersResponse.members:type_name -> raftkv.v1.MemberStatus
+	3,  // 15: raftkv.v1.ConfChangeSingle.type:type_name -> raftkv.v1.ConfChangeType
+	2,  // 16: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_raftkv_v1_raft_proto_init() }
@@ -2059,7 +2203,7 @@ func file_raftkv_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_v1_raft_proto_rawDesc), len(file_raftkv_v1_raft_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,145 @@
+package raftkv
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/apiwire"
+	"github.com/raftkv/raftkv/kvstate"
+	"github.com/raftkv/raftkv/nodestatus"
+	"github.com/raftkv/raftkv/remote/raftpb"
+)
+
+// Member is one member of the cluster's configuration, as the leader
+// reports it: its id, role (RoleVoter, RoleLearner, or RoleOutgoingVoter
+// while a joint configuration is being left), how much of the leader's
+// log it holds (Match, Lag) and where it is reached.
+type Member = nodestatus.Member
+
+// The roles of a Member.
+const (
+	RoleVoter         = nodestatus.RoleVoter
+	RoleLearner       = nodestatus.RoleLearner
+	RoleOutgoingVoter = nodestatus.RoleOutgoingVoter
+)
+
+// Changing membership. A node joins as a learner (AddLearner): it receives
+// the log, by a snapshot first when it is far behind, but does not vote,
+// so adding it never costs the cluster its quorum. Once its Lag is small,
+// PromoteLearner gives it a vote; PromoteLearner refuses
+// (ErrLearnerBehind) a learner still far behind. RemoveMember takes a
+// voter or a learner out; a leader that removes itself hands leadership to
+// another voter once the removal is committed. Each call changes one node,
+// returns once the change is committed and applied by the leader, and
+// fails with nothing changed when the change is refused
+// (ErrConfChangeInProgress, ErrAlreadyMember, ErrUnknownMember,
+// ErrLastVoter, ErrLearnerBehind, ErrWouldLoseQuorum,
+// ErrInvalidMemberChange). When a call fails
+// otherwise (ErrUnavailable, the context), the change may or may not have
+// been made: Members tells.
+
+// Members lists the members of the configuration in force, as the leader
+// knows it, by id.
+func (db *DB) Members(ctx context.Context) ([]Member, error) { return db.gw.members(ctx) }
+
+// AddLearner adds node id as a learner. peerAddress is where its Raft
+// transport listens (host:port, the peer address of its configuration);
+// clientAddress is where it serves the client API ("" if it serves none).
+// The node must be running with an empty data directory as a joining node
+// (`raftkv serve --join`), so it can answer the leader.
+func (db *DB) AddLearner(ctx context.Context, id uint64, peerAddress, clientAddress string) error {
+	return db.gw.changeMembers(ctx, changeAddLearner(id, peerAddress, clientAddress))
+}
+
+// PromoteLearner makes learner id a voter.
+func (db *DB) PromoteLearner(ctx context.Context, id uint64) error {
+	return db.gw.changeMembers(ctx, changeOne(raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_VOTER, id))
+}
+
+// RemoveMember removes voter or learner id from the cluster. The removed
+// node stops taking part (it no longer campaigns) but keeps running until
+// it is stopped; its data directory cannot rejoin the cluster.
+func (db *DB) RemoveMember(ctx context.Context, id uint64) error {
+	return db.gw.changeMembers(ctx, changeOne(raftpb.ConfChangeType_CONF_CHANGE_TYPE_REMOVE_NODE, id))
+}
+
+func changeOne(t raftpb.ConfChangeType, id uint64) *raftpb.ConfChangeRequest {
+	return &raftpb.ConfChangeRequest{Changes: []*raftpb.ConfChangeSingle{{Type: t, NodeId: id}}}
+}
+
+func changeAddLearner(id uint64, peerAddress, clientAddress string) *raftpb.ConfChangeRequest {
+	req := changeOne(raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER, id)
+	req.Members = []*raftpb.Member{{Id: id, PeerAddress: peerAddress, ClientAddress: clientAddress}}
+	return req
+}
+
+// checkChange refuses, before anything is sent, a change that no cluster
+// would take: no change, a zero id, or an added node without a usable
+// peer address.
+func checkChange(req *raftpb.ConfChangeRequest) error {
+	if len(req.GetChanges()) == 0 {
+		return fmt.Errorf("%w: a membership change needs at least one change", ErrInvalidMemberChange)
+	}
+	for _, c := range req.GetChanges() {
+		if c.GetNodeId() == 0 {
+			return fmt.Errorf("%w: node id 0 names no node", ErrInvalidMemberChange)
+		}
+		if c.GetType() == raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER && !hasPeerAddress(req, c.GetNodeId()) {
+			return fmt.Errorf("%w: node %d is added without a peer address", ErrInvalidMemberChange, c.GetNodeId())
+		}
+	}
+	for _, m := range req.GetMembers() {
+		if err := (kvstate.Member{ID: m.GetId(), PeerAddress: m.GetPeerAddress(), ClientAddress: m.GetClientAddress()}).Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidMemberChange, err)
+		}
+	}
+	return nil
+}
+
+func hasPeerAddress(req *raftpb.ConfChangeRequest, id uint64) bool {
+	for _, m := range req.GetMembers() {
+		if m.GetId() == id && m.GetPeerAddress() != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// changeMembers sends a membership change to the leader and waits for it
+// to apply. Like a write, it is sent again after a leader change; unlike a
+// write it carries no session, so a second copy of a change that was
+// applied is refused (ErrAlreadyMember, ErrUnknownMember, or
+// ErrConfChangeInProgress while the first is not committed). Such an
+// error after a failover may hide a change that was made: Members tells.
+func (g *gateway) changeMembers(ctx context.Context, req *raftpb.ConfChangeRequest) (err error) {
+	defer g.observe("member", time.Now(), &err)
+	if err := checkChange(req); err != nil {
+		return err
+	}
+	req.ClusterId = g.route.clusterID
+	ctx, cancel := bounded(ctx, g.timeout)
+	defer cancel()
+	res, sent, err := g.route.call(ctx, true, req)
+	if err != nil {
+		if sent {
+			err = apiwire.OutcomeUnknown(err)
+		}
+		return err
+	}
+	r := res.(*raftpb.ProposeResponse)
+	return apiwire.FromWire(r.GetErrorCode(), r.GetMessage())
+}
+
+// members asks the leader for the configuration in force.
+func (g *gateway) members(ctx context.Context) ([]Member, error) {
+	res, _, err := g.route.call(ctx, false, &raftpb.MembersRequest{ClusterId: g.route.clusterID})
+	if err != nil {
+		return nil, err
+	}
+	r := res.(*raftpb.MembersResponse)
+	if err := apiwire.FromWire(r.GetErrorCode(), r.GetMessage()); err != nil {
+		return nil, err
+	}
+	return apiwire.MembersFromWire(r.GetMembers(), r.GetLastIndex()), nil
+}
