@@ -195,6 +195,10 @@ func (db *DB) start(o options) error {
 		db.stopWatch = db.route.watchEndpoints()
 	}
 	db.gw = newGateway(db.route, db.metrics, db.cfg.MaxValueSize, db.timeout, addrs)
+	var members []kvstate.Member
+	for _, s := range db.cfg.Servers() {
+		members = append(members, kvstate.Member{ID: s.ID, PeerAddress: db.cfg.RemoteAddr(s.ID), ClientAddress: clientAddr(s.Address, s.ClientPort)})
+	}
 	started := make(chan error, len(db.hosted))
 	for _, id := range db.hosted {
 		var once sync.Once
@@ -209,7 +213,7 @@ func (db *DB) start(o options) error {
 					started <- err
 				})
 			},
-			ID: id, Peers: db.route.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
+			ID: id, Peers: db.route.pids, Members: members, PeerPID: db.peerPID, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), CatchUpEntries: uint64(db.cfg.CatchUp()), Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			SessionTTL:        o.sessionTTL,
@@ -236,6 +240,16 @@ func (db *DB) start(o options) error {
 		errs = append(errs, <-started)
 	}
 	return errors.Join(errs...)
+}
+
+// peerPID is where a node of this process reaches member m: the local
+// PID of a node this process hosts (every node, in embedded mode), else
+// the node actor at m's peer address.
+func (db *DB) peerPID(m kvstate.Member) *actor.PID {
+	if slices.Contains(db.hosted, m.ID) {
+		return db.route.pids[m.ID]
+	}
+	return actor.NewPID(m.PeerAddress, actors.NodeName(m.ID))
 }
 
 // startNode starts hosted node id from its storage.

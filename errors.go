@@ -69,8 +69,8 @@ var (
 	// another one is not committed yet (Raft changes one at a time).
 	// Nothing changed; ask again once it is.
 	ErrConfChangeInProgress = apiwire.ErrConfChangeInProgress
-	// ErrAlreadyMember: AddLearner named a node that is a member already.
-	// Nothing changed.
+	// ErrAlreadyMember: AddLearner named a node that is a member already,
+	// or PromoteLearner one that is a voter already. Nothing changed.
 	ErrAlreadyMember = apiwire.ErrAlreadyMember
 	// ErrUnknownMember: PromoteLearner or RemoveMember named a node that is
 	// not a member (or, for a promotion, not a learner). Nothing changed.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/raftkv/raftkv/clientpb"
 	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/nodestatus"
@@ -133,13 +134,92 @@ func (g *gateway) changeMembers(ctx context.Context, req *raftpb.ConfChangeReque
 
 // members asks the leader for the configuration in force.
 func (g *gateway) members(ctx context.Context) ([]Member, error) {
-	res, _, err := g.route.call(ctx, false, &raftpb.MembersRequest{ClusterId: g.route.clusterID})
+	ms, last, _, err := g.membersWire(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return apiwire.MembersFromWire(ms, last), nil
+}
+
+// membersWire is members in wire form, with the leader's last index and
+// id.
+func (g *gateway) membersWire(ctx context.Context) (ms []*raftpb.MemberStatus, lastIndex, leader uint64, err error) {
+	res, _, err := g.route.call(ctx, false, &raftpb.MembersRequest{ClusterId: g.route.clusterID})
+	if err != nil {
+		return nil, 0, 0, err
+	}
 	r := res.(*raftpb.MembersResponse)
 	if err := apiwire.FromWire(r.GetErrorCode(), r.GetMessage()); err != nil {
+		return nil, 0, 0, err
+	}
+	return r.GetMembers(), r.GetLastIndex(), r.GetLeaderId(), nil
+}
+
+// ChangeMembers serves the client API's membership changes through the
+// gateway, as DB's calls go.
+func (k *kvService) ChangeMembers(ctx context.Context, req *clientpb.ChangeMembersRequest) (*clientpb.ChangeMembersResponse, error) {
+	err := k.gw.changeMembers(ctx, &raftpb.ConfChangeRequest{Changes: req.GetChanges(), Members: req.GetMembers()})
+	if err != nil {
+		return nil, apiwire.ToStatus(err)
+	}
+	return &clientpb.ChangeMembersResponse{}, nil
+}
+
+// Members serves the client API's member list.
+func (k *kvService) Members(ctx context.Context, _ *clientpb.ClusterMembersRequest) (*clientpb.ClusterMembersResponse, error) {
+	ms, last, lead, err := k.gw.membersWire(ctx)
+	if err != nil {
+		return nil, apiwire.ToStatus(err)
+	}
+	return &clientpb.ClusterMembersResponse{Members: ms, LastIndex: last, Leader: lead}, nil
+}
+
+// Members lists the members of the configuration in force, as the leader
+// knows it, by id (see DB.Members).
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	var resp *clientpb.ClusterMembersResponse
+	_, err := c.do(ctx, clientTryTimeout, 0, func(ctx context.Context, kv clientpb.KVClient) (err error) {
+		resp, err = kv.Members(ctx, &clientpb.ClusterMembersRequest{})
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	return apiwire.MembersFromWire(r.GetMembers(), r.GetLastIndex()), nil
+	return apiwire.MembersFromWire(resp.GetMembers(), resp.GetLastIndex()), nil
+}
+
+// AddLearner adds node id as a learner (see DB.AddLearner).
+func (c *Client) AddLearner(ctx context.Context, id uint64, peerAddress, clientAddress string) error {
+	return c.changeMembers(ctx, changeAddLearner(id, peerAddress, clientAddress))
+}
+
+// PromoteLearner makes learner id a voter (see DB.PromoteLearner).
+func (c *Client) PromoteLearner(ctx context.Context, id uint64) error {
+	return c.changeMembers(ctx, changeOne(raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_VOTER, id))
+}
+
+// RemoveMember removes voter or learner id (see DB.RemoveMember).
+func (c *Client) RemoveMember(ctx context.Context, id uint64) error {
+	return c.changeMembers(ctx, changeOne(raftpb.ConfChangeType_CONF_CHANGE_TYPE_REMOVE_NODE, id))
+}
+
+// changeMembers sends a change through the client API. A change that
+// may have reached the cluster without an answer ends as
+// ErrOutcomeUnknown: Members tells whether it was made.
+func (c *Client) changeMembers(ctx context.Context, req *raftpb.ConfChangeRequest) error {
+	if err := checkChange(req); err != nil {
+		return err
+	}
+	sent := false
+	final, err := c.do(ctx, clientWriteTryTimeout, 0, func(ctx context.Context, kv clientpb.KVClient) error {
+		_, err := kv.ChangeMembers(ctx, &clientpb.ChangeMembersRequest{Changes: req.GetChanges(), Members: req.GetMembers()})
+		if _, final := apiwire.FromStatus(err); !final {
+			sent = true
+		}
+		return err
+	})
+	if sent && !final {
+		err = apiwire.OutcomeUnknown(err)
+	}
+	return err
 }
