@@ -65,6 +65,20 @@ var (
 	// been sent, that copy may have run before the session expired: the
 	// error then also matches ErrOutcomeUnknown.
 	ErrSessionExpired = apiwire.ErrSessionExpired
+	// ErrInvalidTransfer: TransferLeadership named a node that is not a
+	// voting member of the cluster, or the node that already leads.
+	// Nothing changed.
+	ErrInvalidTransfer = apiwire.ErrInvalidTransfer
+	// ErrTransferInProgress: the leader is already handing leadership to
+	// another node than the one asked for. Nothing changed; ask again once
+	// that transfer ends.
+	ErrTransferInProgress = apiwire.ErrTransferInProgress
+	// ErrTransferFailed: a leadership transfer began but the old leader did
+	// not see the target take over: the target did not win an election
+	// within the leader's election timeout (the old leader then leads on),
+	// another node won instead, or no new leader was heard of in time.
+	// Leadership may still have moved; Status tells who leads now.
+	ErrTransferFailed = apiwire.ErrTransferFailed
 	// ErrInvalidOption: an option given to Open cannot be used.
 	ErrInvalidOption = errors.New("raftkv: invalid option")
 )

@@ -57,10 +57,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_RegisterSession_FullMethodName = "/raftkv.v1.KV/RegisterSession"
-	KV_Write_FullMethodName           = "/raftkv.v1.KV/Write"
-	KV_Read_FullMethodName            = "/raftkv.v1.KV/Read"
-	KV_Status_FullMethodName          = "/raftkv.v1.KV/Status"
+	KV_RegisterSession_FullMethodName    = "/raftkv.v1.KV/RegisterSession"
+	KV_Write_FullMethodName              = "/raftkv.v1.KV/Write"
+	KV_Read_FullMethodName               = "/raftkv.v1.KV/Read"
+	KV_Status_FullMethodName             = "/raftkv.v1.KV/Status"
+	KV_TransferLeadership_FullMethodName = "/raftkv.v1.KV/TransferLeadership"
 )
 
 // KVClient is the client API for KV service.
@@ -84,6 +85,14 @@ type KVClient interface {
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// Status reports every node of the cluster.
 	Status(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// TransferLeadership asks the leader to hand leadership to node `to`
+	// (0: the voter whose log is most up to date) and answers once the old
+	// leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
+	// INVALID_TRANSFER (the target is not a voter, or already leads),
+	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
+	// under way), ABORTED TRANSFER_FAILED (the target did not take over in
+	// time, or another node did; leadership may have moved anyway).
+	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
 
 type kVClient struct {
@@ -134,6 +143,16 @@ func (c *kVClient) Status(ctx context.Context, in *ClusterStatusRequest, opts ..
 	return out, nil
 }
 
+func (c *kVClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeadershipResponse)
+	err := c.cc.Invoke(ctx, KV_TransferLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -155,6 +174,14 @@ type KVServer interface {
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// Status reports every node of the cluster.
 	Status(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
+	// TransferLeadership asks the leader to hand leadership to node `to`
+	// (0: the voter whose log is most up to date) and answers once the old
+	// leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
+	// INVALID_TRANSFER (the target is not a voter, or already leads),
+	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
+	// under way), ABORTED TRANSFER_FAILED (the target did not take over in
+	// time, or another node did; leadership may have moved anyway).
+	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -176,6 +203,9 @@ func (UnimplementedKVServer) Read(context.Context, *ReadRequest) (*ReadResponse,
 }
 func (UnimplementedKVServer) Status(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedKVServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransferLeadership not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -270,6 +300,24 @@ func _KV_Status_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).TransferLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_TransferLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -292,6 +340,10 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _KV_Status_Handler,
+		},
+		{
+			MethodName: "TransferLeadership",
+			Handler:    _KV_TransferLeadership_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

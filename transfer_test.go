@@ -1,0 +1,203 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/faults"
+	"github.com/raftkv/raftkv/remote/raftpb"
+)
+
+// statusOf returns node id's status as it answers it.
+func statusOf(t *testing.T, db *DB, id uint64) NodeStatus {
+	t.Helper()
+	st, err := db.Status(ctxT(t))
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	for _, s := range st {
+		if s.ID == id {
+			return s
+		}
+	}
+	t.Fatalf("no status for node %d in %+v", id, st)
+	return NodeStatus{}
+}
+
+// followerOf returns a node of 1..3 other than the ones in not.
+func followerOf(not ...uint64) uint64 {
+	for id := uint64(1); id <= 3; id++ {
+		other := true
+		for _, n := range not {
+			other = other && id != n
+		}
+		if other {
+			return id
+		}
+	}
+	return 0
+}
+
+// TransferLeadership returns once the target leads, in a later term, and
+// the cluster keeps serving; with 0 the leader hands over to another node.
+func TestTransferLeadership(t *testing.T) {
+	db := openTest(t, testConfig(t, 3))
+	defer db.Close()
+	ctx := ctxT(t)
+	if err := db.Put(ctx, "k", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	old := waitLeader(t, db)
+	oldTerm := statusOf(t, db, old).Term
+	to := followerOf(old)
+	if err := db.TransferLeadership(ctx, to); err != nil {
+		t.Fatalf("TransferLeadership(%d) from leader %d: %v", to, old, err)
+	}
+	// The old leader saw to lead before answering; to itself says so too
+	// unless it lost leadership since, which nothing here provokes.
+	if s := statusOf(t, db, to); s.Role != "leader" || s.Term <= oldTerm {
+		t.Fatalf("after the transfer node %d is %s in term %d; want leader in a term after %d", to, s.Role, s.Term, oldTerm)
+	}
+	if s := statusOf(t, db, old); s.Role == "leader" {
+		t.Fatalf("old leader %d still leads after the transfer: %+v", old, s)
+	}
+	if err := db.Put(ctx, "k", []byte("v2")); err != nil {
+		t.Fatalf("Put after the transfer: %v", err)
+	}
+	if v, err := db.Get(ctx, "k"); err != nil || string(v) != "v2" {
+		t.Fatalf("Get after the transfer = %q, %v; want v2", v, err)
+	}
+
+	// 0: the leader chooses; it must be another node.
+	term := statusOf(t, db, to).Term
+	if err := db.TransferLeadership(ctx, 0); err != nil {
+		t.Fatalf("TransferLeadership(0) from leader %d: %v", to, err)
+	}
+	now := currentLeader(db)
+	if now == to || now == 0 {
+		t.Fatalf("after TransferLeadership(0) the leader is %d; want a node other than %d", now, to)
+	}
+	if s := statusOf(t, db, now); s.Term <= term {
+		t.Fatalf("new leader %d is in term %d, want after %d", now, s.Term, term)
+	}
+}
+
+// A transfer that cannot be done is refused, and leadership stays put.
+func TestTransferLeadershipRefused(t *testing.T) {
+	db := openTest(t, testConfig(t, 3))
+	defer db.Close()
+	ctx := ctxT(t)
+	l := waitLeader(t, db)
+	term := statusOf(t, db, l).Term
+	for _, c := range []struct {
+		name string
+		to   uint64
+	}{
+		{"unknown node", 9},
+		{"largest id", ^uint64(0)},
+		{"the leader itself", l},
+	} {
+		err := db.TransferLeadership(ctx, c.to)
+		if !errors.Is(err, ErrInvalidTransfer) {
+			t.Errorf("%s (%d): %v, want ErrInvalidTransfer", c.name, c.to, err)
+		}
+		if errors.Is(err, ErrTransferFailed) || errors.Is(err, ErrTransferInProgress) {
+			t.Errorf("%s: %v also matches another transfer error", c.name, err)
+		}
+	}
+	if s := statusOf(t, db, l); s.Role != "leader" || s.Term != term {
+		t.Fatalf("after refused transfers node %d is %s in term %d; want leader in term %d", l, s.Role, s.Term, term)
+	}
+	if err := db.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("Put after refused transfers: %v", err)
+	}
+}
+
+// A transfer to a node cut off from the leader fails when raftlogic
+// abandons it (an election timeout), without hanging; meanwhile a transfer
+// to another node is refused as in progress, and one to the same node
+// waits for the same outcome. With 0, the leader picks the follower it
+// still hears from.
+func TestTransferLeadershipFails(t *testing.T) {
+	cfg := testConfig(t, 3)
+	// 300 ms for a transfer to be abandoned: time for the requests below
+	// to reach the leader while it runs.
+	cfg.ElectionTicks = 30
+	network := faults.NewNetwork(1)
+	db := openTest(t, cfg, withSenderMiddleware(network.Middleware()))
+	defer db.Close()
+	ctx := ctxT(t)
+	if err := db.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	l := waitLeader(t, db)
+	term := statusOf(t, db, l).Term
+	cut := followerOf(l)
+	other := followerOf(l, cut)
+	network.Isolate(cut, 1, 2, 3)
+
+	// Straight to the leader's mailbox, in this order: the second and
+	// third arrive while the first runs.
+	pid := db.route.pids[l]
+	req := func(to uint64) *raftpb.TransferRequest {
+		return &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}
+	}
+	start := time.Now()
+	first := db.sys.Root.RequestFuture(pid, req(cut), 10*time.Second)
+	busy := db.sys.Root.RequestFuture(pid, req(other), 10*time.Second)
+	same := db.sys.Root.RequestFuture(pid, req(cut), 10*time.Second)
+	// And one through the API, which must report the error as its own.
+	if err := db.TransferLeadership(ctx, other); !errors.Is(err, ErrTransferInProgress) {
+		t.Errorf("TransferLeadership(%d) during a transfer to %d: %v, want ErrTransferInProgress", other, cut, err)
+	}
+	for name, f := range map[string]interface{ Result() (any, error) }{"first": first, "busy": busy, "same": same} {
+		res, err := f.Result()
+		if err != nil {
+			t.Fatalf("%s transfer: %v", name, err)
+		}
+		r := res.(*raftpb.TransferResponse)
+		want := raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED
+		if name == "busy" {
+			want = raftpb.ErrorCode_ERROR_CODE_TRANSFER_BUSY
+		}
+		if r.GetErrorCode() != want || r.GetLeaderId() != l {
+			t.Errorf("%s transfer answered %v (leader %d, %q); want %v naming leader %d", name, r.GetErrorCode(), r.GetLeaderId(), r.GetMessage(), want, l)
+		}
+	}
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Errorf("the failed transfer took %v to answer; raftlogic gives up after 300 ms", waited)
+	}
+	if s := statusOf(t, db, l); s.Role != "leader" || s.Term != term {
+		t.Fatalf("after the failed transfer node %d is %s in term %d; want leader in term %d", l, s.Role, s.Term, term)
+	}
+	if err := db.Put(ctx, "k", []byte("w")); err != nil {
+		t.Fatalf("Put after the failed transfer: %v", err)
+	}
+	// Through the API: the same failure, as ErrTransferFailed.
+	if err := db.TransferLeadership(ctx, cut); !errors.Is(err, ErrTransferFailed) {
+		t.Fatalf("TransferLeadership(%d) to a cut-off node: %v, want ErrTransferFailed", cut, err)
+	}
+
+	// The cut-off node has not answered for over an election timeout, so
+	// 0 must pick the other follower.
+	if err := db.TransferLeadership(ctx, 0); err != nil {
+		t.Fatalf("TransferLeadership(0) with node %d cut off: %v", cut, err)
+	}
+	if now := currentLeader(db); now != other {
+		t.Fatalf("TransferLeadership(0) with node %d cut off moved leadership to %d, want %d", cut, now, other)
+	}
+}
+
+// A caller's context bounds the wait.
+func TestTransferLeadershipContext(t *testing.T) {
+	db := openTest(t, testConfig(t, 3))
+	defer db.Close()
+	waitLeader(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := db.TransferLeadership(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("TransferLeadership with a cancelled context: %v, want context.Canceled", err)
+	}
+}
