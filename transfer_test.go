@@ -201,3 +201,49 @@ func TestTransferLeadershipContext(t *testing.T) {
 		t.Fatalf("TransferLeadership with a cancelled context: %v, want context.Canceled", err)
 	}
 }
+
+// Client.TransferLeadership goes through the client API (real gRPC) and
+// reports the same outcomes as the DB's.
+func TestClientTransferLeadership(t *testing.T) {
+	cfg := testConfig(t, 3)
+	cfg.ElectionTicks = 30 // see TestTransferLeadershipFails
+	network := faults.NewNetwork(1)
+	db := openTest(t, cfg, withSenderMiddleware(network.Middleware()))
+	defer db.Close()
+	ctx := ctxT(t)
+	c, err := Dial(ctx, serveClients(t, db))
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	old := waitLeader(t, db)
+	oldTerm := statusOf(t, db, old).Term
+	to := followerOf(old)
+	if err := c.TransferLeadership(ctx, to); err != nil {
+		t.Fatalf("Client.TransferLeadership(%d) from leader %d: %v", to, old, err)
+	}
+	if s := statusOf(t, db, to); s.Role != "leader" || s.Term <= oldTerm {
+		t.Fatalf("after the transfer node %d is %s in term %d; want leader in a term after %d", to, s.Role, s.Term, oldTerm)
+	}
+	for _, bad := range []uint64{9, to} {
+		if err := c.TransferLeadership(ctx, bad); !errors.Is(err, ErrInvalidTransfer) {
+			t.Errorf("Client.TransferLeadership(%d): %v, want ErrInvalidTransfer", bad, err)
+		}
+	}
+
+	cut := followerOf(to)
+	network.Isolate(cut, 1, 2, 3)
+	first := db.sys.Root.RequestFuture(db.route.pids[to], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: cut}, 10*time.Second)
+	if err := c.TransferLeadership(ctx, followerOf(to, cut)); !errors.Is(err, ErrTransferInProgress) {
+		t.Errorf("Client.TransferLeadership during a transfer: %v, want ErrTransferInProgress", err)
+	}
+	if _, err := first.Result(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.TransferLeadership(ctx, cut); !errors.Is(err, ErrTransferFailed) {
+		t.Errorf("Client.TransferLeadership(%d) to a cut-off node: %v, want ErrTransferFailed", cut, err)
+	}
+	if now := currentLeader(db); now != to {
+		t.Fatalf("after failed transfers node %d leads, want %d", now, to)
+	}
+}

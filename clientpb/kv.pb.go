@@ -12,16 +12,27 @@
 //                        session (client_id 0), with seq 0 or an unknown
 //                        op, or a command the state machine cannot decode.
 //                        Nothing was proposed or executed.
+//                        INVALID_TRANSFER: TransferLeadership named a node
+//                        that is not a voter, or the leader itself;
+//                        nothing changed.
 //   RESOURCE_EXHAUSTED   (no detail: gRPC's own) a message over the
 //                        server's size limit: the value is too large.
 //   ABORTED              STALE_REQUEST: seq is older than the session's
 //                        last applied command; not executed now.
+//                        TRANSFER_FAILED: a leadership transfer began but
+//                        the old leader did not see the target take over
+//                        (it did not win in time, another node did, or no
+//                        new leader was heard of); leadership may have
+//                        moved anyway: Status tells.
 //   FAILED_PRECONDITION  SESSION_EXPIRED: the write's session expired or
 //                        was never registered: this copy was not executed,
 //                        and no later copy will be. If an earlier copy of
 //                        the write was sent, it may have run before the
 //                        expiry: the outcome is then unknown. Register a
 //                        new session before writing again.
+//                        TRANSFER_IN_PROGRESS: the leader is handing
+//                        leadership to another node than the one asked
+//                        for; nothing changed.
 //   UNKNOWN              OUTCOME_UNKNOWN, with metadata "cause" naming the
 //                        reason it follows (SESSION_EXPIRED): the same,
 //                        where the server itself had sent an earlier copy:
