@@ -49,9 +49,9 @@ commands:
   bench   measure throughput and latency: raftkv bench [--workload put|get|mixed]
           (a fresh embedded 3-node cluster unless --endpoints is given)
 
-get, put, update, remove, status and transfer-leader need --endpoints host:port,... (the
-nodes' client addresses) or $RAFTKV_ENDPOINTS; each takes --timeout
-(default 5s).
+get, put, update, remove, status and transfer-leader need --endpoints
+host:port,... (the nodes' client addresses) or $RAFTKV_ENDPOINTS; each
+takes --timeout (default 5s).
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 key not found.
 Run 'raftkv <command> -h' for a command's flags.
