@@ -183,7 +183,8 @@ func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
 // same errors as DB.TransferLeadership, with the same guarantees. An
 // attempt whose answer is lost is sent again through another endpoint; if
 // the cluster then answers that to already leads, the earlier attempt did
-// it and the call returns nil.
+// it and the call returns nil; with to 0 the re-sent attempt may move
+// leadership a second time.
 func (c *Client) TransferLeadership(ctx context.Context, to uint64) error {
 	ctx, cancel := bounded(ctx, c.timeout)
 	defer cancel()

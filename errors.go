@@ -76,8 +76,10 @@ var (
 	// ErrTransferFailed: a leadership transfer began but the old leader did
 	// not see the target take over: the target did not win an election
 	// within the leader's election timeout (the old leader then leads on),
-	// another node won instead, or no new leader was heard of in time.
-	// Leadership may still have moved; Status tells who leads now.
+	// another node won instead, no new leader was heard of in time, or the
+	// old leader stopped. Leadership may still have moved; Status tells
+	// who leads now. Also returned, with nothing changed, when a transfer
+	// to 0 finds no other node that answered the leader recently.
 	ErrTransferFailed = apiwire.ErrTransferFailed
 	// ErrInvalidOption: an option given to Open cannot be used.
 	ErrInvalidOption = errors.New("raftkv: invalid option")

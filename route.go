@@ -38,7 +38,9 @@ import (
 //     (protoactor's EndpointTerminatedEvent: the process died, or messages
 //     may have been lost across a reconnect), or a node of this process
 //     learns of another leader (the one waited on was replaced: paused or
-//     cut off, it cannot say so itself), and at most remoteWriteTimeout,
+//     cut off, it cannot say so itself; not for a leadership transfer,
+//     whose leader is replaced by design and answers once it sees that),
+//     and at most remoteWriteTimeout,
 //     since a process can also stop answering without any sign. A slow but
 //     live remote leader costs one extra entry per remoteWriteTimeout of
 //     delay, not one per second.
@@ -304,7 +306,10 @@ func (r *router) ask(ctx context.Context, pid *actor.PID, msg proto.Message, wri
 			if p, _ := r.localNode(pid); p != proc || r.endpointLosses(pid.Address) != losses {
 				return nil, errNodeStopped
 			}
-			if !local && r.replaced(pid, news) {
+			// A transfer's leader is replaced by design, and answers
+			// itself once it sees that (or gives up, in a few election
+			// timeouts): re-sending would start another transfer.
+			if _, transfer := msg.(*raftpb.TransferRequest); !local && !transfer && r.replaced(pid, news) {
 				return nil, errNodeStopped
 			}
 		}
