@@ -110,6 +110,8 @@ type router struct {
 	// lostEndpoints records lost connections per remote address
 	// (*endpointLoss; see watchEndpoints).
 	lostEndpoints sync.Map
+	// attempts counts the requests sent to nodes, for tests.
+	attempts atomic.Uint64
 }
 
 // noteLeader takes the news that leader leads term from a hosted node: the
@@ -145,6 +147,7 @@ func (r *router) call(ctx context.Context, write bool, msg proto.Message) (_ ans
 	failed := 0
 	_, err := retry(ctx, r.timeout, r.closing, func(ctx context.Context) (next, error) {
 		target := r.target()
+		r.attempts.Add(1)
 		a, err := r.request(ctx, r.pids[target], msg, write)
 		if err != nil {
 			if write && !errors.Is(err, errNotDelivered) {
@@ -162,6 +165,14 @@ func (r *router) call(ctx context.Context, write bool, msg proto.Message) (_ ans
 		}
 		switch apiwire.WireClass(a.GetErrorCode()) {
 		case apiwire.Redirect:
+			if a.GetErrorCode() == raftpb.ErrorCode_ERROR_CODE_TRANSFERRING {
+				// The leader is handing over to the node it names, which
+				// does not lead yet and would send the request straight
+				// back: ask there after a pause, not in a tight loop for
+				// as long as the transfer takes.
+				r.follow(target, a.GetLeaderId())
+				return later, notAnswered(target, a)
+			}
 			if r.follow(target, a.GetLeaderId()) {
 				return again, nil
 			}

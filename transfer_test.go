@@ -247,3 +247,41 @@ func TestClientTransferLeadership(t *testing.T) {
 		t.Fatalf("after failed transfers node %d leads, want %d", now, to)
 	}
 }
+
+// A write that arrives while the leader hands over waits for the transfer
+// to end, pausing between attempts: the old leader and its transferee each
+// point at the other until then, and following them without a pause sent
+// over 50,000 requests in 300 ms.
+func TestWriteDuringTransferDoesNotSpin(t *testing.T) {
+	cfg := testConfig(t, 3)
+	cfg.ElectionTicks = 30 // the transfer below fails after 300 ms
+	network := faults.NewNetwork(1)
+	db := openTest(t, cfg, withSenderMiddleware(network.Middleware()))
+	defer db.Close()
+	ctx := ctxT(t)
+	if err := db.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	l := waitLeader(t, db)
+	cut := followerOf(l)
+	network.Isolate(cut, 1, 2, 3)
+	f := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: cut}, 10*time.Second)
+	// Queued behind the transfer request at the leader.
+	db.route.leader.Store(l)
+	before := db.route.attempts.Load()
+	if err := db.Put(ctx, "k", []byte("w")); err != nil {
+		t.Fatalf("Put during a transfer: %v", err)
+	}
+	attempts := db.route.attempts.Load() - before
+	res, err := f.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.(*raftpb.TransferResponse); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED {
+		t.Fatalf("the transfer to cut-off node %d answered %v; the test needs it to run until it fails", cut, r.GetErrorCode())
+	}
+	if attempts > 100 {
+		t.Fatalf("a Put during a 300 ms transfer took %d attempts; want it to pause between them", attempts)
+	}
+	t.Logf("a Put during the transfer took %d attempts", attempts)
+}
