@@ -97,8 +97,9 @@ type KVClient interface {
 	// Status reports every node of the cluster.
 	Status(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
 	// TransferLeadership asks the leader to hand leadership to node `to`
-	// (0: the voter whose log is most up to date) and answers once the old
-	// leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
+	// (0: of the nodes that answered the leader within an election timeout,
+	// the one that acknowledged the most of its log) and answers once the
+	// old leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
 	// INVALID_TRANSFER (the target is not a voter, or already leads),
 	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
 	// under way), ABORTED TRANSFER_FAILED (the target did not take over in
@@ -186,8 +187,9 @@ type KVServer interface {
 	// Status reports every node of the cluster.
 	Status(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
 	// TransferLeadership asks the leader to hand leadership to node `to`
-	// (0: the voter whose log is most up to date) and answers once the old
-	// leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
+	// (0: of the nodes that answered the leader within an election timeout,
+	// the one that acknowledged the most of its log) and answers once the
+	// old leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
 	// INVALID_TRANSFER (the target is not a voter, or already leads),
 	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
 	// under way), ABORTED TRANSFER_FAILED (the target did not take over in
