@@ -23,7 +23,9 @@
 //                        the old leader did not see the target take over
 //                        (it did not win in time, another node did, or no
 //                        new leader was heard of); leadership may have
-//                        moved anyway: Status tells.
+//                        moved anyway: Status tells. Also, with nothing
+//                        changed, a transfer to 0 that found no other
+//                        node answering the leader.
 //   FAILED_PRECONDITION  SESSION_EXPIRED: the write's session expired or
 //                        was never registered: this copy was not executed,
 //                        and no later copy will be. If an earlier copy of

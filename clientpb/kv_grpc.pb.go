@@ -23,7 +23,9 @@
 //                        the old leader did not see the target take over
 //                        (it did not win in time, another node did, or no
 //                        new leader was heard of); leadership may have
-//                        moved anyway: Status tells.
+//                        moved anyway: Status tells. Also, with nothing
+//                        changed, a transfer to 0 that found no other
+//                        node answering the leader.
 //   FAILED_PRECONDITION  SESSION_EXPIRED: the write's session expired or
 //                        was never registered: this copy was not executed,
 //                        and no later copy will be. If an earlier copy of
@@ -103,7 +105,8 @@ type KVClient interface {
 	// INVALID_TRANSFER (the target is not a voter, or already leads),
 	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
 	// under way), ABORTED TRANSFER_FAILED (the target did not take over in
-	// time, or another node did; leadership may have moved anyway).
+	// time, or another node did; leadership may have moved anyway; or, with
+	// 0, no other node answered the leader lately).
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
 
@@ -193,7 +196,8 @@ type KVServer interface {
 	// INVALID_TRANSFER (the target is not a voter, or already leads),
 	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
 	// under way), ABORTED TRANSFER_FAILED (the target did not take over in
-	// time, or another node did; leadership may have moved anyway).
+	// time, or another node did; leadership may have moved anyway; or, with
+	// 0, no other node answered the leader lately).
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
