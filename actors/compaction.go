@@ -109,7 +109,10 @@ func (n *nodeActor) maybeCompact(ctx actor.Context) {
 		n.log.Warn("compaction refused", "index", upto, "err", err)
 		return
 	}
-	if err := n.storage.logStore.Compact(meta.Index); err != nil {
+	// The stored metadata takes raftlogic's configuration as of the index
+	// (with membership changes it may differ from the stored one), which
+	// is what a restart must start from.
+	if err := n.storage.logStore.SaveSnapshotMeta(meta); err != nil {
 		n.log.Error("compact log", "err", err)
 		return
 	}

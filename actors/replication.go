@@ -47,7 +47,7 @@ type outgoingSnapshot struct {
 	file            *os.File
 	size, offset    int64
 	index, snapTerm uint64
-	voters          []uint64
+	conf            raftlogic.ConfState
 	raftTerm        uint64
 	chunkSize       int
 	timer           *time.Timer
@@ -109,7 +109,7 @@ func (r *replicationActor) startSnapshot(ctx actor.Context, m raftlogic.Message)
 	}
 	r.gen++
 	r.snap = &outgoingSnapshot{
-		file: f, size: size, index: index, snapTerm: term, voters: m.Snapshot.Meta.ConfState.Voters,
+		file: f, size: size, index: index, snapTerm: term, conf: m.Snapshot.Meta.ConfState,
 		raftTerm: m.Term, chunkSize: r.chunkSize,
 	}
 	r.log.Info("sending snapshot", "peer", r.peer, "index", index, "bytes", size)
@@ -154,7 +154,8 @@ func (r *replicationActor) sendChunk(ctx actor.Context) {
 	last := s.offset+int64(len(data)) == s.size
 	ctx.Request(r.peerPID, &raftpb.SnapshotChunk{
 		ClusterId: r.clusterID, From: r.self, To: r.peer, Term: s.raftTerm,
-		Index: s.index, SnapTerm: s.snapTerm, Voters: s.voters,
+		Index: s.index, SnapTerm: s.snapTerm,
+		Voters: s.conf.Voters, VotersOutgoing: s.conf.VotersOutgoing, Learners: s.conf.Learners,
 		Offset: uint64(s.offset), Data: data, Last: last,
 	})
 	gen, root, self := r.gen, ctx.ActorSystem().Root, ctx.Self()

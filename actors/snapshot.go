@@ -176,7 +176,7 @@ type snapshotReceiver struct {
 type incomingSnapshot struct {
 	from, raftTerm  uint64
 	index, snapTerm uint64
-	voters          []uint64
+	conf            raftlogic.ConfState
 	file            *os.File
 	written         uint64
 	gen             uint64
@@ -272,7 +272,7 @@ func (r *snapshotReceiver) chunk(ctx actor.Context, c *raftpb.SnapshotChunk) {
 	r.handedOn = true
 	ctx.Send(ctx.Parent(), &imageReceived{
 		path: cur.file.Name(), from: cur.from, raftTerm: cur.raftTerm,
-		meta: raftlogic.SnapshotMeta{Index: cur.index, Term: cur.snapTerm, ConfState: raftlogic.ConfState{Voters: cur.voters}},
+		meta: raftlogic.SnapshotMeta{Index: cur.index, Term: cur.snapTerm, ConfState: cur.conf},
 	})
 }
 
@@ -286,7 +286,12 @@ func (r *snapshotReceiver) start(ctx actor.Context, c *raftpb.SnapshotChunk) err
 	gen, root, self := r.gen, ctx.ActorSystem().Root, ctx.Self()
 	r.cur = &incomingSnapshot{
 		from: c.GetFrom(), raftTerm: c.GetTerm(), index: c.GetIndex(), snapTerm: c.GetSnapTerm(),
-		voters: slices.Clone(c.GetVoters()), file: f, gen: gen, lastChunk: time.Now(),
+		conf: raftlogic.ConfState{
+			Voters:         slices.Clone(c.GetVoters()),
+			VotersOutgoing: slices.Clone(c.GetVotersOutgoing()),
+			Learners:       slices.Clone(c.GetLearners()),
+		},
+		file: f, gen: gen, lastChunk: time.Now(),
 		timer: time.AfterFunc(r.idle, func() { root.Send(self, &receiveIdle{gen: gen}) }),
 	}
 	r.log.Info("receiving snapshot", "from", c.GetFrom(), "term", c.GetTerm(), "index", c.GetIndex())

@@ -55,7 +55,8 @@ func (s *LogStore) keepBuf(b *batch) {
 }
 
 func snapshotMetaMax(m raftlogic.SnapshotMeta) int {
-	return recordMin + (3+len(m.ConfState.Voters))*binary.MaxVarintLen64
+	cs := m.ConfState
+	return recordMin + (5+len(cs.Voters)+len(cs.VotersOutgoing)+len(cs.Learners))*binary.MaxVarintLen64
 }
 
 // since returns what was appended to buf from start on, capped so that no

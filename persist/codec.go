@@ -20,7 +20,15 @@ import (
 // are unsigned varints: indexes and terms are small numbers, so a typical
 // entry header costs a handful of bytes.
 const (
-	recordV1   = 1
+	recordV1 = 1
+	// recordV2 is only used by snapshot metadata, for a configuration with
+	// learners or a joint half (v1 holds voters only). Metadata without
+	// them is still written as v1, so a data directory that never changed
+	// membership stays readable by the release before.
+	recordV2 = 2
+)
+
+const (
 	recordHead = 1 // version byte
 	recordTail = 4 // checksum
 	// recordMin is the size of a record with an empty body.
@@ -39,19 +47,29 @@ func sealRecord(rec []byte, start int) []byte {
 	return binary.LittleEndian.AppendUint32(rec, crc32.Checksum(rec[start:], castagnoli))
 }
 
-// openRecord checks a record's frame and returns its body.
+// openRecord checks a v1 record's frame and returns its body.
 func openRecord(b []byte) ([]byte, error) {
+	v, body, err := openVersioned(b, recordV1)
+	if err == nil && v != recordV1 {
+		err = fmt.Errorf("%w: unknown version %d", errRecord, v)
+	}
+	return body, err
+}
+
+// openVersioned checks a record's frame and returns its version, at most
+// newest, and body.
+func openVersioned(b []byte, newest byte) (byte, []byte, error) {
 	if len(b) < recordMin {
-		return nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte frame", errRecord, len(b), recordMin)
+		return 0, nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte frame", errRecord, len(b), recordMin)
 	}
 	n := len(b) - recordTail
 	if want, got := binary.LittleEndian.Uint32(b[n:]), crc32.Checksum(b[:n], castagnoli); want != got {
-		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", errRecord, want, got)
+		return 0, nil, fmt.Errorf("%w: checksum %08x, computed %08x", errRecord, want, got)
 	}
-	if b[0] != recordV1 {
-		return nil, fmt.Errorf("%w: unknown version %d", errRecord, b[0])
+	if b[0] < recordV1 || b[0] > newest {
+		return 0, nil, fmt.Errorf("%w: unknown version %d", errRecord, b[0])
 	}
-	return b[recordHead:n], nil
+	return b[0], b[recordHead:n], nil
 }
 
 // reader walks a record body; the first failure sticks so decoders can read
@@ -160,43 +178,71 @@ func decodeHardState(b []byte) (raftlogic.HardState, error) {
 	return hs, nil
 }
 
-// appendSnapshotMeta appends m's record: index, term, voter count, voters.
+// appendSnapshotMeta appends m's record: index, term, then the voters as a
+// count and ids; version 2 adds the outgoing voters and the learners, the
+// same way.
 func appendSnapshotMeta(dst []byte, m raftlogic.SnapshotMeta) []byte {
 	start := len(dst)
-	dst = append(dst, recordV1)
+	cs := m.ConfState
+	v2 := len(cs.VotersOutgoing) > 0 || len(cs.Learners) > 0
+	if v2 {
+		dst = append(dst, recordV2)
+	} else {
+		dst = append(dst, recordV1)
+	}
 	dst = binary.AppendUvarint(dst, m.Index)
 	dst = binary.AppendUvarint(dst, m.Term)
-	dst = binary.AppendUvarint(dst, uint64(len(m.ConfState.Voters)))
-	for _, v := range m.ConfState.Voters {
-		dst = binary.AppendUvarint(dst, v)
+	dst = appendIDs(dst, cs.Voters)
+	if v2 {
+		dst = appendIDs(dst, cs.VotersOutgoing)
+		dst = appendIDs(dst, cs.Learners)
 	}
 	return sealRecord(dst, start)
 }
 
+func appendIDs(dst []byte, ids []uint64) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(ids)))
+	for _, id := range ids {
+		dst = binary.AppendUvarint(dst, id)
+	}
+	return dst
+}
+
 func decodeSnapshotMeta(b []byte) (raftlogic.SnapshotMeta, error) {
-	body, err := openRecord(b)
+	v, body, err := openVersioned(b, recordV2)
 	if err != nil {
 		return raftlogic.SnapshotMeta{}, err
 	}
 	r := reader{b: body}
 	m := raftlogic.SnapshotMeta{Index: r.uvarint("index"), Term: r.uvarint("term")}
-	n := r.uvarint("voter count")
-	// Each voter takes at least one byte, so a count larger than what is
-	// left is damage; checking first keeps a bad count from sizing a huge
-	// allocation.
-	if r.err == nil && n > uint64(len(r.b)) {
-		return raftlogic.SnapshotMeta{}, fmt.Errorf("%w: %d voters in %d bytes", errRecord, n, len(r.b))
-	}
-	if n > 0 {
-		m.ConfState.Voters = make([]uint64, n)
-		for i := range m.ConfState.Voters {
-			m.ConfState.Voters[i] = r.uvarint("voter")
-		}
+	m.ConfState.Voters = r.ids("voter")
+	if v == recordV2 {
+		m.ConfState.VotersOutgoing = r.ids("outgoing voter")
+		m.ConfState.Learners = r.ids("learner")
 	}
 	if err := r.end(); err != nil {
 		return raftlogic.SnapshotMeta{}, err
 	}
 	return m, nil
+}
+
+// ids reads a count and that many ids (nil for none).
+func (r *reader) ids(what string) []uint64 {
+	n := r.uvarint(what + " count")
+	// Each id takes at least one byte, so a count larger than what is left
+	// is damage; checking first keeps a bad count from sizing a huge
+	// allocation.
+	if r.err == nil && n > uint64(len(r.b)) {
+		r.err = fmt.Errorf("%w: %d %ss in %d bytes", errRecord, n, what, len(r.b))
+	}
+	if r.err != nil || n == 0 {
+		return nil
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = r.uvarint(what)
+	}
+	return out
 }
 
 // appendIndexRecord appends the record of a bare log index (the r/last key).

@@ -26,10 +26,27 @@ func TestCodecRoundTrip(t *testing.T) {
 	if got, err := decodeHardState(appendHardState(nil, hs)); err != nil || got != hs {
 		t.Errorf("hard state decoded as %+v, %v", got, err)
 	}
-	for _, m := range []raftlogic.SnapshotMeta{{}, {Index: 9, Term: 2, ConfState: raftlogic.ConfState{Voters: []uint64{1, 300, math.MaxUint64}}}} {
-		got, err := decodeSnapshotMeta(appendSnapshotMeta(nil, m))
-		if err != nil || got.Index != m.Index || got.Term != m.Term || !slices.Equal(got.ConfState.Voters, m.ConfState.Voters) {
+	for _, m := range []raftlogic.SnapshotMeta{
+		{},
+		{Index: 9, Term: 2, ConfState: raftlogic.ConfState{Voters: []uint64{1, 300, math.MaxUint64}}},
+		{Index: 9, Term: 2, ConfState: raftlogic.ConfState{Voters: []uint64{1, 2}, Learners: []uint64{7}}},
+		{Index: 9, Term: 2, ConfState: raftlogic.ConfState{Voters: []uint64{1, 4, 5}, VotersOutgoing: []uint64{1, 2, 3}, Learners: []uint64{9}}},
+		{Index: 9, Term: 2, ConfState: raftlogic.ConfState{VotersOutgoing: []uint64{3}}},
+	} {
+		rec := appendSnapshotMeta(nil, m)
+		got, err := decodeSnapshotMeta(rec)
+		if err != nil || got.Index != m.Index || got.Term != m.Term || !sameConf(got.ConfState, m.ConfState) {
 			t.Errorf("snapshot meta %+v decoded as %+v, %v", m, got, err)
+		}
+		// Voters alone keep the v1 record, which the release before
+		// membership changes reads.
+		plain := len(m.ConfState.VotersOutgoing) == 0 && len(m.ConfState.Learners) == 0
+		if want := byte(recordV2); plain {
+			if rec[0] != recordV1 {
+				t.Errorf("snapshot meta %+v written as version %d, want %d", m, rec[0], recordV1)
+			}
+		} else if rec[0] != want {
+			t.Errorf("snapshot meta %+v written as version %d, want %d", m, rec[0], want)
 		}
 	}
 	if got, err := decodeIndexRecord(appendIndexRecord(nil, 42)); err != nil || got != 42 {
@@ -113,13 +130,15 @@ func FuzzDecodeHardState(f *testing.F) {
 func FuzzDecodeSnapshotMeta(f *testing.F) {
 	f.Add(appendSnapshotMeta(nil, raftlogic.SnapshotMeta{Index: 5, Term: 2, ConfState: raftlogic.ConfState{Voters: []uint64{1, 2, 3}}}))
 	f.Add(sealRecord([]byte{recordV1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, 0))
+	f.Add(appendSnapshotMeta(nil, raftlogic.SnapshotMeta{Index: 5, Term: 2, ConfState: raftlogic.ConfState{Voters: []uint64{1}, VotersOutgoing: []uint64{2}, Learners: []uint64{3}}}))
+	f.Add(sealRecord([]byte{recordV2, 0, 0, 0, 0, 0xff, 0x0f}, 0))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeSnapshotMeta(b)
 		if err != nil {
 			return
 		}
 		again, err := decodeSnapshotMeta(appendSnapshotMeta(nil, m))
-		if err != nil || again.Index != m.Index || again.Term != m.Term || !slices.Equal(again.ConfState.Voters, m.ConfState.Voters) {
+		if err != nil || again.Index != m.Index || again.Term != m.Term || !sameConf(again.ConfState, m.ConfState) {
 			t.Fatalf("%+v re-decoded as %+v, %v", m, again, err)
 		}
 	})
@@ -171,7 +190,7 @@ func FuzzDecodeSealed(f *testing.F) {
 			}
 		}
 		if m, err := decodeSnapshotMeta(rec); err == nil {
-			if again, err := decodeSnapshotMeta(appendSnapshotMeta(nil, m)); err != nil || !slices.Equal(again.ConfState.Voters, m.ConfState.Voters) {
+			if again, err := decodeSnapshotMeta(appendSnapshotMeta(nil, m)); err != nil || !sameConf(again.ConfState, m.ConfState) {
 				t.Fatalf("snapshot meta %+v re-decoded as %+v, %v", m, again, err)
 			}
 		}
@@ -181,4 +200,8 @@ func FuzzDecodeSealed(f *testing.F) {
 			}
 		}
 	})
+}
+
+func sameConf(a, b raftlogic.ConfState) bool {
+	return slices.Equal(a.Voters, b.Voters) && slices.Equal(a.VotersOutgoing, b.VotersOutgoing) && slices.Equal(a.Learners, b.Learners)
 }

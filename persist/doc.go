@@ -24,7 +24,7 @@
 // persist owns the prefix "r/" and never reads or writes any other key:
 //
 //	r/hs                   hard state: term, vote, commit
-//	r/snap                 snapshot metadata: index, term, ConfState voters
+//	r/snap                 snapshot metadata: index, term, ConfState (voters; v2 adds joint and learner members)
 //	r/last                 index of the last log entry
 //	r/e/<index, 8 bytes>   log entry; big-endian, so keys sort by index
 //

@@ -332,5 +332,7 @@ func (s *LogStore) PauseWrites(f func() error) error {
 
 func cloneMeta(m raftlogic.SnapshotMeta) raftlogic.SnapshotMeta {
 	m.ConfState.Voters = slices.Clone(m.ConfState.Voters)
+	m.ConfState.VotersOutgoing = slices.Clone(m.ConfState.VotersOutgoing)
+	m.ConfState.Learners = slices.Clone(m.ConfState.Learners)
 	return m
 }

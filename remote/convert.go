@@ -80,7 +80,7 @@ func toProto(m raftlogic.Message) *raftpb.Message {
 			Meta: &raftpb.SnapshotMeta{
 				Index:     s.Meta.Index,
 				Term:      s.Meta.Term,
-				ConfState: &raftpb.ConfState{Voters: s.Meta.ConfState.Voters},
+				ConfState: toProtoConfState(s.Meta.ConfState),
 			},
 			Data: s.Data,
 		}
@@ -89,7 +89,8 @@ func toProto(m raftlogic.Message) *raftpb.Message {
 }
 
 func isZeroSnapshot(s raftlogic.Snapshot) bool {
-	return s.Meta.Index == 0 && s.Meta.Term == 0 && len(s.Meta.ConfState.Voters) == 0 && len(s.Data) == 0
+	cs := s.Meta.ConfState
+	return s.Meta.Index == 0 && s.Meta.Term == 0 && len(cs.Voters) == 0 && len(cs.VotersOutgoing) == 0 && len(cs.Learners) == 0 && len(s.Data) == 0
 }
 
 func toProtoMsgType(t raftlogic.MessageType) raftpb.MessageType {
@@ -159,12 +160,28 @@ func fromProto(p *raftpb.Message) (raftlogic.Message, error) {
 			Meta: raftlogic.SnapshotMeta{
 				Index:     meta.GetIndex(),
 				Term:      meta.GetTerm(),
-				ConfState: raftlogic.ConfState{Voters: nilIfEmpty(meta.GetConfState().GetVoters())},
+				ConfState: fromProtoConfState(meta.GetConfState()),
 			},
 			Data: nilIfEmpty(s.GetData()),
 		}
 	}
 	return m, nil
+}
+
+// toProtoConfState is the wire form of a configuration.
+func toProtoConfState(cs raftlogic.ConfState) *raftpb.ConfState {
+	return &raftpb.ConfState{Voters: cs.Voters, VotersOutgoing: cs.VotersOutgoing, Learners: cs.Learners}
+}
+
+// fromProtoConfState reads a configuration off the wire; a nil message is
+// the empty configuration. It does not check the lists: raftlogic refuses a
+// configuration it cannot run.
+func fromProtoConfState(p *raftpb.ConfState) raftlogic.ConfState {
+	return raftlogic.ConfState{
+		Voters:         nilIfEmpty(p.GetVoters()),
+		VotersOutgoing: nilIfEmpty(p.GetVotersOutgoing()),
+		Learners:       nilIfEmpty(p.GetLearners()),
+	}
 }
 
 func nilIfEmpty[T any](s []T) []T {

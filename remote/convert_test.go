@@ -32,6 +32,10 @@ func sampleMessages() []raftlogic.Message {
 			Meta: raftlogic.SnapshotMeta{Index: 100, Term: 4, ConfState: raftlogic.ConfState{Voters: []uint64{1, 2, 3}}},
 			Data: []byte("image"),
 		}},
+		{Type: raftlogic.MsgSnap, From: 1, To: 4, Term: 4, Snapshot: raftlogic.Snapshot{ // joint, with a learner
+			Meta: raftlogic.SnapshotMeta{Index: 100, Term: 4, ConfState: raftlogic.ConfState{
+				Voters: []uint64{1, 2, 4}, VotersOutgoing: []uint64{1, 2, 3}, Learners: []uint64{5}}},
+		}},
 		{Type: raftlogic.MsgSnap, From: 1, To: 3, Term: 4, Snapshot: raftlogic.Snapshot{ // metadata only
 			Meta: raftlogic.SnapshotMeta{Index: 100, Term: 4, ConfState: raftlogic.ConfState{Voters: []uint64{1, 2, 3}}},
 		}},

@@ -310,10 +310,12 @@ func (x *Entry) GetData() []byte {
 
 // ConfState mirrors raftlogic.ConfState.
 type ConfState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Voters        []uint64               `protobuf:"varint,1,rep,packed,name=voters,proto3" json:"voters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Voters         []uint64               `protobuf:"varint,1,rep,packed,name=voters,proto3" json:"voters,omitempty"`
+	VotersOutgoing []uint64               `protobuf:"varint,2,rep,packed,name=voters_outgoing,json=votersOutgoing,proto3" json:"voters_outgoing,omitempty"`
+	Learners       []uint64               `protobuf:"varint,3,rep,packed,name=learners,proto3" json:"learners,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConfState) Reset() {
@@ -349,6 +351,20 @@ func (*ConfState) Descriptor() ([]byte, []int) {
 func (x *ConfState) GetVoters() []uint64 {
 	if x != nil {
 		return x.Voters
+	}
+	return nil
+}
+
+func (x *ConfState) GetVotersOutgoing() []uint64 {
+	if x != nil {
+		return x.VotersOutgoing
+	}
+	return nil
+}
+
+func (x *ConfState) GetLearners() []uint64 {
+	if x != nil {
+		return x.Learners
 	}
 	return nil
 }
@@ -656,24 +672,26 @@ func (x *RaftEnvelope) GetMsg() *Message {
 }
 
 // SnapshotChunk carries one piece of a snapshot image from leader `from` to
-// follower `to`. (index, snap_term, voters) is the snapshot's metadata; term is
-// the leader's term. Chunks are sent in order, each at most the transport's
+// follower `to`. (index, snap_term, voters, voters_outgoing, learners) is the
+// snapshot's metadata; term is the leader's term. Chunks are sent in order, each at most the transport's
 // message budget; `offset` is the byte offset of `data` in the image and
 // `last` marks the final chunk.
 type SnapshotChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	From          uint64                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
-	To            uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`
-	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	Index         uint64                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
-	SnapTerm      uint64                 `protobuf:"varint,6,opt,name=snap_term,json=snapTerm,proto3" json:"snap_term,omitempty"`
-	Voters        []uint64               `protobuf:"varint,7,rep,packed,name=voters,proto3" json:"voters,omitempty"`
-	Offset        uint64                 `protobuf:"varint,8,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,9,opt,name=data,proto3" json:"data,omitempty"`
-	Last          bool                   `protobuf:"varint,10,opt,name=last,proto3" json:"last,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId      string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	From           uint64                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	To             uint64                 `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`
+	Term           uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Index          uint64                 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	SnapTerm       uint64                 `protobuf:"varint,6,opt,name=snap_term,json=snapTerm,proto3" json:"snap_term,omitempty"`
+	Voters         []uint64               `protobuf:"varint,7,rep,packed,name=voters,proto3" json:"voters,omitempty"`
+	Offset         uint64                 `protobuf:"varint,8,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data           []byte                 `protobuf:"bytes,9,opt,name=data,proto3" json:"data,omitempty"`
+	Last           bool                   `protobuf:"varint,10,opt,name=last,proto3" json:"last,omitempty"`
+	VotersOutgoing []uint64               `protobuf:"varint,11,rep,packed,name=voters_outgoing,json=votersOutgoing,proto3" json:"voters_outgoing,omitempty"`
+	Learners       []uint64               `protobuf:"varint,12,rep,packed,name=learners,proto3" json:"learners,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SnapshotChunk) Reset() {
@@ -774,6 +792,20 @@ func (x *SnapshotChunk) GetLast() bool {
 		return x.Last
 	}
 	return false
+}
+
+func (x *SnapshotChunk) GetVotersOutgoing() []uint64 {
+	if x != nil {
+		return x.VotersOutgoing
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetLearners() []uint64 {
+	if x != nil {
+		return x.Learners
+	}
+	return nil
 }
 
 // SnapshotChunkAck answers a SnapshotChunk, for flow control. offset is the
@@ -1463,9 +1495,11 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12(\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x14.raftkv.v1.EntryTypeR\x04type\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"#\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"h\n" +
 	"\tConfState\x12\x16\n" +
-	"\x06voters\x18\x01 \x03(\x04R\x06voters\"m\n" +
+	"\x06voters\x18\x01 \x03(\x04R\x06voters\x12'\n" +
+	"\x0fvoters_outgoing\x18\x02 \x03(\x04R\x0evotersOutgoing\x12\x1a\n" +
+	"\blearners\x18\x03 \x03(\x04R\blearners\"m\n" +
 	"\fSnapshotMeta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x123\n" +
@@ -1492,7 +1526,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\fRaftEnvelope\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12$\n" +
-	"\x03msg\x18\x02 \x01(\v2\x12.raftkv.v1.MessageR\x03msg\"\xf1\x01\n" +
+	"\x03msg\x18\x02 \x01(\v2\x12.raftkv.v1.MessageR\x03msg\"\xb6\x02\n" +
 	"\rSnapshotChunk\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
@@ -1505,7 +1539,9 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x06offset\x18\b \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\t \x01(\fR\x04data\x12\x12\n" +
 	"\x04last\x18\n" +
-	" \x01(\bR\x04last\"\xcc\x01\n" +
+	" \x01(\bR\x04last\x12'\n" +
+	"\x0fvoters_outgoing\x18\v \x03(\x04R\x0evotersOutgoing\x12\x1a\n" +
+	"\blearners\x18\f \x03(\x04R\blearners\"\xcc\x01\n" +
 	"\x10SnapshotChunkAck\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
