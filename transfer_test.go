@@ -3,9 +3,12 @@ package raftkv
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/actors"
 	"github.com/raftkv/raftkv/internal/faults"
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
@@ -284,4 +287,123 @@ func TestWriteDuringTransferDoesNotSpin(t *testing.T) {
 		t.Fatalf("a Put during a 300 ms transfer took %d attempts; want it to pause between them", attempts)
 	}
 	t.Logf("a Put during the transfer took %d attempts", attempts)
+}
+
+// The old leader answers even when it cannot learn the outcome: cut off
+// from every answer, it gives up (when raftlogic abandons the transfer, or
+// after a few election timeouts when CheckQuorum made it step down first)
+// though the target took over; stopped mid-transfer, it answers as it
+// stops. Either way the error says leadership may have moved.
+func TestTransferLeadershipOutcomeUnseen(t *testing.T) {
+	network := faults.NewNetwork(1)
+	db := openTest(t, testConfig(t, 3), withSenderMiddleware(network.Middleware()))
+	defer db.Close()
+	ctx := ctxT(t)
+	if err := db.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	l := waitLeader(t, db)
+	to := followerOf(l)
+	third := followerOf(l, to)
+	waitApplied(t, db) // so that l sends TimeoutNow at once
+	// l still sends (its TimeoutNow reaches to) but hears nothing back.
+	network.Cut(to, l)
+	network.Cut(third, l)
+	start := time.Now()
+	res, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.(*raftpb.TransferResponse)
+	if r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED || (r.GetLeaderId() != 0 && r.GetLeaderId() != l) {
+		t.Fatalf("transfer by a leader that hears nothing answered %v (leader %d, %q); want TRANSFER_FAILED naming itself or no leader", r.GetErrorCode(), r.GetLeaderId(), r.GetMessage())
+	}
+	t.Logf("the cut-off leader answered: %s", r.GetMessage())
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Errorf("it answered after %v; want about three election timeouts (300 ms)", waited)
+	}
+	if s := statusOf(t, db, to); s.Role != "leader" {
+		t.Errorf("node %d is %s; the transfer should have made it leader, unseen by node %d", to, s.Role, l)
+	}
+	network.Heal()
+
+	// Stopped mid-transfer: now the target is cut off, so the transfer
+	// runs until the node stops.
+	l = waitLeader(t, db)
+	to = followerOf(l)
+	network.Isolate(to, 1, 2, 3)
+	f := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second)
+	// A stop overtakes queued requests; once a status request sent after
+	// the transfer is answered, the transfer has begun.
+	if _, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.StatusRequest{}, 10*time.Second).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.stopNode(l); err != nil {
+		t.Fatal(err)
+	}
+	res, err = f.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.(*raftpb.TransferResponse); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED || r.GetLeaderId() != 0 {
+		t.Fatalf("transfer by a stopping leader answered %v (leader %d, %q); want TRANSFER_FAILED", r.GetErrorCode(), r.GetLeaderId(), r.GetMessage())
+	}
+}
+
+// electionsOnly, armed for a node, drops every Raft message to it but
+// votes and pre-votes and their answers: it can lose an election, but
+// never hears who won.
+type electionsOnly struct{ node atomic.Uint64 }
+
+func (e *electionsOnly) middleware() actor.SenderMiddleware {
+	return func(next actor.SenderFunc) actor.SenderFunc {
+		return func(c actor.SenderContext, target *actor.PID, env *actor.MessageEnvelope) {
+			if m, ok := env.Message.(*raftpb.RaftEnvelope); ok && target.Id == actors.NodeName(e.node.Load()) {
+				switch m.GetMsg().GetType() {
+				case raftpb.MessageType_MESSAGE_TYPE_VOTE, raftpb.MessageType_MESSAGE_TYPE_VOTE_RESP,
+					raftpb.MessageType_MESSAGE_TYPE_PRE_VOTE, raftpb.MessageType_MESSAGE_TYPE_PRE_VOTE_RESP:
+				default:
+					return
+				}
+			}
+			next(c, target, env)
+		}
+	}
+}
+
+// An old leader that steps down for its transferee's election but never
+// hears from the new leader gives up after transferWaitTimeouts election
+// timeouts, naming no leader, and does not hang.
+func TestTransferLeadershipNoLeaderHeard(t *testing.T) {
+	deaf := &electionsOnly{}
+	db := openTest(t, testConfig(t, 3), withSenderMiddleware(deaf.middleware()))
+	defer db.Close()
+	ctx := ctxT(t)
+	if err := db.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	l := waitLeader(t, db)
+	to := followerOf(l)
+	// Caught up, so that l sends TimeoutNow at once rather than wait for
+	// an acknowledgement it would not hear.
+	waitApplied(t, db)
+	deaf.node.Store(l)
+	start := time.Now()
+	res, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := time.Since(start)
+	r := res.(*raftpb.TransferResponse)
+	if r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED || r.GetLeaderId() != 0 {
+		t.Fatalf("answered %v (leader %d, %q); want TRANSFER_FAILED naming no leader", r.GetErrorCode(), r.GetLeaderId(), r.GetMessage())
+	}
+	// Three election timeouts of 100 ms, counted in ticks.
+	if waited < 250*time.Millisecond || waited > 3*time.Second {
+		t.Errorf("answered after %v; want about 300 ms", waited)
+	}
+	if s := statusOf(t, db, to); s.Role != "leader" {
+		t.Errorf("node %d is %s; it should have won, unseen by node %d", to, s.Role, l)
+	}
+	t.Logf("answered after %v: %s", waited, r.GetMessage())
 }

@@ -16,11 +16,13 @@ import (
 // is known to it:
 //
 //   - OK: this node saw the target lead, in a term after the one it led in.
-//   - TRANSFER_FAILED: raftlogic abandoned the transfer (the target did not
-//     win within an election timeout, and this node leads on), another
-//     node took over instead, this node heard of no new leader within
-//     transferWaitTimeouts election timeouts, or it stopped. Leadership may
-//     have moved in the last two cases.
+//   - TRANSFER_FAILED: raftlogic abandoned the transfer (this node saw no
+//     sign of the target winning within an election timeout, and leads on
+//     as far as it knows), another node took over instead, this node heard
+//     of no new leader within transferWaitTimeouts election timeouts, or it
+//     stopped. Only when another node took over is the outcome certain:
+//     otherwise the target may have won unseen (this node cut off from its
+//     answers, say).
 //
 // Refused at once, changing nothing: NOT_LEADER (the router follows the
 // hint), TRANSFER_TARGET (not another voter), TRANSFER_BUSY (a transfer to
@@ -172,7 +174,7 @@ func (n *nodeActor) checkTransfer(ctx actor.Context) {
 			fmt.Sprintf("node %d took over in term %d, not node %d", st.Lead, st.Term, p.to))
 	case st.Role == raftlogic.Leader && st.Term == p.term && st.Transferee == raftlogic.None:
 		n.endTransfer(ctx, raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED, n.cfg.ID,
-			fmt.Sprintf("node %d did not take over within an election timeout; node %d leads on", p.to, n.cfg.ID))
+			fmt.Sprintf("node %d was not seen taking over within an election timeout; node %d leads on as far as it knows", p.to, n.cfg.ID))
 	case p.ticksLeft <= 0:
 		n.endTransfer(ctx, raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED, st.Lead,
 			fmt.Sprintf("node %d heard of no leader after handing over to node %d; leadership may have moved", n.cfg.ID, p.to))
