@@ -74,11 +74,12 @@ var (
 	// that transfer ends.
 	ErrTransferInProgress = apiwire.ErrTransferInProgress
 	// ErrTransferFailed: a leadership transfer began but the old leader did
-	// not see the target take over: the target did not win an election
-	// within the leader's election timeout (the old leader then leads on),
+	// not see the target take over: it saw no sign of the target winning
+	// within an election timeout (it then leads on, as far as it knows),
 	// another node won instead, no new leader was heard of in time, or the
-	// old leader stopped. Leadership may still have moved; Status tells
-	// who leads now. Also returned, with nothing changed, when a transfer
+	// old leader stopped. Unless another node won, the target may have
+	// won unseen (an old leader cut off from its followers' answers cannot
+	// tell); Status tells who leads now. Also returned, with nothing changed, when a transfer
 	// to 0 finds no other node that answered the leader recently.
 	ErrTransferFailed = apiwire.ErrTransferFailed
 	// ErrInvalidOption: an option given to Open cannot be used.

@@ -21,8 +21,8 @@
 //                        last applied command; not executed now.
 //                        TRANSFER_FAILED: a leadership transfer began but
 //                        the old leader did not see the target take over
-//                        (it did not win in time, another node did, or no
-//                        new leader was heard of); leadership may have
+//                        (no sign of it winning in time, another node won,
+//                        or no new leader was heard of); leadership may have
 //                        moved anyway: Status tells. Also, with nothing
 //                        changed, a transfer to 0 that found no other
 //                        node answering the leader.

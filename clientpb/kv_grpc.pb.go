@@ -21,8 +21,8 @@
 //                        last applied command; not executed now.
 //                        TRANSFER_FAILED: a leadership transfer began but
 //                        the old leader did not see the target take over
-//                        (it did not win in time, another node did, or no
-//                        new leader was heard of); leadership may have
+//                        (no sign of it winning in time, another node won,
+//                        or no new leader was heard of); leadership may have
 //                        moved anyway: Status tells. Also, with nothing
 //                        changed, a transfer to 0 that found no other
 //                        node answering the leader.
@@ -104,8 +104,8 @@ type KVClient interface {
 	// old leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
 	// INVALID_TRANSFER (the target is not a voter, or already leads),
 	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
-	// under way), ABORTED TRANSFER_FAILED (the target did not take over in
-	// time, or another node did; leadership may have moved anyway; or, with
+	// under way), ABORTED TRANSFER_FAILED (the target was not seen taking
+	// over in time, or another node did; leadership may have moved anyway; or, with
 	// 0, no other node answered the leader lately).
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
@@ -195,8 +195,8 @@ type KVServer interface {
 	// old leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
 	// INVALID_TRANSFER (the target is not a voter, or already leads),
 	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
-	// under way), ABORTED TRANSFER_FAILED (the target did not take over in
-	// time, or another node did; leadership may have moved anyway; or, with
+	// under way), ABORTED TRANSFER_FAILED (the target was not seen taking
+	// over in time, or another node did; leadership may have moved anyway; or, with
 	// 0, no other node answered the leader lately).
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedKVServer()

@@ -31,7 +31,7 @@ func transferMain(args []string, stdout, stderr io.Writer) int {
 			"Prints the leader and term the cluster reports afterwards; --json prints\n"+
 			"an object with the fields to, leader and term instead.\n"+
 			"Exit codes: 0 ok, 1 failure (not a voter, the leader itself, another\n"+
-			"transfer under way, the target did not take over, cluster unreachable),\n"+
+			"transfer under way, the target not seen taking over, cluster unreachable),\n"+
 			"2 usage.\n", stderr)
 	endpoints := endpointsFlag(fs, true)
 	timeout := fs.Duration("timeout", defaultTimeout, "give up after this long (connecting included)")
