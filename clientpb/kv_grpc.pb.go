@@ -105,8 +105,8 @@ type KVClient interface {
 	// INVALID_TRANSFER (the target is not a voter, or already leads),
 	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
 	// under way), ABORTED TRANSFER_FAILED (the target was not seen taking
-	// over in time, or another node did; leadership may have moved anyway; or, with
-	// 0, no other node answered the leader lately).
+	// over in time, or another node did; leadership may have moved anyway;
+	// or, with 0, no other node answered the leader lately).
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
 
@@ -196,8 +196,8 @@ type KVServer interface {
 	// INVALID_TRANSFER (the target is not a voter, or already leads),
 	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
 	// under way), ABORTED TRANSFER_FAILED (the target was not seen taking
-	// over in time, or another node did; leadership may have moved anyway; or, with
-	// 0, no other node answered the leader lately).
+	// over in time, or another node did; leadership may have moved anyway;
+	// or, with 0, no other node answered the leader lately).
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
