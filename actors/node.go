@@ -69,6 +69,10 @@ type nodeActor struct {
 	sizes   logSizes
 	// failure is why the node stopped itself (fail), for OnStopped.
 	failure error
+	// handover is the leadership transfer in flight, and acks what peers
+	// last acknowledged to this node as leader (transfer.go).
+	handover *pendingTransfer
+	acks     map[uint64]peerAck
 }
 
 type pendingGet struct {
@@ -211,6 +215,7 @@ func (n *nodeActor) step(ctx actor.Context, env *raftpb.RaftEnvelope) {
 		n.log.Warn("dropped a peer message", "err", err)
 		return
 	}
+	n.noteAck(m)
 	n.scheduleFlush(ctx)
 }
 
@@ -411,4 +416,5 @@ func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
 		}
 	}
 	n.role, n.lead = s.Role, s.Lead
+	n.checkTransfer(ctx)
 }

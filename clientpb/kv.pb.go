@@ -12,16 +12,29 @@
 //                        session (client_id 0), with seq 0 or an unknown
 //                        op, or a command the state machine cannot decode.
 //                        Nothing was proposed or executed.
+//                        INVALID_TRANSFER: TransferLeadership named a node
+//                        that is not a voter, or the leader itself;
+//                        nothing changed.
 //   RESOURCE_EXHAUSTED   (no detail: gRPC's own) a message over the
 //                        server's size limit: the value is too large.
 //   ABORTED              STALE_REQUEST: seq is older than the session's
 //                        last applied command; not executed now.
+//                        TRANSFER_FAILED: a leadership transfer began but
+//                        the old leader did not see the target take over
+//                        (no sign of it winning in time, another node won,
+//                        or no new leader was heard of); leadership may have
+//                        moved anyway: Status tells. Also, with nothing
+//                        changed, a transfer to 0 that found no other
+//                        node answering the leader.
 //   FAILED_PRECONDITION  SESSION_EXPIRED: the write's session expired or
 //                        was never registered: this copy was not executed,
 //                        and no later copy will be. If an earlier copy of
 //                        the write was sent, it may have run before the
 //                        expiry: the outcome is then unknown. Register a
 //                        new session before writing again.
+//                        TRANSFER_IN_PROGRESS: the leader is handing
+//                        leadership to another node than the one asked
+//                        for; nothing changed.
 //   UNKNOWN              OUTCOME_UNKNOWN, with metadata "cause" naming the
 //                        reason it follows (SESSION_EXPIRED): the same,
 //                        where the server itself had sent an earlier copy:
@@ -392,6 +405,86 @@ func (x *ReadResponse) GetValue() []byte {
 	return nil
 }
 
+type TransferLeadershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            uint64                 `protobuf:"varint,1,opt,name=to,proto3" json:"to,omitempty"` // the node to hand leadership to; 0 lets the leader choose
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_raftkv_v1_kv_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_kv_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TransferLeadershipRequest) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+type TransferLeadershipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_raftkv_v1_kv_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_kv_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{7}
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -400,7 +493,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[6]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +505,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[6]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +518,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 type ClusterStatusResponse struct {
@@ -437,7 +530,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[7]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +542,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[7]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +555,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClusterStatusResponse) GetNodes() []*NodeStatus {
@@ -487,7 +580,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[8]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +592,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[8]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +605,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeStatus) GetId() uint64 {
@@ -568,7 +661,10 @@ const file_raftkv_v1_kv_proto_rawDesc = "" +
 	"\vReadRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"$\n" +
 	"\fReadResponse\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\fR\x05value\"\x16\n" +
+	"\x05value\x18\x01 \x01(\fR\x05value\"+\n" +
+	"\x19TransferLeadershipRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\x04R\x02to\"\x1c\n" +
+	"\x1aTransferLeadershipResponse\"\x16\n" +
 	"\x14ClusterStatusRequest\"D\n" +
 	"\x15ClusterStatusResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.raftkv.v1.NodeStatusR\x05nodes\"\xae\x01\n" +
@@ -584,12 +680,13 @@ const file_raftkv_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
 	"\tOP_UPDATE\x10\x02\x12\r\n" +
-	"\tOP_REMOVE\x10\x032\xa0\x02\n" +
+	"\tOP_REMOVE\x10\x032\x83\x03\n" +
 	"\x02KV\x12X\n" +
 	"\x0fRegisterSession\x12!.raftkv.v1.RegisterSessionRequest\x1a\".raftkv.v1.RegisterSessionResponse\x12:\n" +
 	"\x05Write\x12\x17.raftkv.v1.WriteRequest\x1a\x18.raftkv.v1.WriteResponse\x127\n" +
 	"\x04Read\x12\x16.raftkv.v1.ReadRequest\x1a\x17.raftkv.v1.ReadResponse\x12K\n" +
-	"\x06Status\x12\x1f.raftkv.v1.ClusterStatusRequest\x1a .raftkv.v1.ClusterStatusResponseB,Z*github.com/raftkv/raftkv/clientpb;clientpbb\x06proto3"
+	"\x06Status\x12\x1f.raftkv.v1.ClusterStatusRequest\x1a .raftkv.v1.ClusterStatusResponse\x12a\n" +
+	"\x12TransferLeadership\x12$.raftkv.v1.TransferLeadershipRequest\x1a%.raftkv.v1.TransferLeadershipResponseB,Z*github.com/raftkv/raftkv/clientpb;clientpbb\x06proto3"
 
 var (
 	file_raftkv_v1_kv_proto_rawDescOnce sync.Once
@@ -604,34 +701,38 @@ func file_raftkv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_raftkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_raftkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_raftkv_v1_kv_proto_goTypes = []any{
-	(Op)(0),                         // 0: raftkv.v1.Op
-	(*RegisterSessionRequest)(nil),  // 1: raftkv.v1.RegisterSessionRequest
-	(*RegisterSessionResponse)(nil), // 2: raftkv.v1.RegisterSessionResponse
-	(*WriteRequest)(nil),            // 3: raftkv.v1.WriteRequest
-	(*WriteResponse)(nil),           // 4: raftkv.v1.WriteResponse
-	(*ReadRequest)(nil),             // 5: raftkv.v1.ReadRequest
-	(*ReadResponse)(nil),            // 6: raftkv.v1.ReadResponse
-	(*ClusterStatusRequest)(nil),    // 7: raftkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),   // 8: raftkv.v1.ClusterStatusResponse
-	(*NodeStatus)(nil),              // 9: raftkv.v1.NodeStatus
-	(*raftpb.StatusResponse)(nil),   // 10: raftkv.v1.StatusResponse
+	(Op)(0),                            // 0: raftkv.v1.Op
+	(*RegisterSessionRequest)(nil),     // 1: raftkv.v1.RegisterSessionRequest
+	(*RegisterSessionResponse)(nil),    // 2: raftkv.v1.RegisterSessionResponse
+	(*WriteRequest)(nil),               // 3: raftkv.v1.WriteRequest
+	(*WriteResponse)(nil),              // 4: raftkv.v1.WriteResponse
+	(*ReadRequest)(nil),                // 5: raftkv.v1.ReadRequest
+	(*ReadResponse)(nil),               // 6: raftkv.v1.ReadResponse
+	(*TransferLeadershipRequest)(nil),  // 7: raftkv.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 8: raftkv.v1.TransferLeadershipResponse
+	(*ClusterStatusRequest)(nil),       // 9: raftkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),      // 10: raftkv.v1.ClusterStatusResponse
+	(*NodeStatus)(nil),                 // 11: raftkv.v1.NodeStatus
+	(*raftpb.StatusResponse)(nil),      // 12: raftkv.v1.StatusResponse
 }
 var file_raftkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: raftkv.v1.WriteRequest.op:type_name -> raftkv.v1.Op
-	9,  // 1: raftkv.v1.ClusterStatusResponse.nodes:type_name -> raftkv.v1.NodeStatus
-	10, // 2: raftkv.v1.NodeStatus.status:type_name -> raftkv.v1.StatusResponse
+	11, // 1: raftkv.v1.ClusterStatusResponse.nodes:type_name -> raftkv.v1.NodeStatus
+	12, // 2: raftkv.v1.NodeStatus.status:type_name -> raftkv.v1.StatusResponse
 	1,  // 3: raftkv.v1.KV.RegisterSession:input_type -> raftkv.v1.RegisterSessionRequest
 	3,  // 4: raftkv.v1.KV.Write:input_type -> raftkv.v1.WriteRequest
 	5,  // 5: raftkv.v1.KV.Read:input_type -> raftkv.v1.ReadRequest
-	7,  // 6: raftkv.v1.KV.Status:input_type -> raftkv.v1.ClusterStatusRequest
-	2,  // 7: raftkv.v1.KV.RegisterSession:output_type -> raftkv.v1.RegisterSessionResponse
-	4,  // 8: raftkv.v1.KV.Write:output_type -> raftkv.v1.WriteResponse
-	6,  // 9: raftkv.v1.KV.Read:output_type -> raftkv.v1.ReadResponse
-	8,  // 10: raftkv.v1.KV.Status:output_type -> raftkv.v1.ClusterStatusResponse
-	7,  // [7:11] is the sub-list for method output_type
-	3,  // [3:7] is the sub-list for method input_type
+	9,  // 6: raftkv.v1.KV.Status:input_type -> raftkv.v1.ClusterStatusRequest
+	7,  // 7: raftkv.v1.KV.TransferLeadership:input_type -> raftkv.v1.TransferLeadershipRequest
+	2,  // 8: raftkv.v1.KV.RegisterSession:output_type -> raftkv.v1.RegisterSessionResponse
+	4,  // 9: raftkv.v1.KV.Write:output_type -> raftkv.v1.WriteResponse
+	6,  // 10: raftkv.v1.KV.Read:output_type -> raftkv.v1.ReadResponse
+	10, // 11: raftkv.v1.KV.Status:output_type -> raftkv.v1.ClusterStatusResponse
+	8,  // 12: raftkv.v1.KV.TransferLeadership:output_type -> raftkv.v1.TransferLeadershipResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -648,7 +749,7 @@ func file_raftkv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_v1_kv_proto_rawDesc), len(file_raftkv_v1_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

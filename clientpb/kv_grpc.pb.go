@@ -12,16 +12,29 @@
 //                        session (client_id 0), with seq 0 or an unknown
 //                        op, or a command the state machine cannot decode.
 //                        Nothing was proposed or executed.
+//                        INVALID_TRANSFER: TransferLeadership named a node
+//                        that is not a voter, or the leader itself;
+//                        nothing changed.
 //   RESOURCE_EXHAUSTED   (no detail: gRPC's own) a message over the
 //                        server's size limit: the value is too large.
 //   ABORTED              STALE_REQUEST: seq is older than the session's
 //                        last applied command; not executed now.
+//                        TRANSFER_FAILED: a leadership transfer began but
+//                        the old leader did not see the target take over
+//                        (no sign of it winning in time, another node won,
+//                        or no new leader was heard of); leadership may have
+//                        moved anyway: Status tells. Also, with nothing
+//                        changed, a transfer to 0 that found no other
+//                        node answering the leader.
 //   FAILED_PRECONDITION  SESSION_EXPIRED: the write's session expired or
 //                        was never registered: this copy was not executed,
 //                        and no later copy will be. If an earlier copy of
 //                        the write was sent, it may have run before the
 //                        expiry: the outcome is then unknown. Register a
 //                        new session before writing again.
+//                        TRANSFER_IN_PROGRESS: the leader is handing
+//                        leadership to another node than the one asked
+//                        for; nothing changed.
 //   UNKNOWN              OUTCOME_UNKNOWN, with metadata "cause" naming the
 //                        reason it follows (SESSION_EXPIRED): the same,
 //                        where the server itself had sent an earlier copy:
@@ -57,10 +70,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_RegisterSession_FullMethodName = "/raftkv.v1.KV/RegisterSession"
-	KV_Write_FullMethodName           = "/raftkv.v1.KV/Write"
-	KV_Read_FullMethodName            = "/raftkv.v1.KV/Read"
-	KV_Status_FullMethodName          = "/raftkv.v1.KV/Status"
+	KV_RegisterSession_FullMethodName    = "/raftkv.v1.KV/RegisterSession"
+	KV_Write_FullMethodName              = "/raftkv.v1.KV/Write"
+	KV_Read_FullMethodName               = "/raftkv.v1.KV/Read"
+	KV_Status_FullMethodName             = "/raftkv.v1.KV/Status"
+	KV_TransferLeadership_FullMethodName = "/raftkv.v1.KV/TransferLeadership"
 )
 
 // KVClient is the client API for KV service.
@@ -84,6 +98,16 @@ type KVClient interface {
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// Status reports every node of the cluster.
 	Status(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// TransferLeadership asks the leader to hand leadership to node `to`
+	// (0: of the nodes that answered the leader within an election timeout,
+	// the one that acknowledged the most of its log) and answers once the
+	// old leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
+	// INVALID_TRANSFER (the target is not a voter, or already leads),
+	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
+	// under way), ABORTED TRANSFER_FAILED (the target was not seen taking
+	// over in time, or another node did; leadership may have moved anyway;
+	// or, with 0, no other node answered the leader lately).
+	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
 
 type kVClient struct {
@@ -134,6 +158,16 @@ func (c *kVClient) Status(ctx context.Context, in *ClusterStatusRequest, opts ..
 	return out, nil
 }
 
+func (c *kVClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeadershipResponse)
+	err := c.cc.Invoke(ctx, KV_TransferLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -155,6 +189,16 @@ type KVServer interface {
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// Status reports every node of the cluster.
 	Status(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
+	// TransferLeadership asks the leader to hand leadership to node `to`
+	// (0: of the nodes that answered the leader within an election timeout,
+	// the one that acknowledged the most of its log) and answers once the
+	// old leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
+	// INVALID_TRANSFER (the target is not a voter, or already leads),
+	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
+	// under way), ABORTED TRANSFER_FAILED (the target was not seen taking
+	// over in time, or another node did; leadership may have moved anyway;
+	// or, with 0, no other node answered the leader lately).
+	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -176,6 +220,9 @@ func (UnimplementedKVServer) Read(context.Context, *ReadRequest) (*ReadResponse,
 }
 func (UnimplementedKVServer) Status(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedKVServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransferLeadership not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -270,6 +317,24 @@ func _KV_Status_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).TransferLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_TransferLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -292,6 +357,10 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _KV_Status_Handler,
+		},
+		{
+			MethodName: "TransferLeadership",
+			Handler:    _KV_TransferLeadership_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -25,6 +25,10 @@ var (
 	ErrValueTooLarge  = errors.New("raftkv: value too large")
 	ErrStaleRequest   = errors.New("raftkv: stale request")
 	ErrSessionExpired = errors.New("raftkv: client session expired")
+	// Leadership transfer's outcomes.
+	ErrInvalidTransfer    = errors.New("raftkv: invalid leadership transfer")
+	ErrTransferInProgress = errors.New("raftkv: leadership transfer in progress")
+	ErrTransferFailed     = errors.New("raftkv: leadership transfer failed")
 	// ErrInvalidRequest: a request the server refused as malformed. The
 	// root does not export it: its own requests are never malformed.
 	ErrInvalidRequest = errors.New("raftkv: invalid request")
@@ -109,6 +113,13 @@ var table = [...]row{
 		grpc: codes.Aborted, reason: "STALE_REQUEST", byCode: true, class: Final},
 	{err: ErrSessionExpired, state: kvstate.ErrSessionExpired, wire: raftpb.ErrorCode_ERROR_CODE_SESSION_EXPIRED,
 		grpc: codes.FailedPrecondition, reason: "SESSION_EXPIRED", byCode: true, class: Final},
+	// A leadership transfer's refusals and failure (see actors' transfer.go).
+	{err: ErrInvalidTransfer, wire: raftpb.ErrorCode_ERROR_CODE_TRANSFER_TARGET,
+		grpc: codes.InvalidArgument, reason: "INVALID_TRANSFER", class: Final},
+	{err: ErrTransferInProgress, wire: raftpb.ErrorCode_ERROR_CODE_TRANSFER_BUSY,
+		grpc: codes.FailedPrecondition, reason: "TRANSFER_IN_PROGRESS", class: Final},
+	{err: ErrTransferFailed, wire: raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED,
+		grpc: codes.Aborted, reason: "TRANSFER_FAILED", class: Final},
 	// A final answer whose write may have run earlier (see ToStatus).
 	// UNKNOWN without the detail is gRPC's own, not this.
 	{err: ErrOutcomeUnknown, wire: noWire, grpc: codes.Unknown, reason: "OUTCOME_UNKNOWN", class: Final},

@@ -169,6 +169,9 @@ const (
 	ErrorCode_ERROR_CODE_BAD_REQUEST      ErrorCode = 9  // the request is malformed; see message
 	ErrorCode_ERROR_CODE_STALE_REQUEST    ErrorCode = 10 // a retry older than the client's last command
 	ErrorCode_ERROR_CODE_SESSION_EXPIRED  ErrorCode = 11 // the client session expired; a first attempt was not executed
+	ErrorCode_ERROR_CODE_TRANSFER_TARGET  ErrorCode = 12 // a transfer's target is not another voter (unknown, not voting, or the leader itself)
+	ErrorCode_ERROR_CODE_TRANSFER_BUSY    ErrorCode = 13 // the leader is already handing leadership to another node
+	ErrorCode_ERROR_CODE_TRANSFER_FAILED  ErrorCode = 14 // the transfer did not complete; leader_id is the leader this node now knows (0 if none)
 )
 
 // Enum value maps for ErrorCode.
@@ -186,6 +189,9 @@ var (
 		9:  "ERROR_CODE_BAD_REQUEST",
 		10: "ERROR_CODE_STALE_REQUEST",
 		11: "ERROR_CODE_SESSION_EXPIRED",
+		12: "ERROR_CODE_TRANSFER_TARGET",
+		13: "ERROR_CODE_TRANSFER_BUSY",
+		14: "ERROR_CODE_TRANSFER_FAILED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_OK":               0,
@@ -200,6 +206,9 @@ var (
 		"ERROR_CODE_BAD_REQUEST":      9,
 		"ERROR_CODE_STALE_REQUEST":    10,
 		"ERROR_CODE_SESSION_EXPIRED":  11,
+		"ERROR_CODE_TRANSFER_TARGET":  12,
+		"ERROR_CODE_TRANSFER_BUSY":    13,
+		"ERROR_CODE_TRANSFER_FAILED":  14,
 	}
 )
 
@@ -1360,10 +1369,12 @@ func (x *StatusResponse) GetDiskFreeBytes() uint64 {
 	return 0
 }
 
-// TransferRequest asks the leader to hand leadership to node `to`.
+// TransferRequest asks the leader to hand leadership to node `to`, or, when
+// `to` is 0, to the voter that acknowledged most of its log recently.
 type TransferRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	To            uint64                 `protobuf:"varint,1,opt,name=to,proto3" json:"to,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1405,7 +1416,16 @@ func (x *TransferRequest) GetTo() uint64 {
 	return 0
 }
 
-// TransferResponse answers a TransferRequest; OK means the transfer started.
+func (x *TransferRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+// TransferResponse answers a TransferRequest once it is decided: OK means
+// the old leader saw the target lead in a later term; see ErrorCode for
+// the rest.
 type TransferResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ErrorCode     ErrorCode              `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
@@ -1581,9 +1601,11 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\tproposals\x18\x0e \x01(\x04R\tproposals\x12\x1d\n" +
 	"\n" +
 	"disk_bytes\x18\x0f \x01(\x04R\tdiskBytes\x12&\n" +
-	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\"!\n" +
+	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\"@\n" +
 	"\x0fTransferRequest\x12\x0e\n" +
-	"\x02to\x18\x01 \x01(\x04R\x02to\"~\n" +
+	"\x02to\x18\x01 \x01(\x04R\x02to\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\"~\n" +
 	"\x10TransferResponse\x123\n" +
 	"\n" +
 	"error_code\x18\x01 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
@@ -1604,7 +1626,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"*>\n" +
 	"\tEntryType\x12\x15\n" +
 	"\x11ENTRY_TYPE_NORMAL\x10\x00\x12\x1a\n" +
-	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\xd2\x02\n" +
+	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\xb0\x03\n" +
 	"\tErrorCode\x12\x11\n" +
 	"\rERROR_CODE_OK\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_LEADER\x10\x01\x12\x1b\n" +
@@ -1618,7 +1640,10 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x16ERROR_CODE_BAD_REQUEST\x10\t\x12\x1c\n" +
 	"\x18ERROR_CODE_STALE_REQUEST\x10\n" +
 	"\x12\x1e\n" +
-	"\x1aERROR_CODE_SESSION_EXPIRED\x10\vB/Z-github.com/raftkv/raftkv/remote/raftpb;raftpbb\x06proto3"
+	"\x1aERROR_CODE_SESSION_EXPIRED\x10\v\x12\x1e\n" +
+	"\x1aERROR_CODE_TRANSFER_TARGET\x10\f\x12\x1c\n" +
+	"\x18ERROR_CODE_TRANSFER_BUSY\x10\r\x12\x1e\n" +
+	"\x1aERROR_CODE_TRANSFER_FAILED\x10\x0eB/Z-github.com/raftkv/raftkv/remote/raftpb;raftpbb\x06proto3"
 
 var (
 	file_raftkv_v1_raft_proto_rawDescOnce sync.Once
