@@ -177,6 +177,45 @@ func (c *Client) Status(ctx context.Context) ([]NodeStatus, error) {
 	return nodes, nil
 }
 
+// TransferLeadership asks the cluster's leader to hand leadership to node
+// to (0: the leader picks the node holding most of its log), and returns
+// once the old leader has seen to lead, in a later term. It reports the
+// same errors as DB.TransferLeadership, with the same guarantees. An
+// attempt whose answer is lost is sent again through another endpoint; if
+// the cluster then answers that to already leads, the earlier attempt did
+// it and the call returns nil; with to 0 the re-sent attempt may move
+// leadership a second time.
+func (c *Client) TransferLeadership(ctx context.Context, to uint64) error {
+	ctx, cancel := bounded(ctx, c.timeout)
+	defer cancel()
+	sent := false
+	_, err := c.do(ctx, clientWriteTryTimeout, 0, func(ctx context.Context, kv clientpb.KVClient) error {
+		_, err := kv.TransferLeadership(ctx, &clientpb.TransferLeadershipRequest{To: to})
+		if _, final := apiwire.FromStatus(err); !final {
+			sent = true
+		}
+		return err
+	})
+	if sent && to != 0 && errors.Is(err, ErrInvalidTransfer) && c.leads(ctx, to) {
+		return nil
+	}
+	return err
+}
+
+// leads reports whether the cluster's nodes say that node id leads.
+func (c *Client) leads(ctx context.Context, id uint64) bool {
+	nodes, err := c.Status(ctx)
+	if err != nil {
+		return false
+	}
+	for _, n := range nodes {
+		if n.ID == id {
+			return n.Reachable && n.Role == "leader"
+		}
+	}
+	return false
+}
+
 func (c *Client) write(ctx context.Context, op clientpb.Op, key string, value []byte) error {
 	// Keys are checked here, and values against the most any cluster
 	// accepts; the cluster enforces its own value limit.

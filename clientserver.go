@@ -113,6 +113,13 @@ func (k *kvService) Status(ctx context.Context, _ *clientpb.ClusterStatusRequest
 	return resp, nil
 }
 
+func (k *kvService) TransferLeadership(ctx context.Context, req *clientpb.TransferLeadershipRequest) (*clientpb.TransferLeadershipResponse, error) {
+	if err := k.gw.transfer(ctx, req.GetTo()); err != nil {
+		return nil, apiwire.ToStatus(err)
+	}
+	return &clientpb.TransferLeadershipResponse{}, nil
+}
+
 // clientAddr is where a node serves the client API, "" when it serves none.
 func clientAddr(host string, port int) string {
 	if port == 0 {

@@ -413,3 +413,22 @@ func (db *DB) Remove(ctx context.Context, key string) error {
 func (db *DB) Get(ctx context.Context, key string) ([]byte, error) {
 	return db.gw.get(ctx, key)
 }
+
+// TransferLeadership asks the cluster's leader to hand leadership to node
+// to, and returns once the old leader has seen to lead (in a later term).
+// With to 0 the leader chooses: of the nodes that answered it within an
+// election timeout, the one holding most of its log. It is routed to the
+// leader as a write is.
+//
+// While the transfer runs (at most an election timeout) the leader takes
+// no writes; they wait and follow to the new leader. A nil error says the
+// old leader saw the target lead; leadership can move again at any time
+// after, as after any election. Errors: ErrInvalidTransfer (to is not a
+// voting member, or already leads), ErrTransferInProgress (a transfer to
+// another node is under way), ErrTransferFailed (no handover seen: see
+// it), or, when no leader answered before ctx ended, ErrUnavailable. Ask
+// again after a failure only once Status shows who leads: with to 0, a
+// second request moves leadership again.
+func (db *DB) TransferLeadership(ctx context.Context, to uint64) error {
+	return db.gw.transfer(ctx, to)
+}

@@ -24,6 +24,10 @@
 // Close stops the nodes and flushes their storage; the next Open finds every
 // acknowledged write.
 //
+// Status reports every node's state; TransferLeadership hands leadership to
+// a chosen node (before taking the leader's host down, say) and returns
+// once the old leader has seen it lead. A Client offers both too.
+//
 // This package is the API: everything a program needs is here, with
 // config (WithConfig's Config), nodestatus (the fields of NodeStatus) and,
 // for gRPC clients in other languages, clientpb's kv.proto. The other

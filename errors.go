@@ -92,6 +92,23 @@ var (
 	// long, or a change the configuration does not allow (promoting a node
 	// that is not a learner). Nothing changed; the message says which.
 	ErrInvalidMemberChange = apiwire.ErrInvalidMemberChange
+	// ErrInvalidTransfer: TransferLeadership named a node that is not a
+	// voting member of the cluster, or the node that already leads.
+	// Nothing changed.
+	ErrInvalidTransfer = apiwire.ErrInvalidTransfer
+	// ErrTransferInProgress: the leader is already handing leadership to
+	// another node than the one asked for. Nothing changed; ask again once
+	// that transfer ends.
+	ErrTransferInProgress = apiwire.ErrTransferInProgress
+	// ErrTransferFailed: a leadership transfer began but the old leader did
+	// not see the target take over: it saw no sign of the target winning
+	// within an election timeout (it then leads on, as far as it knows),
+	// another node won instead, no new leader was heard of in time, or the
+	// old leader stopped. Unless another node won, the target may have
+	// won unseen (an old leader cut off from its followers' answers cannot
+	// tell); Status tells who leads now. Also returned, with nothing changed, when a transfer
+	// to 0 finds no other node that answered the leader recently.
+	ErrTransferFailed = apiwire.ErrTransferFailed
 	// ErrInvalidOption: an option given to Open cannot be used.
 	ErrInvalidOption = errors.New("raftkv: invalid option")
 )

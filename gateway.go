@@ -193,3 +193,23 @@ func opName(op kvstate.Op) string {
 	}
 	return "write"
 }
+
+// transfer asks the leader to hand leadership to node to (0: the leader
+// picks) and waits for the outcome, which the leader gives once it knows
+// it (see actors' transfer.go). The request is routed like a write, so
+// that one attempt may wait for the whole transfer.
+func (g *gateway) transfer(ctx context.Context, to uint64) error {
+	ctx, cancel := bounded(ctx, g.timeout)
+	defer cancel()
+	res, sent, err := g.route.call(ctx, true, &raftpb.TransferRequest{ClusterId: g.route.clusterID, To: to})
+	if err != nil {
+		return err
+	}
+	r := res.(*raftpb.TransferResponse)
+	err = apiwire.FromWire(r.GetErrorCode(), r.GetMessage())
+	if sent && to != 0 && errors.Is(err, ErrInvalidTransfer) && r.GetLeaderId() == to {
+		// An earlier copy, whose answer was lost, made to the leader.
+		return nil
+	}
+	return err
+}

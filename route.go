@@ -38,7 +38,9 @@ import (
 //     (protoactor's EndpointTerminatedEvent: the process died, or messages
 //     may have been lost across a reconnect), or a node of this process
 //     learns of another leader (the one waited on was replaced: paused or
-//     cut off, it cannot say so itself), and at most remoteWriteTimeout,
+//     cut off, it cannot say so itself; not for a leadership transfer,
+//     whose leader is replaced by design and answers once it sees that),
+//     and at most remoteWriteTimeout,
 //     since a process can also stop answering without any sign. A slow but
 //     live remote leader costs one extra entry per remoteWriteTimeout of
 //     delay, not one per second.
@@ -108,6 +110,8 @@ type router struct {
 	// lostEndpoints records lost connections per remote address
 	// (*endpointLoss; see watchEndpoints).
 	lostEndpoints sync.Map
+	// attempts counts the requests sent to nodes, for tests.
+	attempts atomic.Uint64
 }
 
 // noteLeader takes the news that leader leads term from a hosted node: the
@@ -143,6 +147,7 @@ func (r *router) call(ctx context.Context, write bool, msg proto.Message) (_ ans
 	failed := 0
 	_, err := retry(ctx, r.timeout, r.closing, func(ctx context.Context) (next, error) {
 		target := r.target()
+		r.attempts.Add(1)
 		a, err := r.request(ctx, r.pids[target], msg, write)
 		if err != nil {
 			if write && !errors.Is(err, errNotDelivered) {
@@ -160,6 +165,14 @@ func (r *router) call(ctx context.Context, write bool, msg proto.Message) (_ ans
 		}
 		switch apiwire.WireClass(a.GetErrorCode()) {
 		case apiwire.Redirect:
+			if a.GetErrorCode() == raftpb.ErrorCode_ERROR_CODE_TRANSFERRING {
+				// The leader is handing over to the node it names, which
+				// does not lead yet and would send the request straight
+				// back: ask there after a pause, not in a tight loop for
+				// as long as the transfer takes.
+				r.follow(target, a.GetLeaderId())
+				return later, notAnswered(target, a)
+			}
 			if r.follow(target, a.GetLeaderId()) {
 				return again, nil
 			}
@@ -304,7 +317,10 @@ func (r *router) ask(ctx context.Context, pid *actor.PID, msg proto.Message, wri
 			if p, _ := r.localNode(pid); p != proc || r.endpointLosses(pid.Address) != losses {
 				return nil, errNodeStopped
 			}
-			if !local && r.replaced(pid, news) {
+			// A transfer's leader is replaced by design, and answers
+			// itself once it sees that (or gives up, in a few election
+			// timeouts): re-sending would start another transfer.
+			if _, transfer := msg.(*raftpb.TransferRequest); !local && !transfer && r.replaced(pid, news) {
 				return nil, errNodeStopped
 			}
 		}

@@ -153,7 +153,7 @@ func transferLeadership(t *testing.T, db *DB, id uint64) {
 		if l == id {
 			return
 		}
-		res, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{To: id}, readTryTimeout).Result()
+		res, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{To: id, ClusterId: db.cfg.ClusterID}, readTryTimeout).Result()
 		if err != nil {
 			t.Logf("transfer request to %d: %v", l, err)
 		} else if r := res.(*raftpb.TransferResponse); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {

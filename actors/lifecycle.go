@@ -51,6 +51,7 @@ func (n *nodeActor) starting(ctx actor.Context) {
 func (n *nodeActor) running(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Stopping, *actor.Restarting:
+		n.stopTransfer(ctx)
 		n.enterStopping()
 	case *actor.Terminated:
 		n.childTerminated(ctx, msg)
@@ -60,6 +61,7 @@ func (n *nodeActor) running(ctx actor.Context) {
 	// Input to Raft.
 	case *tick:
 		n.raft.Tick()
+		n.transferTicked(ctx)
 		n.scheduleFlush(ctx)
 	case *flushReady:
 		n.flushPending = false
@@ -182,6 +184,7 @@ func (n *nodeActor) enterStopping() {
 func (n *nodeActor) fail(ctx actor.Context, err error) {
 	n.failure = err
 	n.log.Error("node stopping after a fatal error", "err", err)
+	n.stopTransfer(ctx)
 	n.enterStopping()
 	ctx.Stop(ctx.Self())
 }

@@ -76,6 +76,10 @@ type nodeActor struct {
 	sizes   logSizes
 	// failure is why the node stopped itself (fail), for OnStopped.
 	failure error
+	// handover is the leadership transfer in flight, and acks what peers
+	// last acknowledged to this node as leader (transfer.go).
+	handover *pendingTransfer
+	acks     map[uint64]peerAck
 }
 
 type pendingGet struct {
@@ -243,6 +247,7 @@ func (n *nodeActor) step(ctx actor.Context, env *raftpb.RaftEnvelope) {
 		n.log.Warn("dropped a peer message", "err", err)
 		return
 	}
+	n.noteAck(m)
 	n.scheduleFlush(ctx)
 }
 
@@ -450,4 +455,5 @@ func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
 		}
 	}
 	n.role, n.lead = s.Role, s.Lead
+	n.checkTransfer(ctx)
 }

@@ -115,16 +115,6 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 	}))
 }
 
-func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
-	if err := n.raft.TransferLeadership(req.GetTo()); err != nil {
-		code, leader := notLeaderCode(err)
-		ctx.Respond(&raftpb.TransferResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
-		return
-	}
-	ctx.Respond(&raftpb.TransferResponse{})
-	n.scheduleFlush(ctx)
-}
-
 // foreignCluster says why a request meant for clusterID is refused here,
 // or "" when it is this node's cluster. (A stopping node refuses every
 // request before this; see lifecycle.go.)

@@ -21,10 +21,20 @@
 //                        cannot be made (node id 0, no peer address for
 //                        a node added, promoting a node that is not a
 //                        learner); nothing changed.
+//                        INVALID_TRANSFER: TransferLeadership named a node
+//                        that is not a voter, or the leader itself;
+//                        nothing changed.
 //   RESOURCE_EXHAUSTED   (no detail: gRPC's own) a message over the
 //                        server's size limit: the value is too large.
 //   ABORTED              STALE_REQUEST: seq is older than the session's
 //                        last applied command; not executed now.
+//                        TRANSFER_FAILED: a leadership transfer began but
+//                        the old leader did not see the target take over
+//                        (no sign of it winning in time, another node won,
+//                        or no new leader was heard of); leadership may have
+//                        moved anyway: Status tells. Also, with nothing
+//                        changed, a transfer to 0 that found no other
+//                        node answering the leader.
 //   FAILED_PRECONDITION  SESSION_EXPIRED: the write's session expired or
 //                        was never registered: this copy was not executed,
 //                        and no later copy will be. If an earlier copy of
@@ -38,6 +48,9 @@
 //                        (the new configuration could not reach a quorum
 //                        now): a membership change refused; nothing
 //                        changed.
+//                        TRANSFER_IN_PROGRESS: the leader is handing
+//                        leadership to another node than the one asked
+//                        for; nothing changed.
 //   UNKNOWN              OUTCOME_UNKNOWN, with metadata "cause" naming the
 //                        reason it follows (SESSION_EXPIRED): the same,
 //                        where the server itself had sent an earlier copy:
@@ -408,6 +421,86 @@ func (x *ReadResponse) GetValue() []byte {
 	return nil
 }
 
+type TransferLeadershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            uint64                 `protobuf:"varint,1,opt,name=to,proto3" json:"to,omitempty"` // the node to hand leadership to; 0 lets the leader choose
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_raftkv_v1_kv_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_kv_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TransferLeadershipRequest) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+type TransferLeadershipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_raftkv_v1_kv_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_kv_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{7}
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -416,7 +509,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[6]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +521,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[6]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +534,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 type ClusterStatusResponse struct {
@@ -453,7 +546,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[7]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +558,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[7]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +571,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClusterStatusResponse) GetNodes() []*NodeStatus {
@@ -503,7 +596,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[8]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +608,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[8]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +621,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeStatus) GetId() uint64 {
@@ -576,7 +669,7 @@ type ChangeMembersRequest struct {
 
 func (x *ChangeMembersRequest) Reset() {
 	*x = ChangeMembersRequest{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[9]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +681,7 @@ func (x *ChangeMembersRequest) String() string {
 func (*ChangeMembersRequest) ProtoMessage() {}
 
 func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[9]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +694,7 @@ func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeMembersRequest.ProtoReflect.Descriptor instead.
 func (*ChangeMembersRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ChangeMembersRequest) GetChanges() []*raftpb.ConfChangeSingle {
@@ -626,7 +719,7 @@ type ChangeMembersResponse struct {
 
 func (x *ChangeMembersResponse) Reset() {
 	*x = ChangeMembersResponse{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[10]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +731,7 @@ func (x *ChangeMembersResponse) String() string {
 func (*ChangeMembersResponse) ProtoMessage() {}
 
 func (x *ChangeMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[10]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +744,7 @@ func (x *ChangeMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeMembersResponse.ProtoReflect.Descriptor instead.
 func (*ChangeMembersResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 type ClusterMembersRequest struct {
@@ -662,7 +755,7 @@ type ClusterMembersRequest struct {
 
 func (x *ClusterMembersRequest) Reset() {
 	*x = ClusterMembersRequest{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[11]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +767,7 @@ func (x *ClusterMembersRequest) String() string {
 func (*ClusterMembersRequest) ProtoMessage() {}
 
 func (x *ClusterMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[11]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +780,7 @@ func (x *ClusterMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMembersRequest.ProtoReflect.Descriptor instead.
 func (*ClusterMembersRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 type ClusterMembersResponse struct {
@@ -701,7 +794,7 @@ type ClusterMembersResponse struct {
 
 func (x *ClusterMembersResponse) Reset() {
 	*x = ClusterMembersResponse{}
-	mi := &file_raftkv_v1_kv_proto_msgTypes[12]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +806,7 @@ func (x *ClusterMembersResponse) String() string {
 func (*ClusterMembersResponse) ProtoMessage() {}
 
 func (x *ClusterMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_kv_proto_msgTypes[12]
+	mi := &file_raftkv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +819,7 @@ func (x *ClusterMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMembersResponse.ProtoReflect.Descriptor instead.
 func (*ClusterMembersResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterMembersResponse) GetMembers() []*raftpb.MemberStatus {
@@ -768,7 +861,10 @@ const file_raftkv_v1_kv_proto_rawDesc = "" +
 	"\vReadRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"$\n" +
 	"\fReadResponse\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\fR\x05value\"\x16\n" +
+	"\x05value\x18\x01 \x01(\fR\x05value\"+\n" +
+	"\x19TransferLeadershipRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\x04R\x02to\"\x1c\n" +
+	"\x1aTransferLeadershipResponse\"\x16\n" +
 	"\x14ClusterStatusRequest\"D\n" +
 	"\x15ClusterStatusResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.raftkv.v1.NodeStatusR\x05nodes\"\xae\x01\n" +
@@ -794,14 +890,15 @@ const file_raftkv_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
 	"\tOP_UPDATE\x10\x02\x12\r\n" +
-	"\tOP_REMOVE\x10\x032\xc4\x03\n" +
+	"\tOP_REMOVE\x10\x032\xa7\x04\n" +
 	"\x02KV\x12X\n" +
 	"\x0fRegisterSession\x12!.raftkv.v1.RegisterSessionRequest\x1a\".raftkv.v1.RegisterSessionResponse\x12:\n" +
 	"\x05Write\x12\x17.raftkv.v1.WriteRequest\x1a\x18.raftkv.v1.WriteResponse\x127\n" +
 	"\x04Read\x12\x16.raftkv.v1.ReadRequest\x1a\x17.raftkv.v1.ReadResponse\x12K\n" +
 	"\x06Status\x12\x1f.raftkv.v1.ClusterStatusRequest\x1a .raftkv.v1.ClusterStatusResponse\x12R\n" +
 	"\rChangeMembers\x12\x1f.raftkv.v1.ChangeMembersRequest\x1a .raftkv.v1.ChangeMembersResponse\x12N\n" +
-	"\aMembers\x12 .raftkv.v1.ClusterMembersRequest\x1a!.raftkv.v1.ClusterMembersResponseB,Z*github.com/raftkv/raftkv/clientpb;clientpbb\x06proto3"
+	"\aMembers\x12 .raftkv.v1.ClusterMembersRequest\x1a!.raftkv.v1.ClusterMembersResponse\x12a\n" +
+	"\x12TransferLeadership\x12$.raftkv.v1.TransferLeadershipRequest\x1a%.raftkv.v1.TransferLeadershipResponseB,Z*github.com/raftkv/raftkv/clientpb;clientpbb\x06proto3"
 
 var (
 	file_raftkv_v1_kv_proto_rawDescOnce sync.Once
@@ -816,48 +913,52 @@ func file_raftkv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_raftkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_raftkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_raftkv_v1_kv_proto_goTypes = []any{
-	(Op)(0),                         // 0: raftkv.v1.Op
-	(*RegisterSessionRequest)(nil),  // 1: raftkv.v1.RegisterSessionRequest
-	(*RegisterSessionResponse)(nil), // 2: raftkv.v1.RegisterSessionResponse
-	(*WriteRequest)(nil),            // 3: raftkv.v1.WriteRequest
-	(*WriteResponse)(nil),           // 4: raftkv.v1.WriteResponse
-	(*ReadRequest)(nil),             // 5: raftkv.v1.ReadRequest
-	(*ReadResponse)(nil),            // 6: raftkv.v1.ReadResponse
-	(*ClusterStatusRequest)(nil),    // 7: raftkv.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil),   // 8: raftkv.v1.ClusterStatusResponse
-	(*NodeStatus)(nil),              // 9: raftkv.v1.NodeStatus
-	(*ChangeMembersRequest)(nil),    // 10: raftkv.v1.ChangeMembersRequest
-	(*ChangeMembersResponse)(nil),   // 11: raftkv.v1.ChangeMembersResponse
-	(*ClusterMembersRequest)(nil),   // 12: raftkv.v1.ClusterMembersRequest
-	(*ClusterMembersResponse)(nil),  // 13: raftkv.v1.ClusterMembersResponse
-	(*raftpb.StatusResponse)(nil),   // 14: raftkv.v1.StatusResponse
-	(*raftpb.ConfChangeSingle)(nil), // 15: raftkv.v1.ConfChangeSingle
-	(*raftpb.Member)(nil),           // 16: raftkv.v1.Member
-	(*raftpb.MemberStatus)(nil),     // 17: raftkv.v1.MemberStatus
+	(Op)(0),                            // 0: raftkv.v1.Op
+	(*RegisterSessionRequest)(nil),     // 1: raftkv.v1.RegisterSessionRequest
+	(*RegisterSessionResponse)(nil),    // 2: raftkv.v1.RegisterSessionResponse
+	(*WriteRequest)(nil),               // 3: raftkv.v1.WriteRequest
+	(*WriteResponse)(nil),              // 4: raftkv.v1.WriteResponse
+	(*ReadRequest)(nil),                // 5: raftkv.v1.ReadRequest
+	(*ReadResponse)(nil),               // 6: raftkv.v1.ReadResponse
+	(*TransferLeadershipRequest)(nil),  // 7: raftkv.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 8: raftkv.v1.TransferLeadershipResponse
+	(*ClusterStatusRequest)(nil),       // 9: raftkv.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil),      // 10: raftkv.v1.ClusterStatusResponse
+	(*NodeStatus)(nil),                 // 11: raftkv.v1.NodeStatus
+	(*ChangeMembersRequest)(nil),       // 12: raftkv.v1.ChangeMembersRequest
+	(*ChangeMembersResponse)(nil),      // 13: raftkv.v1.ChangeMembersResponse
+	(*ClusterMembersRequest)(nil),      // 14: raftkv.v1.ClusterMembersRequest
+	(*ClusterMembersResponse)(nil),     // 15: raftkv.v1.ClusterMembersResponse
+	(*raftpb.StatusResponse)(nil),      // 16: raftkv.v1.StatusResponse
+	(*raftpb.ConfChangeSingle)(nil),    // 17: raftkv.v1.ConfChangeSingle
+	(*raftpb.Member)(nil),              // 18: raftkv.v1.Member
+	(*raftpb.MemberStatus)(nil),        // 19: raftkv.v1.MemberStatus
 }
 var file_raftkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: raftkv.v1.WriteRequest.op:type_name -> raftkv.v1.Op
-	9,  // 1: raftkv.v1.ClusterStatusResponse.nodes:type_name -> raftkv.v1.NodeStatus
-	14, // 2: raftkv.v1.NodeStatus.status:type_name -> raftkv.v1.StatusResponse
-	15, // 3: raftkv.v1.ChangeMembersRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
-	16, // 4: raftkv.v1.ChangeMembersRequest.members:type_name -> raftkv.v1.Member
-	17, // 5: raftkv.v1.ClusterMembersResponse.members:type_name -> raftkv.v1.MemberStatus
+	11, // 1: raftkv.v1.ClusterStatusResponse.nodes:type_name -> raftkv.v1.NodeStatus
+	16, // 2: raftkv.v1.NodeStatus.status:type_name -> raftkv.v1.StatusResponse
+	17, // 3: raftkv.v1.ChangeMembersRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
+	18, // 4: raftkv.v1.ChangeMembersRequest.members:type_name -> raftkv.v1.Member
+	19, // 5: raftkv.v1.ClusterMembersResponse.members:type_name -> raftkv.v1.MemberStatus
 	1,  // 6: raftkv.v1.KV.RegisterSession:input_type -> raftkv.v1.RegisterSessionRequest
 	3,  // 7: raftkv.v1.KV.Write:input_type -> raftkv.v1.WriteRequest
 	5,  // 8: raftkv.v1.KV.Read:input_type -> raftkv.v1.ReadRequest
-	7,  // 9: raftkv.v1.KV.Status:input_type -> raftkv.v1.ClusterStatusRequest
-	10, // 10: raftkv.v1.KV.ChangeMembers:input_type -> raftkv.v1.ChangeMembersRequest
-	12, // 11: raftkv.v1.KV.Members:input_type -> raftkv.v1.ClusterMembersRequest
-	2,  // 12: raftkv.v1.KV.RegisterSession:output_type -> raftkv.v1.RegisterSessionResponse
-	4,  // 13: raftkv.v1.KV.Write:output_type -> raftkv.v1.WriteResponse
-	6,  // 14: raftkv.v1.KV.Read:output_type -> raftkv.v1.ReadResponse
-	8,  // 15: raftkv.v1.KV.Status:output_type -> raftkv.v1.ClusterStatusResponse
-	11, // 16: raftkv.v1.KV.ChangeMembers:output_type -> raftkv.v1.ChangeMembersResponse
-	13, // 17: raftkv.v1.KV.Members:output_type -> raftkv.v1.ClusterMembersResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
+	9,  // 9: raftkv.v1.KV.Status:input_type -> raftkv.v1.ClusterStatusRequest
+	12, // 10: raftkv.v1.KV.ChangeMembers:input_type -> raftkv.v1.ChangeMembersRequest
+	14, // 11: raftkv.v1.KV.Members:input_type -> raftkv.v1.ClusterMembersRequest
+	7,  // 12: raftkv.v1.KV.TransferLeadership:input_type -> raftkv.v1.TransferLeadershipRequest
+	2,  // 13: raftkv.v1.KV.RegisterSession:output_type -> raftkv.v1.RegisterSessionResponse
+	4,  // 14: raftkv.v1.KV.Write:output_type -> raftkv.v1.WriteResponse
+	6,  // 15: raftkv.v1.KV.Read:output_type -> raftkv.v1.ReadResponse
+	10, // 16: raftkv.v1.KV.Status:output_type -> raftkv.v1.ClusterStatusResponse
+	13, // 17: raftkv.v1.KV.ChangeMembers:output_type -> raftkv.v1.ChangeMembersResponse
+	15, // 18: raftkv.v1.KV.Members:output_type -> raftkv.v1.ClusterMembersResponse
+	8,  // 19: raftkv.v1.KV.TransferLeadership:output_type -> raftkv.v1.TransferLeadershipResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -874,7 +975,7 @@ func file_raftkv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_v1_kv_proto_rawDesc), len(file_raftkv_v1_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,10 +21,20 @@
 //                        cannot be made (node id 0, no peer address for
 //                        a node added, promoting a node that is not a
 //                        learner); nothing changed.
+//                        INVALID_TRANSFER: TransferLeadership named a node
+//                        that is not a voter, or the leader itself;
+//                        nothing changed.
 //   RESOURCE_EXHAUSTED   (no detail: gRPC's own) a message over the
 //                        server's size limit: the value is too large.
 //   ABORTED              STALE_REQUEST: seq is older than the session's
 //                        last applied command; not executed now.
+//                        TRANSFER_FAILED: a leadership transfer began but
+//                        the old leader did not see the target take over
+//                        (no sign of it winning in time, another node won,
+//                        or no new leader was heard of); leadership may have
+//                        moved anyway: Status tells. Also, with nothing
+//                        changed, a transfer to 0 that found no other
+//                        node answering the leader.
 //   FAILED_PRECONDITION  SESSION_EXPIRED: the write's session expired or
 //                        was never registered: this copy was not executed,
 //                        and no later copy will be. If an earlier copy of
@@ -38,6 +48,9 @@
 //                        (the new configuration could not reach a quorum
 //                        now): a membership change refused; nothing
 //                        changed.
+//                        TRANSFER_IN_PROGRESS: the leader is handing
+//                        leadership to another node than the one asked
+//                        for; nothing changed.
 //   UNKNOWN              OUTCOME_UNKNOWN, with metadata "cause" naming the
 //                        reason it follows (SESSION_EXPIRED): the same,
 //                        where the server itself had sent an earlier copy:
@@ -73,12 +86,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_RegisterSession_FullMethodName = "/raftkv.v1.KV/RegisterSession"
-	KV_Write_FullMethodName           = "/raftkv.v1.KV/Write"
-	KV_Read_FullMethodName            = "/raftkv.v1.KV/Read"
-	KV_Status_FullMethodName          = "/raftkv.v1.KV/Status"
-	KV_ChangeMembers_FullMethodName   = "/raftkv.v1.KV/ChangeMembers"
-	KV_Members_FullMethodName         = "/raftkv.v1.KV/Members"
+	KV_RegisterSession_FullMethodName    = "/raftkv.v1.KV/RegisterSession"
+	KV_Write_FullMethodName              = "/raftkv.v1.KV/Write"
+	KV_Read_FullMethodName               = "/raftkv.v1.KV/Read"
+	KV_Status_FullMethodName             = "/raftkv.v1.KV/Status"
+	KV_ChangeMembers_FullMethodName      = "/raftkv.v1.KV/ChangeMembers"
+	KV_Members_FullMethodName            = "/raftkv.v1.KV/Members"
+	KV_TransferLeadership_FullMethodName = "/raftkv.v1.KV/TransferLeadership"
 )
 
 // KVClient is the client API for KV service.
@@ -112,6 +126,16 @@ type KVClient interface {
 	// Members lists the members of the configuration in force, as the
 	// leader knows it: role, match index, lag and addresses.
 	Members(ctx context.Context, in *ClusterMembersRequest, opts ...grpc.CallOption) (*ClusterMembersResponse, error)
+	// TransferLeadership asks the leader to hand leadership to node `to`
+	// (0: of the nodes that answered the leader within an election timeout,
+	// the one that acknowledged the most of its log) and answers once the
+	// old leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
+	// INVALID_TRANSFER (the target is not a voter, or already leads),
+	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
+	// under way), ABORTED TRANSFER_FAILED (the target was not seen taking
+	// over in time, or another node did; leadership may have moved anyway;
+	// or, with 0, no other node answered the leader lately).
+	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 }
 
 type kVClient struct {
@@ -182,6 +206,16 @@ func (c *kVClient) Members(ctx context.Context, in *ClusterMembersRequest, opts 
 	return out, nil
 }
 
+func (c *kVClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeadershipResponse)
+	err := c.cc.Invoke(ctx, KV_TransferLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -213,6 +247,16 @@ type KVServer interface {
 	// Members lists the members of the configuration in force, as the
 	// leader knows it: role, match index, lag and addresses.
 	Members(context.Context, *ClusterMembersRequest) (*ClusterMembersResponse, error)
+	// TransferLeadership asks the leader to hand leadership to node `to`
+	// (0: of the nodes that answered the leader within an election timeout,
+	// the one that acknowledged the most of its log) and answers once the
+	// old leader sees it lead, in a later term. Errors: INVALID_ARGUMENT
+	// INVALID_TRANSFER (the target is not a voter, or already leads),
+	// FAILED_PRECONDITION TRANSFER_IN_PROGRESS (a transfer to another node is
+	// under way), ABORTED TRANSFER_FAILED (the target was not seen taking
+	// over in time, or another node did; leadership may have moved anyway;
+	// or, with 0, no other node answered the leader lately).
+	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -240,6 +284,9 @@ func (UnimplementedKVServer) ChangeMembers(context.Context, *ChangeMembersReques
 }
 func (UnimplementedKVServer) Members(context.Context, *ClusterMembersRequest) (*ClusterMembersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Members not implemented")
+}
+func (UnimplementedKVServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransferLeadership not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -370,6 +417,24 @@ func _KV_Members_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).TransferLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_TransferLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -400,6 +465,10 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Members",
 			Handler:    _KV_Members_Handler,
+		},
+		{
+			MethodName: "TransferLeadership",
+			Handler:    _KV_TransferLeadership_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

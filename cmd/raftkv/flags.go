@@ -12,7 +12,8 @@ import (
 )
 
 // endpointsEnv names the environment variable that supplies --endpoints to
-// get, put, update, remove and status when the flag is not given.
+// get, put, update, remove, status and transfer-leader when the flag is not
+// given.
 const endpointsEnv = "RAFTKV_ENDPOINTS"
 
 // newFlagSet returns a flag set that reports to stderr and prints synopsis

@@ -6,6 +6,7 @@
 //	raftkv update --endpoints HOST:PORT,... KEY [VALUE]   (VALUE from stdin when omitted)
 //	raftkv remove --endpoints HOST:PORT,... KEY
 //	raftkv status --endpoints HOST:PORT,... [--json]
+//	raftkv transfer-leader --endpoints HOST:PORT,... [--to ID] [--json]
 //	raftkv bench  [--endpoints HOST:PORT,...] [--workload put|get|mixed] [--clients N]
 //	              [--duration D] [--keys K] [--value-size B] [--json]
 //
@@ -42,12 +43,15 @@ commands:
   update  overwrite an existing key: raftkv update KEY [VALUE]
   remove  delete a key: raftkv remove KEY
   status  show every node of the cluster: raftkv status [--json]
+  transfer-leader
+          hand leadership to a node: raftkv transfer-leader [--to ID] [--json]
+          (without --to the leader picks the most up-to-date node)
   bench   measure throughput and latency: raftkv bench [--workload put|get|mixed]
           (a fresh embedded 3-node cluster unless --endpoints is given)
 
-get, put, update, remove and status need --endpoints host:port,... (the
-nodes' client addresses) or $RAFTKV_ENDPOINTS; each takes --timeout
-(default 5s).
+get, put, update, remove, status and transfer-leader need --endpoints
+host:port,... (the nodes' client addresses) or $RAFTKV_ENDPOINTS; each
+takes --timeout (default 5s).
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 key not found.
 Run 'raftkv <command> -h' for a command's flags.
@@ -71,6 +75,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "status":
 		return statusMain(args[1:], stdout, stderr)
+	case "transfer-leader":
+		return transferMain(args[1:], stdout, stderr)
 	case "bench":
 		return benchMain(args[1:], stdout, stderr)
 	case "-h", "--help", "help":

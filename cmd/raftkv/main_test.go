@@ -231,6 +231,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"get", "--endpoints", "nocolon", "k"}, `endpoint "nocolon" is not host:port`},
 		{[]string{"get", ep, "--timeout", "0s", "k"}, "--timeout must be positive"},
 		{[]string{"status", ep, "extra"}, "unexpected arguments"},
+		{[]string{"transfer-leader"}, "no endpoints"},
+		{[]string{"transfer-leader", ep, "2"}, "unexpected arguments"},
+		{[]string{"transfer-leader", ep, "--to", "two"}, `invalid value "two" for flag -to`},
+		{[]string{"transfer-leader", ep, "--to", "-1"}, `invalid value "-1" for flag -to`},
 		{[]string{"bench", "--workload", "scan"}, "--workload must be put, get or mixed"},
 		{[]string{"bench", "--clients", "0"}, "--clients must be at least 1"},
 		{[]string{"bench", "--duration", "0s"}, "--duration must be positive"},
@@ -247,7 +251,7 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%q: stderr %q does not contain %q", tc.args, errs, tc.want)
 		}
 	}
-	for _, args := range [][]string{{"help"}, {"get", "-h"}, {"put", "--help"}, {"status", "-h"}, {"bench", "-h"}, {"serve", "-h"}} {
+	for _, args := range [][]string{{"help"}, {"get", "-h"}, {"put", "--help"}, {"status", "-h"}, {"transfer-leader", "-h"}, {"bench", "-h"}, {"serve", "-h"}} {
 		code, out, errs := runCmd(t, nil, args...)
 		if code != exitOK || !strings.Contains(out+errs, "usage: raftkv") {
 			t.Errorf("%q: exit %d, output %q; want 0 and the usage", args, code, out+errs)
@@ -263,6 +267,7 @@ func TestUnreachableEndpoints(t *testing.T) {
 		{"update", "k", "v"},
 		{"remove", "k"},
 		{"status"},
+		{"transfer-leader", "--to", "2"},
 	} {
 		start := time.Now()
 		code, out, errs := runCmd(t, nil, append(args, "--endpoints", dead, "--timeout", "500ms")...)

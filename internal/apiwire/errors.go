@@ -33,6 +33,10 @@ var (
 	ErrLearnerBehind        = errors.New("raftkv: learner has not caught up")
 	ErrWouldLoseQuorum      = errors.New("raftkv: the new configuration could not reach a quorum")
 	ErrInvalidMemberChange  = errors.New("raftkv: invalid membership change")
+	// Leadership transfer's outcomes.
+	ErrInvalidTransfer    = errors.New("raftkv: invalid leadership transfer")
+	ErrTransferInProgress = errors.New("raftkv: leadership transfer in progress")
+	ErrTransferFailed     = errors.New("raftkv: leadership transfer failed")
 	// ErrInvalidRequest: a request the server refused as malformed. The
 	// root does not export it: its own requests are never malformed.
 	ErrInvalidRequest = errors.New("raftkv: invalid request")
@@ -133,6 +137,13 @@ var table = [...]row{
 		grpc: codes.FailedPrecondition, reason: "WOULD_LOSE_QUORUM", class: Final},
 	{err: ErrInvalidMemberChange, wire: raftpb.ErrorCode_ERROR_CODE_INVALID_CONF_CHANGE,
 		grpc: codes.InvalidArgument, reason: "INVALID_MEMBER_CHANGE", class: Final},
+	// A leadership transfer's refusals and failure (see actors' transfer.go).
+	{err: ErrInvalidTransfer, wire: raftpb.ErrorCode_ERROR_CODE_TRANSFER_TARGET,
+		grpc: codes.InvalidArgument, reason: "INVALID_TRANSFER", class: Final},
+	{err: ErrTransferInProgress, wire: raftpb.ErrorCode_ERROR_CODE_TRANSFER_BUSY,
+		grpc: codes.FailedPrecondition, reason: "TRANSFER_IN_PROGRESS", class: Final},
+	{err: ErrTransferFailed, wire: raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED,
+		grpc: codes.Aborted, reason: "TRANSFER_FAILED", class: Final},
 	// A final answer whose write may have run earlier (see ToStatus).
 	// UNKNOWN without the detail is gRPC's own, not this.
 	{err: ErrOutcomeUnknown, wire: noWire, grpc: codes.Unknown, reason: "OUTCOME_UNKNOWN", class: Final},

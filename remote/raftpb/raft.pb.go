@@ -169,6 +169,9 @@ const (
 	ErrorCode_ERROR_CODE_BAD_REQUEST      ErrorCode = 9  // the request is malformed; see message
 	ErrorCode_ERROR_CODE_STALE_REQUEST    ErrorCode = 10 // a retry older than the client's last command
 	ErrorCode_ERROR_CODE_SESSION_EXPIRED  ErrorCode = 11 // the client session expired; a first attempt was not executed
+	ErrorCode_ERROR_CODE_TRANSFER_TARGET  ErrorCode = 12 // a transfer's target is not another voter (unknown, not voting, or the leader itself)
+	ErrorCode_ERROR_CODE_TRANSFER_BUSY    ErrorCode = 13 // the leader is already handing leadership to another node
+	ErrorCode_ERROR_CODE_TRANSFER_FAILED  ErrorCode = 14 // the transfer did not complete; leader_id is the leader this node now knows (0 if none)
 	// Refusals of a membership change (ConfChangeRequest); nothing changed.
 	ErrorCode_ERROR_CODE_CONF_CHANGE_IN_PROGRESS ErrorCode = 20 // another change is not yet committed
 	ErrorCode_ERROR_CODE_ALREADY_MEMBER          ErrorCode = 21 // the node to add is a member already
@@ -194,6 +197,9 @@ var (
 		9:  "ERROR_CODE_BAD_REQUEST",
 		10: "ERROR_CODE_STALE_REQUEST",
 		11: "ERROR_CODE_SESSION_EXPIRED",
+		12: "ERROR_CODE_TRANSFER_TARGET",
+		13: "ERROR_CODE_TRANSFER_BUSY",
+		14: "ERROR_CODE_TRANSFER_FAILED",
 		20: "ERROR_CODE_CONF_CHANGE_IN_PROGRESS",
 		21: "ERROR_CODE_ALREADY_MEMBER",
 		22: "ERROR_CODE_UNKNOWN_MEMBER",
@@ -215,6 +221,9 @@ var (
 		"ERROR_CODE_BAD_REQUEST":             9,
 		"ERROR_CODE_STALE_REQUEST":           10,
 		"ERROR_CODE_SESSION_EXPIRED":         11,
+		"ERROR_CODE_TRANSFER_TARGET":         12,
+		"ERROR_CODE_TRANSFER_BUSY":           13,
+		"ERROR_CODE_TRANSFER_FAILED":         14,
 		"ERROR_CODE_CONF_CHANGE_IN_PROGRESS": 20,
 		"ERROR_CODE_ALREADY_MEMBER":          21,
 		"ERROR_CODE_UNKNOWN_MEMBER":          22,
@@ -1520,10 +1529,12 @@ func (x *MemberStatus) GetClientAddress() string {
 	return ""
 }
 
-// TransferRequest asks the leader to hand leadership to node `to`.
+// TransferRequest asks the leader to hand leadership to node `to`, or, when
+// `to` is 0, to the voter that acknowledged most of its log recently.
 type TransferRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	To            uint64                 `protobuf:"varint,1,opt,name=to,proto3" json:"to,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1563,6 +1574,13 @@ func (x *TransferRequest) GetTo() uint64 {
 		return x.To
 	}
 	return 0
+}
+
+func (x *TransferRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // ConfChangeRequest asks the leader to change the cluster's membership.
@@ -1868,7 +1886,9 @@ func (x *Member) GetClientAddress() string {
 	return ""
 }
 
-// TransferResponse answers a TransferRequest; OK means the transfer started.
+// TransferResponse answers a TransferRequest once it is decided: OK means
+// the old leader saw the target lead in a later term; see ErrorCode for
+// the rest.
 type TransferResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ErrorCode     ErrorCode              `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
@@ -2051,9 +2071,11 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
 	"\x05match\x18\x03 \x01(\x04R\x05match\x12!\n" +
 	"\fpeer_address\x18\x04 \x01(\tR\vpeerAddress\x12%\n" +
-	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"!\n" +
+	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"@\n" +
 	"\x0fTransferRequest\x12\x0e\n" +
-	"\x02to\x18\x01 \x01(\x04R\x02to\"\x96\x01\n" +
+	"\x02to\x18\x01 \x01(\x04R\x02to\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\"\x96\x01\n" +
 	"\x11ConfChangeRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x125\n" +
@@ -2097,7 +2119,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"*>\n" +
 	"\tEntryType\x12\x15\n" +
 	"\x11ENTRY_TYPE_NORMAL\x10\x00\x12\x1a\n" +
-	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\xb8\x04\n" +
+	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\x96\x05\n" +
 	"\tErrorCode\x12\x11\n" +
 	"\rERROR_CODE_OK\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_LEADER\x10\x01\x12\x1b\n" +
@@ -2111,7 +2133,10 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x16ERROR_CODE_BAD_REQUEST\x10\t\x12\x1c\n" +
 	"\x18ERROR_CODE_STALE_REQUEST\x10\n" +
 	"\x12\x1e\n" +
-	"\x1aERROR_CODE_SESSION_EXPIRED\x10\v\x12&\n" +
+	"\x1aERROR_CODE_SESSION_EXPIRED\x10\v\x12\x1e\n" +
+	"\x1aERROR_CODE_TRANSFER_TARGET\x10\f\x12\x1c\n" +
+	"\x18ERROR_CODE_TRANSFER_BUSY\x10\r\x12\x1e\n" +
+	"\x1aERROR_CODE_TRANSFER_FAILED\x10\x0e\x12&\n" +
 	"\"ERROR_CODE_CONF_CHANGE_IN_PROGRESS\x10\x14\x12\x1d\n" +
 	"\x19ERROR_CODE_ALREADY_MEMBER\x10\x15\x12\x1d\n" +
 	"\x19ERROR_CODE_UNKNOWN_MEMBER\x10\x16\x12\x19\n" +
