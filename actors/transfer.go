@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -110,10 +111,13 @@ func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
 // on a tie); 0 when none did. raftlogic then checks that it votes.
 func (n *nodeActor) mostCaughtUp(term uint64) uint64 {
 	recent := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+	// Only a voter can take over: a learner answers too, but raftlogic
+	// refuses to hand it leadership.
+	voters := n.raft.Status().Conf.Voters
 	var best uint64
 	var bestMatch uint64
 	for id, a := range n.acks {
-		if id == n.cfg.ID || a.term != term || time.Since(a.at) > recent {
+		if id == n.cfg.ID || a.term != term || time.Since(a.at) > recent || !slices.Contains(voters, id) {
 			continue
 		}
 		if best == 0 || a.match > bestMatch || (a.match == bestMatch && id < best) {
