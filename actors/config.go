@@ -38,6 +38,17 @@ type NodeConfig struct {
 	// (embedded mode: every node is local). Nil: the node actor named
 	// NodeName(id) at the member's peer address.
 	PeerPID func(kvstate.Member) *actor.PID
+	// StrictMembers makes a start refuse data whose configuration is not
+	// the configured members (ErrWrongCluster) instead of following it
+	// with a warning. The embedded mode sets it: there the configuration
+	// file is the only description of the cluster, and a changed
+	// serversNum would otherwise be silently ignored.
+	StrictMembers bool
+	// OnMembers, when set, is told the members the node knows an address
+	// for, each time it learns of more (called from the node's goroutine;
+	// keep it cheap). The DB routes requests to members added at run time
+	// with it.
+	OnMembers func([]kvstate.Member)
 	// DataDir holds this node's Badger database.
 	DataDir string
 	// TickInterval is the length of one Raft tick; ElectionTicks and

@@ -43,7 +43,20 @@ func (n *nodeActor) loadBook(ents []raftlogic.Entry) error {
 		}
 	}
 	n.learnMembers(ents)
+	n.announceMembers()
 	return nil
+}
+
+// announceMembers tells OnMembers the address book.
+func (n *nodeActor) announceMembers() {
+	if n.cfg.OnMembers == nil {
+		return
+	}
+	ms := make([]kvstate.Member, 0, len(n.book))
+	for _, m := range n.book {
+		ms = append(ms, m)
+	}
+	n.cfg.OnMembers(ms)
 }
 
 // learnMembers records the addresses that configuration entries in ents
@@ -64,6 +77,9 @@ func (n *nodeActor) learnMembers(ents []raftlogic.Entry) {
 		}
 		for _, m := range added {
 			n.book[m.ID] = m
+		}
+		if len(added) > 0 {
+			n.announceMembers()
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
@@ -217,23 +218,30 @@ func (n *nodeActor) open() error {
 	if err := n.loadBook(st.Entries); err != nil {
 		return err
 	}
-	n.reportConfigDrift()
-	return nil
+	return n.checkConfigDrift()
 }
 
-// reportConfigDrift logs when the configured members are not the
+// checkConfigDrift reports when the configured members are not the
 // configuration the node's data holds: after membership changes
 // config.yaml's list is history, and the data wins (it is what the
-// cluster agreed on; obeying the file could split the cluster).
-func (n *nodeActor) reportConfigDrift() {
+// cluster agreed on; obeying the file could split the cluster). With
+// StrictMembers it refuses to start instead.
+func (n *nodeActor) checkConfigDrift() error {
 	if n.cfg.Join {
-		return
+		return nil
 	}
 	conf := members(n.raft.Status().Conf)
-	if file := bootstrapVoters(n.cfg); len(conf) > 0 && !slices.Equal(file, conf) {
-		n.log.Warn("the configured members differ from this node's data; following the data",
-			"configured", file, "data", conf)
+	file := bootstrapVoters(n.cfg)
+	if len(conf) == 0 || slices.Equal(file, conf) {
+		return nil
 	}
+	if n.cfg.StrictMembers {
+		return fmt.Errorf("%w: %s holds a node of cluster members %v, the configuration says %v; change the members with the membership commands (raftkv member ...), not the configuration",
+			ErrWrongCluster, n.cfg.DataDir, conf, file)
+	}
+	n.log.Warn("the configured members differ from this node's data; following the data",
+		"configured", file, "data", conf)
+	return nil
 }
 
 // step feeds a message from a peer to Raft. Traffic from another cluster
