@@ -1,0 +1,231 @@
+//go:build linux
+
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv"
+)
+
+// Membership scenarios: the workload of the fault scenarios runs while
+// members join, are promoted, leave and are replaced, through the same
+// client calls `raftkv member` makes; the end checks (linearizability,
+// durable writes on every member's disk, identical states) then cover the
+// members at the end, new ones included. A removed node is moved out of
+// c.nodes (to c.former), so the checks no longer count it.
+
+// memberTimeout bounds one membership call or wait.
+const memberTimeout = 30 * time.Second
+
+// addNode starts a new node, with its own configuration file (the cluster's
+// members and itself), joining the cluster, and returns it. It is not a
+// member until addLearner.
+func (c *cluster) addNode() *node {
+	c.t.Helper()
+	var id uint64
+	for _, n := range slices.Concat(c.nodes, c.former) {
+		id = max(id, n.id)
+	}
+	id++
+	n := c.newNode(id, freePorts(c.t, 3))
+	n.join = true
+	n.cfgPath = filepath.Join(c.dir, fmt.Sprintf("node%d.yaml", id))
+	if err := os.WriteFile(n.cfgPath, []byte(c.configYAML(c.opts, append(slices.Clone(c.nodes), n))), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes = append(c.nodes, n)
+	if err := n.start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.logf("node %d started, joining", id)
+	return n
+}
+
+// memberCall runs one membership call through a client of the current
+// members.
+func (c *cluster) memberCall(what string, call func(ctx context.Context, cl *raftkv.Client) error) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+	defer cancel()
+	cl, err := c.client(ctx)
+	if err != nil {
+		c.t.Fatalf("%s: %v", what, err)
+	}
+	defer cl.Close()
+	if err := call(ctx, cl); err != nil {
+		c.t.Fatalf("%s: %v", what, err)
+	}
+	c.logf("%s: done", what)
+}
+
+// members is the leader's member list.
+func (c *cluster) members() []raftkv.Member {
+	c.t.Helper()
+	var ms []raftkv.Member
+	c.memberCall("member list", func(ctx context.Context, cl *raftkv.Client) (err error) {
+		ms, err = cl.Members(ctx)
+		return err
+	})
+	return ms
+}
+
+// grow adds a new node as a learner, waits for it to catch up, and
+// promotes it.
+func (c *cluster) grow() uint64 {
+	c.t.Helper()
+	n := c.addNode()
+	c.memberCall(fmt.Sprintf("member add %d", n.id), func(ctx context.Context, cl *raftkv.Client) error {
+		return cl.AddLearner(ctx, n.id, n.peerAddr, n.clientAddr)
+	})
+	c.promoteWhenCaughtUp(n.id)
+	return n.id
+}
+
+// promoteWhenCaughtUp promotes learner id once the leader reports it
+// close behind; a promotion refused as ErrLearnerBehind is retried.
+func (c *cluster) promoteWhenCaughtUp(id uint64) {
+	c.t.Helper()
+	deadline := time.Now().Add(memberTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+		cl, err := c.client(ctx)
+		if err == nil {
+			err = cl.PromoteLearner(ctx, id)
+			cl.Close()
+		}
+		cancel()
+		if err == nil {
+			c.logf("member promote %d: done", id)
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("promote %d: %v (members %+v)", id, err, c.members())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// shrink removes member id and stops its process; the checks no longer
+// count it.
+func (c *cluster) shrink(id uint64) {
+	c.t.Helper()
+	c.memberCall(fmt.Sprintf("member remove %d", id), func(ctx context.Context, cl *raftkv.Client) error {
+		return cl.RemoveMember(ctx, id)
+	})
+	c.retire(id)
+	if err := c.node(id).terminate(); err != nil && c.node(id).running() {
+		c.t.Error(err)
+	}
+}
+
+// retire moves node id out of the members the checks count.
+func (c *cluster) retire(id uint64) {
+	c.t.Helper()
+	i := slices.IndexFunc(c.nodes, func(n *node) bool { return n.id == id })
+	if i < 0 {
+		c.t.Fatalf("node %d is not a member", id)
+	}
+	c.former = append(c.former, c.nodes[i])
+	c.nodes = slices.Delete(c.nodes, i, i+1)
+}
+
+// checkMembers fails the test unless the leader's members are ids, all
+// voters.
+func (c *cluster) checkMembers(ids ...uint64) {
+	c.t.Helper()
+	ms := c.members()
+	var got []uint64
+	for _, m := range ms {
+		if m.Role != raftkv.RoleVoter {
+			c.t.Fatalf("member %d is a %s, want every member a voter: %+v", m.ID, m.Role, ms)
+		}
+		got = append(got, m.ID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(got, ids) {
+		c.t.Fatalf("members %v, want %v", got, ids)
+	}
+}
+
+// TestClusterMembership grows a 3-node cluster to 5 under load, removes a
+// follower, removes the leader, and replaces a SIGKILLed node by a new one
+// on an empty data directory; a removed node restarted on its old data must
+// neither disturb the cluster nor rejoin it.
+func TestClusterMembership(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts processes and changes membership for ~30 s")
+	}
+	runScenario(t, scenario{
+		cluster: clusterOpts{nodes: 3, snapshotEntries: 500},
+		work:    workloadOpts{linWorkers: 4, durWorkers: 1, keys: 6, opTimeout: 4 * time.Second, pause: 2 * time.Millisecond},
+		warmup:  time.Second,
+		steps: func(r *run) {
+			c := r.c
+			// Grow 3 -> 5.
+			four := c.grow()
+			r.expectProgress("adding node 4")
+			five := c.grow()
+			r.expectProgress("adding node 5")
+			c.checkMembers(1, 2, 3, four, five)
+
+			// Remove a follower.
+			f := r.followers(r.leader())[0]
+			c.shrink(f)
+			r.expectProgress(fmt.Sprintf("removing follower %d", f))
+
+			// Remove the leader: it hands leadership over.
+			lead := r.leader()
+			c.shrink(lead)
+			next := c.waitLeader(lead)
+			r.expectProgress(fmt.Sprintf("removing leader %d (node %d leads now)", lead, next))
+
+			// Replace a SIGKILLed node by a new one on an empty directory.
+			dead := r.followers(next)[0]
+			c.node(dead).kill()
+			c.logf("node %d killed; replacing it", dead)
+			repl := c.grow()
+			c.memberCall(fmt.Sprintf("member remove %d", dead), func(ctx context.Context, cl *raftkv.Client) error {
+				return cl.RemoveMember(ctx, dead)
+			})
+			c.retire(dead)
+			r.expectProgress(fmt.Sprintf("replacing node %d by node %d", dead, repl))
+			c.checkMembers(c.ids()...)
+
+			// A removed node restarted on its old data: no disruption, no
+			// rejoining.
+			old := c.node(f)
+			if err := old.start(); err != nil {
+				t.Fatal(err)
+			}
+			term := c.views(context.Background())
+			time.Sleep(2 * time.Second) // many election timeouts of the removed node
+			r.expectProgress(fmt.Sprintf("restarting removed node %d", f))
+			after := c.views(context.Background())
+			if _, lt := leaderTerm(term); func() bool { _, at := leaderTerm(after); return at != lt }() {
+				_, at := leaderTerm(after)
+				t.Errorf("the restarted removed node %d disturbed the cluster: leader term %d -> %d", f, lt, at)
+			}
+			if slices.Contains(ids(c.members()), f) {
+				t.Errorf("removed node %d is a member again", f)
+			}
+			if err := old.terminate(); err != nil {
+				t.Error(err)
+			}
+		},
+	})
+}
+
+func ids(ms []raftkv.Member) []uint64 {
+	var out []uint64
+	for _, m := range ms {
+		out = append(out, m.ID)
+	}
+	return out
+}
