@@ -147,12 +147,17 @@ func TestClientPrefersLeaderEndpoint(t *testing.T) {
 	node := func(id, leader uint64, addr string) NodeStatus {
 		return NodeStatus{ID: id, ClientAddress: addr, Leader: leader}
 	}
-	c := &Client{endpoints: []string{"h:1", "h:2", "h:3"}}
+	withEndpoints := func(addrs ...string) *Client {
+		c := &Client{}
+		c.eps.Store(&endpointSet{addrs: addrs})
+		return c
+	}
+	c := withEndpoints("h:1", "h:2", "h:3")
 	c.preferLeader([]NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
 	if got := c.preferred.Load(); got != 1 {
 		t.Fatalf("preferred endpoint %d, want 1 (the leader's)", got)
 	}
-	c = &Client{endpoints: []string{"h:1", "h:3"}}
+	c = withEndpoints("h:1", "h:3")
 	c.preferLeader([]NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
 	if got := c.preferred.Load(); got != 0 {
 		t.Fatalf("preferred endpoint %d, want 0: the leader's endpoint is not among the client's", got)

@@ -2,6 +2,7 @@ package raftkv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -110,9 +111,10 @@ func hasPeerAddress(req *raftpb.ConfChangeRequest, id uint64) bool {
 // changeMembers sends a membership change to the leader and waits for it
 // to apply. Like a write, it is sent again after a leader change; unlike a
 // write it carries no session, so a second copy of a change that was
-// applied is refused (ErrAlreadyMember, ErrUnknownMember, or
-// ErrConfChangeInProgress while the first is not committed). Such an
-// error after a failover may hide a change that was made: Members tells.
+// applied is refused (ErrAlreadyMember, ErrUnknownMember): that refusal of
+// a copy sent again is checked against the members, and is success when
+// the change is in place. A copy refused as ErrConfChangeInProgress while
+// the first is not committed is returned as is.
 func (g *gateway) changeMembers(ctx context.Context, req *raftpb.ConfChangeRequest) (err error) {
 	defer g.observe("member", time.Now(), &err)
 	if err := checkChange(req); err != nil {
@@ -129,7 +131,49 @@ func (g *gateway) changeMembers(ctx context.Context, req *raftpb.ConfChangeReque
 		return err
 	}
 	r := res.(*raftpb.ProposeResponse)
-	return apiwire.FromWire(r.GetErrorCode(), r.GetMessage())
+	err = apiwire.FromWire(r.GetErrorCode(), r.GetMessage())
+	if sent && (errors.Is(err, ErrUnknownMember) || errors.Is(err, ErrAlreadyMember)) {
+		// A copy sent before may have made the change (a leader that
+		// removed itself steps down before it answers): the refusal of
+		// the copy sent again then says the change is in place.
+		if ms, merr := g.members(ctx); merr == nil && changeInPlace(req, ms) {
+			return nil
+		}
+	}
+	return err
+}
+
+// changeInPlace reports whether members already reflect every change of
+// req.
+func changeInPlace(req *raftpb.ConfChangeRequest, ms []Member) bool {
+	role := func(id uint64) string {
+		for _, m := range ms {
+			if m.ID == id {
+				return m.Role
+			}
+		}
+		return ""
+	}
+	for _, c := range req.GetChanges() {
+		r := role(c.GetNodeId())
+		switch c.GetType() {
+		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER:
+			if r == "" {
+				return false
+			}
+		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_VOTER:
+			if r != RoleVoter {
+				return false
+			}
+		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_REMOVE_NODE:
+			if r != "" {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // members asks the leader for the configuration in force.
@@ -220,6 +264,12 @@ func (c *Client) changeMembers(ctx context.Context, req *raftpb.ConfChangeReques
 	})
 	if sent && !final {
 		err = apiwire.OutcomeUnknown(err)
+	}
+	if sent && (errors.Is(err, ErrUnknownMember) || errors.Is(err, ErrAlreadyMember)) {
+		// As in the gateway: a copy sent before may have made the change.
+		if ms, merr := c.Members(ctx); merr == nil && changeInPlace(req, ms) {
+			return nil
+		}
 	}
 	return err
 }

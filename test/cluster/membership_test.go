@@ -174,22 +174,41 @@ func TestClusterMembership(t *testing.T) {
 			five := c.grow()
 			r.expectProgress("adding node 5")
 			c.checkMembers(1, 2, 3, four, five)
+			// The workload's clients were dialed with the original nodes'
+			// endpoints; they learn the new members' on their next sync
+			// (raftkv.Client asks every 3 s).
+			time.Sleep(4 * time.Second)
+
+			// Replace every original node, so that the workload's clients,
+			// dialed with the original endpoints, must have followed the
+			// membership to keep working.
+			original := func(id uint64) bool { return id <= 3 }
 
 			// Remove a follower.
-			f := r.followers(r.leader())[0]
+			f := pick(r.followers(r.leader()), original)
 			c.shrink(f)
 			r.expectProgress(fmt.Sprintf("removing follower %d", f))
 
-			// Remove the leader: it hands leadership over.
+			// Remove the leader, moved first to an original node: it hands
+			// leadership over once its removal commits.
 			lead := r.leader()
+			if !original(lead) {
+				to := pick(r.followers(lead), original)
+				c.memberCall(fmt.Sprintf("transfer-leader --to %d", to), func(ctx context.Context, cl *raftkv.Client) error {
+					return cl.TransferLeadership(ctx, to)
+				})
+				lead = to
+			}
 			c.shrink(lead)
 			next := c.waitLeader(lead)
 			r.expectProgress(fmt.Sprintf("removing leader %d (node %d leads now)", lead, next))
 
-			// Replace a SIGKILLed node by a new one on an empty directory.
-			dead := r.followers(next)[0]
+			// Replace a SIGKILLed node (the last original one, the leader
+			// or not) by a new one on an empty directory.
+			dead := pick(c.ids(), original)
 			c.node(dead).kill()
 			c.logf("node %d killed; replacing it", dead)
+			c.waitLeader(dead)
 			repl := c.grow()
 			c.memberCall(fmt.Sprintf("member remove %d", dead), func(ctx context.Context, cl *raftkv.Client) error {
 				return cl.RemoveMember(ctx, dead)
@@ -197,6 +216,9 @@ func TestClusterMembership(t *testing.T) {
 			c.retire(dead)
 			r.expectProgress(fmt.Sprintf("replacing node %d by node %d", dead, repl))
 			c.checkMembers(c.ids()...)
+			if slices.ContainsFunc(c.ids(), original) {
+				t.Fatalf("an original node is still a member: %v", c.ids())
+			}
 
 			// A removed node restarted on its old data: no disruption, no
 			// rejoining.
@@ -220,6 +242,14 @@ func TestClusterMembership(t *testing.T) {
 			}
 		},
 	})
+}
+
+// pick is the first of ids that prefer accepts, else the first.
+func pick(ids []uint64, prefer func(uint64) bool) uint64 {
+	if i := slices.IndexFunc(ids, prefer); i >= 0 {
+		return ids[i]
+	}
+	return ids[0]
 }
 
 func ids(ms []raftkv.Member) []uint64 {
