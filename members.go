@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/raftkv/raftkv/clientpb"
@@ -99,6 +100,16 @@ func checkChange(req *raftpb.ConfChangeRequest) error {
 	return nil
 }
 
+// hasPeerAddressOf reports whether req adds m at m's peer address.
+func hasPeerAddressOf(req *raftpb.ConfChangeRequest, m Member) bool {
+	for _, rm := range req.GetMembers() {
+		if rm.GetId() == m.ID && rm.GetPeerAddress() == m.PeerAddress {
+			return true
+		}
+	}
+	return false
+}
+
 func hasPeerAddress(req *raftpb.ConfChangeRequest, id uint64) bool {
 	for _, m := range req.GetMembers() {
 		if m.GetId() == id && m.GetPeerAddress() != "" {
@@ -158,7 +169,10 @@ func changeInPlace(req *raftpb.ConfChangeRequest, ms []Member) bool {
 		r := role(c.GetNodeId())
 		switch c.GetType() {
 		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER:
-			if r == "" {
+			// The member must be the one asked for, at the same address.
+			if r == "" || !slices.ContainsFunc(ms, func(m Member) bool {
+				return m.ID == c.GetNodeId() && hasPeerAddressOf(req, m)
+			}) {
 				return false
 			}
 		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_VOTER:
@@ -265,11 +279,10 @@ func (c *Client) changeMembers(ctx context.Context, req *raftpb.ConfChangeReques
 	if sent && !final {
 		err = apiwire.OutcomeUnknown(err)
 	}
-	if sent && (errors.Is(err, ErrUnknownMember) || errors.Is(err, ErrAlreadyMember)) {
-		// As in the gateway: a copy sent before may have made the change.
-		if ms, merr := c.Members(ctx); merr == nil && changeInPlace(req, ms) {
-			return nil
-		}
-	}
+	// Unlike the gateway, the client cannot tell an attempt that reached
+	// no node (a refused connection) from one a leader took, so a refusal
+	// is returned as it is: after a failover it may hide a change an
+	// earlier attempt made (the gateway, which retries inside the
+	// cluster, checks that case itself).
 	return err
 }
