@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/actors"
 	"github.com/raftkv/raftkv/clientpb"
 	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/kvstate"
@@ -134,6 +136,9 @@ func (g *gateway) changeMembers(ctx context.Context, req *raftpb.ConfChangeReque
 	req.ClusterId = g.route.clusterID
 	ctx, cancel := bounded(ctx, g.timeout)
 	defer cancel()
+	if err := g.checkJoining(ctx, req); err != nil {
+		return err
+	}
 	res, sent, err := g.route.call(ctx, true, req)
 	if err != nil {
 		if sent {
@@ -188,6 +193,57 @@ func changeInPlace(req *raftpb.ConfChangeRequest, ms []Member) bool {
 		}
 	}
 	return true
+}
+
+// checkJoining refuses, before anything is proposed, to add a node that
+// could not take part: one that does not answer at the address given, that
+// belongs to another cluster, or that already holds a configuration (it
+// was not started on an empty data directory with --join). A node named
+// that is a member already is left to the leader, which refuses it
+// (ErrAlreadyMember).
+func (g *gateway) checkJoining(ctx context.Context, req *raftpb.ConfChangeRequest) error {
+	var ms []Member
+	for _, c := range req.GetChanges() {
+		if c.GetType() != raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER {
+			continue
+		}
+		if ms == nil {
+			var err error
+			if ms, err = g.members(ctx); err != nil {
+				return err
+			}
+		}
+		id := c.GetNodeId()
+		if slices.ContainsFunc(ms, func(m Member) bool { return m.ID == id }) {
+			continue
+		}
+		var addr string
+		for _, m := range req.GetMembers() {
+			if m.GetId() == id {
+				addr = m.GetPeerAddress()
+			}
+		}
+		res, err := g.route.ask(ctx, actor.NewPID(addr, actors.NodeName(id)), &raftpb.StatusRequest{}, false)
+		st, ok := res.(*raftpb.StatusResponse)
+		switch {
+		case err != nil || !ok:
+			return fmt.Errorf("%w: node %d does not answer at %s (start it there first, with 'raftkv serve --join'): %v", ErrInvalidMemberChange, id, addr, err)
+		case st.GetClusterId() != g.route.clusterID:
+			return fmt.Errorf("%w: node %d at %s belongs to cluster %q, not %q", ErrInvalidMemberChange, id, addr, st.GetClusterId(), g.route.clusterID)
+		case len(st.GetMembers()) > 0:
+			return fmt.Errorf("%w: node %d at %s already holds a configuration (members %v): a new member starts on an empty data directory with 'raftkv serve --join'",
+				ErrInvalidMemberChange, id, addr, memberIDs(st.GetMembers()))
+		}
+	}
+	return nil
+}
+
+func memberIDs(ms []*raftpb.MemberStatus) []uint64 {
+	var ids []uint64
+	for _, m := range ms {
+		ids = append(ids, m.GetId())
+	}
+	return ids
 }
 
 // members asks the leader for the configuration in force.

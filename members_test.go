@@ -52,6 +52,7 @@ func checkMembership(t *testing.T, api memberAPI) {
 		"add an existing member":   {func() error { return api.AddLearner(ctx, 2, "127.0.0.1:1", "") }, ErrAlreadyMember},
 		"add without an address":   {func() error { return api.AddLearner(ctx, 4, "", "") }, ErrInvalidMemberChange},
 		"add node 0":               {func() error { return api.AddLearner(ctx, 0, "127.0.0.1:1", "") }, ErrInvalidMemberChange},
+		"add a node not running":   {func() error { return api.AddLearner(ctx, 4, "127.0.0.1:1", "") }, ErrInvalidMemberChange},
 		"add with a long address":  {func() error { return api.AddLearner(ctx, 4, strings.Repeat("a", 300), "") }, ErrInvalidMemberChange},
 		"promote an unknown node":  {func() error { return api.PromoteLearner(ctx, 9) }, ErrInvalidMemberChange},
 		"promote a voter":          {func() error { return api.PromoteLearner(ctx, 2) }, ErrAlreadyMember},

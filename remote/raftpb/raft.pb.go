@@ -1299,6 +1299,7 @@ type StatusResponse struct {
 	DiskBytes     uint64                 `protobuf:"varint,15,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`               // disk space the node's data directory takes (allocated bytes)
 	DiskFreeBytes uint64                 `protobuf:"varint,16,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"` // free space on the filesystem of the node's data directory
 	Members       []*MemberStatus        `protobuf:"bytes,17,rep,name=members,proto3" json:"members,omitempty"`                                     // the configuration in force, as this node knows it
+	ClusterId     string                 `protobuf:"bytes,18,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                // the cluster the node belongs to
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1450,6 +1451,13 @@ func (x *StatusResponse) GetMembers() []*MemberStatus {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 // MemberStatus is one member of the configuration a node reports.
@@ -2041,7 +2049,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\x04R\bleaderId\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessageJ\x04\b\x01\x10\x02R\n" +
 	"request_id\"\x0f\n" +
-	"\rStatusRequest\"\xa9\x04\n" +
+	"\rStatusRequest\"\xc8\x04\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
@@ -2065,7 +2073,9 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\n" +
 	"disk_bytes\x18\x0f \x01(\x04R\tdiskBytes\x12&\n" +
 	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\x121\n" +
-	"\amembers\x18\x11 \x03(\v2\x17.raftkv.v1.MemberStatusR\amembers\"\x92\x01\n" +
+	"\amembers\x18\x11 \x03(\v2\x17.raftkv.v1.MemberStatusR\amembers\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x12 \x01(\tR\tclusterId\"\x92\x01\n" +
 	"\fMemberStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +

@@ -4,10 +4,13 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -258,4 +261,85 @@ func ids(ms []raftkv.Member) []uint64 {
 		out = append(out, m.ID)
 	}
 	return out
+}
+
+// cli runs the raftkv command against the cluster's current members and
+// returns its exit code and output.
+func (c *cluster) cli(args ...string) (int, string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+	defer cancel()
+	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
+	out, err := exec.CommandContext(ctx, c.bin, append(args, eps)...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	c.t.Fatalf("raftkv %v: %v", args, err)
+	return -1, ""
+}
+
+// Membership commands that cannot be carried out fail with an exit code of
+// 1 and a message naming why, and change nothing: an existing id, unknown
+// ids, the last voter, a node of another cluster, a node that is not new.
+func TestClusterMembershipBadInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts processes")
+	}
+	c := newCluster(t, keptDir(t), clusterOpts{nodes: 3})
+	c.startAll()
+	c.waitLeader()
+	if code, out := c.cli("put", "k", "v"); code != 0 {
+		t.Fatalf("put: %d %s", code, out)
+	}
+	refused := func(want string, args ...string) {
+		t.Helper()
+		code, out := c.cli(append([]string{"member"}, args...)...)
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("raftkv member %v: exit %d, output %q; want exit 1 naming %q", args, code, out, want)
+		}
+	}
+	refused("already a member", "add", "2", "--peer", c.node(2).peerAddr)
+	refused("invalid membership change", "promote", "9")
+	refused("not a member", "remove", "9")
+
+	// A joining node configured for another cluster.
+	other := c.addNode()
+	c.retire(other.id) // not a member, whatever happens
+	cfg, err := os.ReadFile(other.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.terminate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(c.data, fmt.Sprintf("node%d", other.id))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other.cfgPath, []byte(strings.Replace(string(cfg), "clusterId: fault-suite", "clusterId: another", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.start(); err != nil {
+		t.Fatal(err)
+	}
+	refused(`belongs to cluster "another"`, "add", fmt.Sprint(other.id), "--peer", other.peerAddr)
+	refused("does not answer", "add", "9", "--peer", "127.0.0.1:1")
+
+	// A removed node restarted on its data is not new.
+	c.shrink(3)
+	if err := c.node(3).start(); err != nil {
+		t.Fatal(err)
+	}
+	refused("already holds a configuration", "add", "3", "--peer", c.node(3).peerAddr)
+
+	// Down to one voter, which cannot be removed.
+	c.shrink(2)
+	refused("no voter would be left", "remove", "1")
+	c.checkMembers(1)
+	if code, out := c.cli("get", "k"); code != 0 || out != "v" {
+		t.Fatalf("get k after the refusals: %d %q", code, out)
+	}
 }
