@@ -3,6 +3,7 @@ package raftkv
 import (
 	"errors"
 
+	"github.com/raftkv/raftkv/actors"
 	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/kvstate"
 )
@@ -109,6 +110,12 @@ var (
 	// tell); Status tells who leads now. Also returned, with nothing changed, when a transfer
 	// to 0 finds no other node that answered the leader recently.
 	ErrTransferFailed = apiwire.ErrTransferFailed
+	// ErrWrongCluster: Open found data it must not use with this
+	// configuration: a data directory of another node or cluster, or an
+	// embedded cluster whose data has other members than serversNum says
+	// (change members with the membership calls on a served cluster).
+	// Nothing was changed.
+	ErrWrongCluster = actors.ErrWrongCluster
 	// ErrInvalidOption: an option given to Open cannot be used.
 	ErrInvalidOption = errors.New("raftkv: invalid option")
 )
