@@ -274,7 +274,8 @@ func (c *Client) do(ctx context.Context, try time.Duration, sends int, call func
 	slow := 0
 	return retry(ctx, c.timeout, c.closing, func(ctx context.Context) (next, error) {
 		set := c.eps.Load()
-		i := int(c.preferred.Load()) % len(set.kv)
+		p := c.preferred.Load()
+		i := int(p) % len(set.kv)
 		// A try gets time for the value it carries (limits.TryTimeout); a
 		// reply's size is not known in advance, so each try that runs out
 		// of time doubles the next one's (up to 8 times), letting a large
@@ -289,7 +290,11 @@ func (c *Client) do(ctx context.Context, try time.Duration, sends int, call func
 		}
 		// This node is down, cut off or without a leader: try the next,
 		// pausing after each round of them.
-		c.preferred.CompareAndSwap(int64(i), int64(i+1))
+		// Compare with what was loaded, not with i: preferred may be
+		// beyond the set (a set that grew, a concurrent call), and
+		// comparing with i would then never move it, so every call would
+		// retry the same dead endpoint for good.
+		c.preferred.CompareAndSwap(p, int64((i+1)%len(set.kv)))
 		if (i+1)%len(set.kv) == 0 {
 			return later, err
 		}
