@@ -82,16 +82,6 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 		c.Close()
 		return nil, fmt.Errorf("raftkv: no endpoint of %v answered: %w", endpoints, err)
 	}
-	// The cluster's other members are endpoints too, so the client keeps
-	// reaching it when the ones it was given are gone.
-	var more []string
-	for _, n := range nodes {
-		more = append(more, n.ClientAddress)
-	}
-	if err := c.addEndpoints(more); err != nil {
-		c.Close()
-		return nil, err
-	}
 	c.preferLeader(nodes)
 	go c.syncEndpoints()
 	return c, nil

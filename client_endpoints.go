@@ -14,10 +14,13 @@ import (
 
 // A Client's endpoints follow the cluster's membership: besides the
 // endpoints given to Dial, it uses the client address of every member the
-// cluster reports, at Dial and then every clientSyncEvery, so that a
-// client outlives the replacement of the nodes it was first given. An
-// endpoint is never dropped: a removed member's fails fast, and the client
-// moves on.
+// cluster reports, asked right after Dial and then every clientSyncEvery,
+// so that a client outlives the replacement of the nodes it was first
+// given. An address is used only once it answered, through a connection
+// of its own, with the same members: an address nothing serves yet is
+// asked again at the next round, and one that answers for another cluster
+// is never used. An endpoint is never dropped: a removed member's fails,
+// and the client moves on.
 
 // clientSyncEvery is how often a Client asks for the cluster's members:
 // one small call, often enough that a client follows nodes replaced one
@@ -71,27 +74,65 @@ func (c *Client) addEndpoints(addrs []string) error {
 	return nil
 }
 
-// syncEndpoints adds the members' client addresses every clientSyncEvery,
-// until Close.
+// syncEndpoints adds the members' client addresses right away and then
+// every clientSyncEvery, until Close.
 func (c *Client) syncEndpoints() {
 	t := time.NewTicker(clientSyncEvery)
 	defer t.Stop()
 	for {
+		c.syncOnce()
 		select {
 		case <-c.closing:
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), clientTryTimeout)
-		ms, err := c.Members(ctx)
-		cancel()
-		if err != nil {
-			continue // the cluster is busy or unreachable; the next round asks again
-		}
-		var addrs []string
-		for _, m := range ms {
-			addrs = append(addrs, m.ClientAddress)
-		}
-		_ = c.addEndpoints(addrs) // an address that does not parse is skipped until it is fixed
 	}
+}
+
+// syncOnce asks the cluster for its members and adds the client addresses
+// of those that answer with the same members.
+func (c *Client) syncOnce() {
+	ctx, cancel := context.WithTimeout(context.Background(), clientTryTimeout)
+	defer cancel()
+	ms, err := c.Members(ctx)
+	if err != nil {
+		return // the cluster is busy or unreachable; the next round asks again
+	}
+	have := c.eps.Load().addrs
+	var ok []string
+	for _, m := range ms {
+		if m.ClientAddress == "" || slices.Contains(have, m.ClientAddress) {
+			continue
+		}
+		if sameMembers(ctx, m.ClientAddress, ms) {
+			ok = append(ok, m.ClientAddress)
+		}
+	}
+	_ = c.addEndpoints(ok) // an address that does not parse was not probed successfully either
+}
+
+// sameMembers reports whether the node serving addr answers with the
+// members ms: a node of this cluster, reachable now.
+func sameMembers(ctx context.Context, addr string, ms []Member) bool {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, clientProbeTimeout)
+	defer cancel()
+	res, err := clientpb.NewKVClient(conn).Members(ctx, &clientpb.ClusterMembersRequest{})
+	if err != nil {
+		return false
+	}
+	got := res.GetMembers()
+	if len(got) != len(ms) {
+		return false
+	}
+	for i, m := range got {
+		if m.GetId() != ms[i].ID {
+			return false
+		}
+	}
+	return true
 }

@@ -25,8 +25,8 @@ type Set struct {
 	nodeMetrics []nodeMetric
 	// memberMatch and memberLag are reported by the leader, per member.
 	memberMatch, memberLag *prometheus.Desc
-	client      *prometheus.HistogramVec
-	read        prometheus.Histogram
+	client                 *prometheus.HistogramVec
+	read                   prometheus.Histogram
 }
 
 // New builds a Set whose node gauges are read from source at each scrape.
