@@ -25,6 +25,12 @@ var (
 	ErrCompacted = errors.New("raftlogic: index already compacted")
 	// ErrUnapplied refuses a Compact beyond what the state machine applied.
 	ErrUnapplied = errors.New("raftlogic: index not yet applied")
+	// ErrConfUnknown refuses a Compact at an index whose configuration the
+	// node does not know: a node that joined by receiving the log from its
+	// start (not a snapshot) learns the configuration only from the first
+	// conf change entry it appends, and a snapshot must name one. The
+	// driver compacts later, at or after that entry.
+	ErrConfUnknown = errors.New("raftlogic: configuration not known at index")
 
 	// ErrInvalidConfChange refuses a membership change that is malformed
 	// whatever the configuration (no changes, an unknown type, node 0, a

@@ -95,8 +95,12 @@ func (n *Node) checkMessage(m Message) error {
 }
 
 // answerStale handles a message from an older term. Most are dropped; a
-// stale leader is told the new term so it steps down, and a pre-candidate
-// stuck on an old term learns the current one.
+// stale leader is told the new term so it steps down, and a (pre-)candidate
+// stuck on an old term learns the current one. The candidate needs that
+// answer when membership changes: a voter whose log lags behind the change
+// that added the candidate does not know it and never asks it for its
+// vote, so the candidate would otherwise never learn that voter's term,
+// and the two could campaign past each other for ever.
 func (n *Node) answerStale(m Message) {
 	switch m.Type {
 	case MsgApp, MsgHeartbeat:
@@ -105,6 +109,8 @@ func (n *Node) answerStale(m Message) {
 		}
 	case MsgPreVote:
 		n.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})
+	case MsgVote:
+		n.send(Message{Type: MsgVoteResp, To: m.From, Reject: true})
 	}
 }
 
