@@ -836,7 +836,6 @@ func (s *sim) checkStabled(sn *simNode) {
 	}
 }
 
-
 // checkLeaderCompleteness: a new leader's log holds every entry any node has
 // applied (§5.4.3).
 func (s *sim) checkLeaderCompleteness(sn *simNode) {
