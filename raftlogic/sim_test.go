@@ -260,6 +260,8 @@ type simStats struct {
 	asyncWrites, lostWrites, staleReports                                                     int
 	confChanges, joints, learnersAdded, promotions, removals, leaderRemovals, replaces        int
 	handOffs, retired, removedRunning, leftJoint                                              int
+	// healSteps is the most steps a run took from healing to done.
+	healSteps int
 }
 
 func (a *simStats) add(b simStats) {
@@ -286,6 +288,7 @@ func (a *simStats) add(b simStats) {
 	a.retired += b.retired
 	a.removedRunning += b.removedRunning
 	a.leftJoint += b.leftJoint
+	a.healSteps = max(a.healSteps, b.healSteps)
 }
 
 type simFailure struct{ msg string }
@@ -1073,6 +1076,7 @@ func (s *sim) run(steps int) {
 			}
 		}
 		if leaderAt != 0 && s.allApplied() {
+			s.stats.healSteps = s.step - healedAt
 			return
 		}
 	}
