@@ -195,7 +195,8 @@
 // after it, whose majorities overlap; taking a configuration on apply
 // would add a third moment, and nodes that disagree on the rule break
 // that (the simulation shows it: with some nodes taking the configuration
-// on commit, it finds two leaders in one term and lost committed entries).
+// on commit, it finds leaders elected without a majority of their
+// configuration, and committed entries lost).
 // The price is that a configuration can be undone: when a leader truncates
 // an uncommitted conf entry, the node reverts to the configuration before
 // it. The node derives its configuration from its log at every step — the
