@@ -14,8 +14,10 @@ var (
 	// ErrTransferInProgress refuses a proposal while leadership is being
 	// handed to another node; the client should retry at the new leader.
 	ErrTransferInProgress = errors.New("raftlogic: leadership transfer in progress")
-	// ErrUnknownPeer refuses a message or request naming a node that is not
-	// in the configuration.
+	// ErrUnknownPeer refuses a request naming a node that is not a member of
+	// the configuration (a leadership transfer, promoting or removing a
+	// node), and a message claiming to come from no node or from the
+	// receiver itself.
 	ErrUnknownPeer = errors.New("raftlogic: unknown peer")
 	// ErrInvalidMessage refuses a message that no correct peer sends.
 	ErrInvalidMessage = errors.New("raftlogic: invalid message")

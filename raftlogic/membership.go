@@ -217,6 +217,19 @@ func (n *Node) sendTimeoutNow(to uint64) {
 	}
 }
 
+// termDurable reports whether this leader's term and vote are known
+// durable: it won with another node's vote (which answered a request sent
+// only once the vote was durable), or an entry of its term is durable
+// (writes complete in order, and the one that made the term durable came
+// first).
+func (n *Node) termDurable() bool {
+	if n.wonWithOthers {
+		return true
+	}
+	t, _ := n.log.term(n.log.stabled)
+	return t == n.term
+}
+
 // promotable reports whether this node may campaign: only a voter of the
 // configuration it knows (of either half) may.
 func (n *Node) promotable() bool { return n.conf.isVoter(n.id) }

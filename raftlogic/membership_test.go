@@ -943,3 +943,52 @@ func TestConfChange_ReplaceNodeInOneStep(t *testing.T) {
 	c.confChange(1, addVoter(4))
 	requireConf(t, "after promotion", c.status(4).Conf, ConfState{Voters: []uint64{1, 2, 4}})
 }
+
+// The only voter wins without waiting for its write; with learners to send
+// to, it must hold its messages until its term is durable, or a crash could
+// let it lead the same term again with other entries (found by the
+// simulation: Log Matching broken on a learner).
+func TestSplitMessages_LoneVoterHoldsMessagesUntilItsTermIsDurable(t *testing.T) {
+	cs := ConfState{Voters: []uint64{1}, Learners: []uint64{2}}
+	for _, async := range []bool{false, true} {
+		cfg := testConfig(1)
+		cfg.AsyncStorageWrites = async
+		n := newTestNode(t, cfg, InitialState{Snapshot: SnapshotMeta{ConfState: cs}})
+		n.Campaign()
+		if st := n.Status(); st.Role != Leader {
+			t.Fatalf("async=%v: the lone voter did not win at once: %+v", async, st)
+		}
+		rd := n.Ready()
+		early, late := rd.SplitMessages()
+		if len(early) != 0 || len(msgsOfType(late, MsgApp)) == 0 {
+			t.Fatalf("async=%v: first Ready splits into early %+v, late %+v; want every message late", async, early, late)
+		}
+		n.Advance(rd)
+		n.Tick() // a heartbeat
+		rd = n.Ready()
+		early, _ = rd.SplitMessages()
+		if async && len(early) != 0 {
+			t.Fatalf("async: a message leaves early before the term is reported durable: %+v", early)
+		}
+		if !async && len(msgsOfType(early, MsgHeartbeat)) != 1 {
+			t.Fatalf("sync: once its first Ready is persisted, the leader's heartbeat may go early again: %+v", early)
+		}
+		n.Advance(rd)
+		if async {
+			n.StableTo(1, 1)
+			n.Tick()
+			if early, _ := n.Ready().SplitMessages(); len(msgsOfType(early, MsgHeartbeat)) != 1 {
+				t.Fatalf("async: heartbeat still held after the term's first entry was reported durable: %+v", early)
+			}
+		}
+	}
+	// A leader elected with another voter's vote sends its appends early
+	// from its first Ready.
+	n := newTestNode(t, testConfig(1), stateWithLog(voterIDs(3), 0, 0))
+	n.Campaign()
+	advance(n)
+	mustStep(t, n, Message{Type: MsgVoteResp, From: 2, To: 1, Term: 1})
+	if early, _ := n.Ready().SplitMessages(); len(msgsOfType(early, MsgApp)) != 2 {
+		t.Fatalf("a leader elected by a quorum holds its appends: early %+v", early)
+	}
+}

@@ -41,6 +41,9 @@ type Node struct {
 
 	// leadTransferee is the node a leader is handing leadership to.
 	leadTransferee uint64
+	// wonWithOthers: this leader's campaign was won with another node's
+	// vote, so its term and vote were durable before it led (termDurable).
+	wonWithOthers bool
 
 	reads readOnly
 
@@ -235,6 +238,7 @@ func (n *Node) Ready() Ready {
 	if n.log.pendingSnap != nil {
 		rd.Snapshot = *n.log.pendingSnap
 	}
+	rd.holdMessages = n.role == Leader && !n.termDurable()
 	n.msgs = nil
 	n.readStates = nil
 	// Every heartbeat of the current read round leaves with this Ready.

@@ -241,6 +241,7 @@ type sim struct {
 	confIndex   uint64
 	confs       map[uint64]ConfState
 	commitTerms map[uint64]uint64
+	maxCommit   uint64
 	healing     bool
 }
 

@@ -2,9 +2,13 @@ package raftlogic
 
 import "fmt"
 
-// Step hands the node a message from a peer. Messages from unknown nodes, to
-// another node, or malformed are refused with an error and change nothing;
-// stale messages are ignored (or answered so a stale sender catches up).
+// Step hands the node a message from a peer. Messages from no node or from
+// this node itself, to another node, or malformed are refused with an error
+// and change nothing; stale messages are ignored (or answered so a stale
+// sender catches up). A message from a node outside the configuration this
+// node knows is taken: it may come from a leader whose addition this node's
+// log does not hold yet; what a non-voter says never counts toward a vote,
+// a commit or a read.
 func (n *Node) Step(m Message) error {
 	if err := n.checkMessage(m); err != nil {
 		return err
