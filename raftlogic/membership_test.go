@@ -992,3 +992,29 @@ func TestSplitMessages_LoneVoterHoldsMessagesUntilItsTermIsDurable(t *testing.T)
 		t.Fatalf("a leader elected by a quorum holds its appends: early %+v", early)
 	}
 }
+
+// A node that received the log from index 1 knows no configuration before
+// the first conf change entry it holds, so it cannot name one in a
+// snapshot there: Compact refuses, and changes nothing.
+func TestCompact_RefusesIndexWithUnknownConfiguration(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.propose(1, "a", "b")
+	c.join(4)
+	idx := c.confChange(1, addLearner(4))
+	c.tick(1)
+	if got := c.nodes[4].applied(); got < idx {
+		t.Fatalf("learner applied %d, want %d", got, idx)
+	}
+	before := c.status(4)
+	if err := c.compact(4, idx-1); !errors.Is(err, ErrConfUnknown) {
+		t.Fatalf("Compact(%d) before the learner's first conf entry: %v, want ErrConfUnknown", idx-1, err)
+	}
+	if st := c.status(4); !reflect.DeepEqual(st, before) {
+		t.Fatalf("a refused Compact changed the node: %+v", st)
+	}
+	if err := c.compact(4, idx); err != nil {
+		t.Fatalf("Compact(%d) at the learner's first conf entry: %v", idx, err)
+	}
+	requireConf(t, "learner's snapshot", c.status(4).Snapshot.ConfState, ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}})
+}
