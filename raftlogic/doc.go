@@ -214,7 +214,10 @@
 // joint entry commits; a leader that removes itself leads on, not counting
 // itself, until the removal commits, then hands over to the most
 // caught-up voter (MsgTimeoutNow) and steps down. A node that is not a
-// voter of the configuration it knows never campaigns.
+// voter of the configuration it knows never campaigns, unless that
+// configuration removed it and is not known committed: a removed node may
+// still be needed to elect anyone then (see promotable in membership.go),
+// and wins, if at all, by the votes of the configuration without it.
 //
 // What a driver does:
 //

@@ -798,7 +798,7 @@ func TestConfChange_4_2_2_RemovedLeaderHandsOverAndStepsDown(t *testing.T) {
 	c.propose(leaders[0], "b")
 }
 
-// A follower that appends its own removal stops campaigning. (A leader
+// A follower that knows its removal committed stops campaigning. (A leader
 // sends nothing to a node it removed, so usually the removed node never
 // learns of it; PreVote and CheckQuorum keep it from disturbing the
 // others, and its operator stops it.)
@@ -806,7 +806,7 @@ func TestConfChange_RemovedFollowerNeverCampaigns(t *testing.T) {
 	n := newTestNode(t, testConfig(3), stateWithLog(voterIDs(3), 1, 1, 1))
 	cs := ConfState{Voters: []uint64{1, 2}}
 	removal := Entry{Index: 2, Term: 1, Type: EntryConfChange, Data: encodeConfChange(ConfChange{Changes: []ConfChangeSingle{removeNode(3)}}, cs)}
-	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 3, Term: 1, Index: 1, LogTerm: 1, Entries: []Entry{removal}, Commit: 1})
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 3, Term: 1, Index: 1, LogTerm: 1, Entries: []Entry{removal}, Commit: 2})
 	requireConf(t, "removed node", n.Status().Conf, cs)
 	advance(n)
 	for range 5 * testElectionTick {
@@ -1017,4 +1017,57 @@ func TestCompact_RefusesIndexWithUnknownConfiguration(t *testing.T) {
 		t.Fatalf("Compact(%d) at the learner's first conf entry: %v", idx, err)
 	}
 	requireConf(t, "learner's snapshot", c.status(4).Snapshot.ConfState, ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}})
+}
+
+// A node whose removal is in its log but not committed may still be needed
+// to elect anyone: here leader 1 of the joint {2,3} / {1,2} appends the
+// entry leaving it (which removes 1), and restarts before 2 and 3 get it.
+// They stay joint and need 1's vote, which 1 refuses (its log is longer);
+// only 1 can win, by the votes of {2,3}. It then commits its removal and
+// hands over. (Found by the simulation as a cluster that never elected.)
+func TestJoint_4_3_NodeWithUncommittedRemovalMayCampaign(t *testing.T) {
+	c := newCluster(t, 2)
+	c.elect(1)
+	c.join(3)
+	c.confChange(1, addLearner(3))
+	isLeave := func(m Message) bool {
+		for _, e := range m.Entries {
+			if cc, _, err := DecodeConfChange(e.Data); e.Type == EntryConfChange && err == nil && len(cc.Changes) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	c.filter(1, 2, isLeave)
+	c.filter(1, 3, isLeave)
+	idx := c.confChange(1, addVoter(3), removeNode(1))
+	c.tick(1) // heartbeats carry the commit index
+	requireConf(t, "node 1", c.status(1).Conf, ConfState{Voters: []uint64{2, 3}})
+	for _, id := range []uint64{2, 3} {
+		if st := c.status(id); st.Commit < idx {
+			t.Fatalf("node %d has not committed the joint entry %d: %+v", id, idx, st)
+		}
+		requireConf(t, "follower", c.status(id).Conf, ConfState{Voters: []uint64{2, 3}, VotersOutgoing: []uint64{1, 2}})
+	}
+	c.restart(1)
+	c.heal()
+	for i := 0; len(c.leaders()) == 0; i++ {
+		if i == 20*testElectionTick {
+			t.Fatalf("no leader after %d ticks: %+v %+v %+v", i, c.status(1), c.status(2), c.status(3))
+		}
+		c.tickAll(1)
+	}
+	for i := 0; ; i++ {
+		l := c.leaders()
+		if len(l) == 1 && l[0] != 1 && !c.status(l[0]).Conf.IsJoint() {
+			break
+		}
+		if i == 20*testElectionTick {
+			t.Fatalf("no leader of the final configuration: leaders %v, %+v", l, c.status(1))
+		}
+		c.tickAll(1)
+	}
+	for _, id := range []uint64{2, 3} {
+		requireConf(t, "after the hand-over", c.status(id).Conf, ConfState{Voters: []uint64{2, 3}})
+	}
 }
