@@ -803,9 +803,16 @@ func (s *sim) checkStep() {
 // noteLeader records sn if it leads a term for the first time, checking
 // that no other node led that term, that it won by a majority of each half
 // of its configuration, and Leader Completeness.
+//
+// A leader counts once its term is durable. The only voter of a
+// configuration wins by its own vote before that vote is on disk; until
+// its first entry is durable it sends nothing (Ready.SplitMessages) and
+// can commit nothing, and a crash then makes it forget it ever led, so
+// that it may vote for another leader of the same term (seed 16228 of
+// -sim.base 1). Such a leadership left no trace outside the node.
 func (s *sim) noteLeader(sn *simNode) {
 	n := sn.node
-	if n == nil || n.role != Leader {
+	if n == nil || n.role != Leader || !n.termDurable() {
 		return
 	}
 	if l, ok := s.leaders[n.term]; ok && l != sn.id {
