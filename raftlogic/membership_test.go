@@ -1071,3 +1071,29 @@ func TestJoint_4_3_NodeWithUncommittedRemovalMayCampaign(t *testing.T) {
 		requireConf(t, "after the hand-over", c.status(id).Conf, ConfState{Voters: []uint64{2, 3}})
 	}
 }
+
+// Nor does such a leader send a snapshot before its term is durable: the
+// MsgSnap would wait behind the write, and the driver, which attaches the
+// image when it sends, may have replaced that image by then (found by the
+// simulation: a held MsgSnap named a snapshot compacted over).
+func TestSplitMessages_LoneVoterSendsNoSnapshotUntilItsTermIsDurable(t *testing.T) {
+	cs := ConfState{Voters: []uint64{1}, Learners: []uint64{2}}
+	n := newTestNode(t, asyncConfig(1), InitialState{HardState: HardState{Term: 1, Commit: 5}, Snapshot: SnapshotMeta{Index: 5, Term: 1, ConfState: cs}, Applied: 5})
+	n.Campaign()
+	n.Advance(n.Ready())
+	// The learner has nothing: it refuses the leader's probe.
+	mustStep(t, n, Message{Type: MsgAppResp, From: 2, To: 1, Term: 2, Index: 5, Reject: true, RejectHint: 0})
+	for range 3 * testElectionTick {
+		n.Tick()
+		mustStep(t, n, Message{Type: MsgHeartbeatResp, From: 2, To: 1, Term: 2})
+	}
+	if got := msgsOfType(n.Ready().Messages, MsgSnap); len(got) != 0 {
+		t.Fatalf("a leader whose term is not durable sent a snapshot: %+v", got)
+	}
+	n.StableTo(6, 2)
+	mustStep(t, n, Message{Type: MsgHeartbeatResp, From: 2, To: 1, Term: 2})
+	early, _ := n.Ready().SplitMessages()
+	if got := msgsOfType(early, MsgSnap); len(got) != 1 {
+		t.Fatalf("once its term is durable, the leader sends the snapshot early: %+v", early)
+	}
+}

@@ -66,7 +66,9 @@ func (rd Ready) MustSync(prev HardState) bool {
 // configuration (with learners to send to), whose own vote is its quorum.
 // Until the first entry of its term is durable, its term is not, and a
 // crash could make it lead the same term again with other entries; so
-// until then every message of its Readies is in afterPersist.
+// until then every message of its Readies is in afterPersist. It sends no
+// MsgSnap meanwhile, so a MsgSnap is always in beforePersist, and its image
+// is the one the driver holds when it sends.
 func (rd Ready) SplitMessages() (beforePersist, afterPersist []Message) {
 	if rd.holdMessages {
 		return nil, rd.Messages
