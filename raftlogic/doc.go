@@ -111,7 +111,8 @@
 //     persists its own Entries (Raft thesis 10.2.1): it counts its own log
 //     toward commit only when Advance (or, with asynchronous writes,
 //     StableTo) reports it durable.
-//     Ready.SplitMessages says which messages may go early.
+//     Ready.SplitMessages says which messages may go early (none, while
+//     the only voter of its configuration leads a term not yet durable).
 //   - CommittedEntries may be applied before or while the Ready is
 //     persisted: every committed entry handed out is already durable in the
 //     local log, and a restarted node takes the state machine's applied
