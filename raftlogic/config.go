@@ -8,7 +8,7 @@ type Config struct {
 	// ID is this node's id; it must be non-zero. It need not be a member
 	// of the configuration in InitialState: a learner, a removed node or a
 	// node that has yet to join (empty configuration) runs, but never
-	// campaigns.
+	// campaigns (a node whose removal is not known committed yet may).
 	ID uint64
 	// ElectionTick is the minimum election timeout. Each term a follower
 	// draws its timeout uniformly from [ElectionTick, 2*ElectionTick).

@@ -14,6 +14,7 @@ func (n *Node) reset(term uint64) {
 		n.vote = None
 	}
 	n.lead = None
+	n.wonWithOthers = false
 	n.electionElapsed = 0
 	n.heartbeatElapsed = 0
 	n.resetRandomizedTimeout()
@@ -120,7 +121,12 @@ func (n *Node) winCampaign(t MessageType) {
 		n.campaign(MsgVote, n.term, false)
 		return
 	}
+	others := false
+	for id, granted := range n.votes {
+		others = others || granted && id != n.id
+	}
 	n.becomeLeader()
+	n.wonWithOthers = others
 }
 
 // inLease reports whether this node heard from a live leader within the

@@ -14,8 +14,10 @@ var (
 	// ErrTransferInProgress refuses a proposal while leadership is being
 	// handed to another node; the client should retry at the new leader.
 	ErrTransferInProgress = errors.New("raftlogic: leadership transfer in progress")
-	// ErrUnknownPeer refuses a message or request naming a node that is not
-	// in the configuration.
+	// ErrUnknownPeer refuses a request naming a node that is not a member of
+	// the configuration (a leadership transfer, promoting or removing a
+	// node), and a message claiming to come from no node or from the
+	// receiver itself.
 	ErrUnknownPeer = errors.New("raftlogic: unknown peer")
 	// ErrInvalidMessage refuses a message that no correct peer sends.
 	ErrInvalidMessage = errors.New("raftlogic: invalid message")
@@ -25,6 +27,12 @@ var (
 	ErrCompacted = errors.New("raftlogic: index already compacted")
 	// ErrUnapplied refuses a Compact beyond what the state machine applied.
 	ErrUnapplied = errors.New("raftlogic: index not yet applied")
+	// ErrConfUnknown refuses a Compact at an index whose configuration the
+	// node does not know: a node that joined by receiving the log from its
+	// start (not a snapshot) learns the configuration only from the first
+	// conf change entry it appends, and a snapshot must name one. The
+	// driver compacts later, at or after that entry.
+	ErrConfUnknown = errors.New("raftlogic: configuration not known at index")
 
 	// ErrInvalidConfChange refuses a membership change that is malformed
 	// whatever the configuration (no changes, an unknown type, node 0, a

@@ -303,6 +303,9 @@ func (l *raftLog) compact(i uint64) error {
 	// The snapshot records the configuration as of i, not the one in
 	// force: a later conf entry may still be truncated away.
 	cs := l.confAt(i)
+	if len(cs.Voters) == 0 {
+		return fmt.Errorf("%w: index %d comes before the first conf change entry of a log received from its start", ErrConfUnknown, i)
+	}
 	l.ents = append([]Entry(nil), l.ents[i-l.snap.Index:]...)
 	l.confs = slices.DeleteFunc(l.confs, func(c confEntry) bool { return c.index <= i })
 	l.snap = SnapshotMeta{Index: i, Term: t, ConfState: cs}

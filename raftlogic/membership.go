@@ -217,9 +217,35 @@ func (n *Node) sendTimeoutNow(to uint64) {
 	}
 }
 
-// promotable reports whether this node may campaign: only a voter of the
-// configuration it knows (of either half) may.
-func (n *Node) promotable() bool { return n.conf.isVoter(n.id) }
+// termDurable reports whether this leader's term and vote are known
+// durable: it won with another node's vote (which answered a request sent
+// only once the vote was durable), or an entry of its term is durable
+// (writes complete in order, and the one that made the term durable came
+// first).
+func (n *Node) termDurable() bool {
+	if n.wonWithOthers {
+		return true
+	}
+	t, _ := n.log.term(n.log.stabled)
+	return t == n.term
+}
+
+// promotable reports whether this node may campaign: a voter of the
+// configuration in force (of either half), or a node whose removal is in
+// its log but not known committed. The latter may still be needed: when a
+// leader in the outgoing half of a joint configuration appends the entry
+// that leaves it and removes it, and crashes before the others have it,
+// they stay joint and need its vote, which it refuses them (its log is
+// longer); only it can win, by the votes of its newer configuration. (The
+// simulation found that deadlock.) A node that knows its removal
+// committed, a learner, and a node not yet added never campaign.
+func (n *Node) promotable() bool {
+	if n.conf.isVoter(n.id) {
+		return true
+	}
+	l := n.log
+	return l.lastConfIndex() > l.committed && l.confAt(l.committed).isVoter(n.id)
+}
 
 func cloneConf(cs ConfState) ConfState {
 	return ConfState{Voters: slices.Clone(cs.Voters), VotersOutgoing: slices.Clone(cs.VotersOutgoing), Learners: slices.Clone(cs.Learners)}

@@ -798,7 +798,7 @@ func TestConfChange_4_2_2_RemovedLeaderHandsOverAndStepsDown(t *testing.T) {
 	c.propose(leaders[0], "b")
 }
 
-// A follower that appends its own removal stops campaigning. (A leader
+// A follower that knows its removal committed stops campaigning. (A leader
 // sends nothing to a node it removed, so usually the removed node never
 // learns of it; PreVote and CheckQuorum keep it from disturbing the
 // others, and its operator stops it.)
@@ -806,7 +806,7 @@ func TestConfChange_RemovedFollowerNeverCampaigns(t *testing.T) {
 	n := newTestNode(t, testConfig(3), stateWithLog(voterIDs(3), 1, 1, 1))
 	cs := ConfState{Voters: []uint64{1, 2}}
 	removal := Entry{Index: 2, Term: 1, Type: EntryConfChange, Data: encodeConfChange(ConfChange{Changes: []ConfChangeSingle{removeNode(3)}}, cs)}
-	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 3, Term: 1, Index: 1, LogTerm: 1, Entries: []Entry{removal}, Commit: 1})
+	mustStep(t, n, Message{Type: MsgApp, From: 1, To: 3, Term: 1, Index: 1, LogTerm: 1, Entries: []Entry{removal}, Commit: 2})
 	requireConf(t, "removed node", n.Status().Conf, cs)
 	advance(n)
 	for range 5 * testElectionTick {
@@ -942,4 +942,158 @@ func TestConfChange_ReplaceNodeInOneStep(t *testing.T) {
 	requireConf(t, "new node", c.status(4).Conf, want)
 	c.confChange(1, addVoter(4))
 	requireConf(t, "after promotion", c.status(4).Conf, ConfState{Voters: []uint64{1, 2, 4}})
+}
+
+// The only voter wins without waiting for its write; with learners to send
+// to, it must hold its messages until its term is durable, or a crash could
+// let it lead the same term again with other entries (found by the
+// simulation: Log Matching broken on a learner).
+func TestSplitMessages_LoneVoterHoldsMessagesUntilItsTermIsDurable(t *testing.T) {
+	cs := ConfState{Voters: []uint64{1}, Learners: []uint64{2}}
+	for _, async := range []bool{false, true} {
+		cfg := testConfig(1)
+		cfg.AsyncStorageWrites = async
+		n := newTestNode(t, cfg, InitialState{Snapshot: SnapshotMeta{ConfState: cs}})
+		n.Campaign()
+		if st := n.Status(); st.Role != Leader {
+			t.Fatalf("async=%v: the lone voter did not win at once: %+v", async, st)
+		}
+		rd := n.Ready()
+		early, late := rd.SplitMessages()
+		if len(early) != 0 || len(msgsOfType(late, MsgApp)) == 0 {
+			t.Fatalf("async=%v: first Ready splits into early %+v, late %+v; want every message late", async, early, late)
+		}
+		n.Advance(rd)
+		n.Tick() // a heartbeat
+		rd = n.Ready()
+		early, _ = rd.SplitMessages()
+		if async && len(early) != 0 {
+			t.Fatalf("async: a message leaves early before the term is reported durable: %+v", early)
+		}
+		if !async && len(msgsOfType(early, MsgHeartbeat)) != 1 {
+			t.Fatalf("sync: once its first Ready is persisted, the leader's heartbeat may go early again: %+v", early)
+		}
+		n.Advance(rd)
+		if async {
+			n.StableTo(1, 1)
+			n.Tick()
+			if early, _ := n.Ready().SplitMessages(); len(msgsOfType(early, MsgHeartbeat)) != 1 {
+				t.Fatalf("async: heartbeat still held after the term's first entry was reported durable: %+v", early)
+			}
+		}
+	}
+	// A leader elected with another voter's vote sends its appends early
+	// from its first Ready.
+	n := newTestNode(t, testConfig(1), stateWithLog(voterIDs(3), 0, 0))
+	n.Campaign()
+	advance(n)
+	mustStep(t, n, Message{Type: MsgVoteResp, From: 2, To: 1, Term: 1})
+	if early, _ := n.Ready().SplitMessages(); len(msgsOfType(early, MsgApp)) != 2 {
+		t.Fatalf("a leader elected by a quorum holds its appends: early %+v", early)
+	}
+}
+
+// A node that received the log from index 1 knows no configuration before
+// the first conf change entry it holds, so it cannot name one in a
+// snapshot there: Compact refuses, and changes nothing.
+func TestCompact_RefusesIndexWithUnknownConfiguration(t *testing.T) {
+	c := newCluster(t, 3)
+	c.elect(1)
+	c.propose(1, "a", "b")
+	c.join(4)
+	idx := c.confChange(1, addLearner(4))
+	c.tick(1)
+	if got := c.nodes[4].applied(); got < idx {
+		t.Fatalf("learner applied %d, want %d", got, idx)
+	}
+	before := c.status(4)
+	if err := c.compact(4, idx-1); !errors.Is(err, ErrConfUnknown) {
+		t.Fatalf("Compact(%d) before the learner's first conf entry: %v, want ErrConfUnknown", idx-1, err)
+	}
+	if st := c.status(4); !reflect.DeepEqual(st, before) {
+		t.Fatalf("a refused Compact changed the node: %+v", st)
+	}
+	if err := c.compact(4, idx); err != nil {
+		t.Fatalf("Compact(%d) at the learner's first conf entry: %v", idx, err)
+	}
+	requireConf(t, "learner's snapshot", c.status(4).Snapshot.ConfState, ConfState{Voters: []uint64{1, 2, 3}, Learners: []uint64{4}})
+}
+
+// A node whose removal is in its log but not committed may still be needed
+// to elect anyone: here leader 1 of the joint {2,3} / {1,2} appends the
+// entry leaving it (which removes 1), and restarts before 2 and 3 get it.
+// They stay joint and need 1's vote, which 1 refuses (its log is longer);
+// only 1 can win, by the votes of {2,3}. It then commits its removal and
+// hands over. (Found by the simulation as a cluster that never elected.)
+func TestJoint_4_3_NodeWithUncommittedRemovalMayCampaign(t *testing.T) {
+	c := newCluster(t, 2)
+	c.elect(1)
+	c.join(3)
+	c.confChange(1, addLearner(3))
+	isLeave := func(m Message) bool {
+		for _, e := range m.Entries {
+			if cc, _, err := DecodeConfChange(e.Data); e.Type == EntryConfChange && err == nil && len(cc.Changes) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	c.filter(1, 2, isLeave)
+	c.filter(1, 3, isLeave)
+	idx := c.confChange(1, addVoter(3), removeNode(1))
+	c.tick(1) // heartbeats carry the commit index
+	requireConf(t, "node 1", c.status(1).Conf, ConfState{Voters: []uint64{2, 3}})
+	for _, id := range []uint64{2, 3} {
+		if st := c.status(id); st.Commit < idx {
+			t.Fatalf("node %d has not committed the joint entry %d: %+v", id, idx, st)
+		}
+		requireConf(t, "follower", c.status(id).Conf, ConfState{Voters: []uint64{2, 3}, VotersOutgoing: []uint64{1, 2}})
+	}
+	c.restart(1)
+	c.heal()
+	for i := 0; len(c.leaders()) == 0; i++ {
+		if i == 20*testElectionTick {
+			t.Fatalf("no leader after %d ticks: %+v %+v %+v", i, c.status(1), c.status(2), c.status(3))
+		}
+		c.tickAll(1)
+	}
+	for i := 0; ; i++ {
+		l := c.leaders()
+		if len(l) == 1 && l[0] != 1 && !c.status(l[0]).Conf.IsJoint() {
+			break
+		}
+		if i == 20*testElectionTick {
+			t.Fatalf("no leader of the final configuration: leaders %v, %+v", l, c.status(1))
+		}
+		c.tickAll(1)
+	}
+	for _, id := range []uint64{2, 3} {
+		requireConf(t, "after the hand-over", c.status(id).Conf, ConfState{Voters: []uint64{2, 3}})
+	}
+}
+
+// Nor does such a leader send a snapshot before its term is durable: the
+// MsgSnap would wait behind the write, and the driver, which attaches the
+// image when it sends, may have replaced that image by then (found by the
+// simulation: a held MsgSnap named a snapshot compacted over).
+func TestSplitMessages_LoneVoterSendsNoSnapshotUntilItsTermIsDurable(t *testing.T) {
+	cs := ConfState{Voters: []uint64{1}, Learners: []uint64{2}}
+	n := newTestNode(t, asyncConfig(1), InitialState{HardState: HardState{Term: 1, Commit: 5}, Snapshot: SnapshotMeta{Index: 5, Term: 1, ConfState: cs}, Applied: 5})
+	n.Campaign()
+	n.Advance(n.Ready())
+	// The learner has nothing: it refuses the leader's probe.
+	mustStep(t, n, Message{Type: MsgAppResp, From: 2, To: 1, Term: 2, Index: 5, Reject: true, RejectHint: 0})
+	for range 3 * testElectionTick {
+		n.Tick()
+		mustStep(t, n, Message{Type: MsgHeartbeatResp, From: 2, To: 1, Term: 2})
+	}
+	if got := msgsOfType(n.Ready().Messages, MsgSnap); len(got) != 0 {
+		t.Fatalf("a leader whose term is not durable sent a snapshot: %+v", got)
+	}
+	n.StableTo(6, 2)
+	mustStep(t, n, Message{Type: MsgHeartbeatResp, From: 2, To: 1, Term: 2})
+	early, _ := n.Ready().SplitMessages()
+	if got := msgsOfType(early, MsgSnap); len(got) != 1 {
+		t.Fatalf("once its term is durable, the leader sends the snapshot early: %+v", early)
+	}
 }

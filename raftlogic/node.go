@@ -41,6 +41,9 @@ type Node struct {
 
 	// leadTransferee is the node a leader is handing leadership to.
 	leadTransferee uint64
+	// wonWithOthers: this leader's campaign was won with another node's
+	// vote, so its term and vote were durable before it led (termDurable).
+	wonWithOthers bool
 
 	reads readOnly
 
@@ -90,7 +93,12 @@ func (n *Node) Tick() {
 		return
 	}
 	n.electionElapsed++
-	if n.electionElapsed >= n.randomizedTimeout {
+	// A node that may not campaign lets its clock run on rather than
+	// restart it: past the election timeout it no longer counts its last
+	// leader as live, so it answers the vote requests of a leader it
+	// does not know it must vote for (a learner promoted in the
+	// candidate's log, not yet in its own).
+	if n.promotable() && n.electionElapsed >= n.randomizedTimeout {
 		n.electionElapsed = 0
 		n.hup(false)
 	}
@@ -159,6 +167,9 @@ func (n *Node) TransferLeadership(to uint64) error {
 //
 // The metadata's ConfState is the configuration as of index, which differs
 // from the one in force when a conf change entry after index is in the log.
+// A node that knows no configuration as of index (it joined by receiving
+// the log from index 1, and index comes before the first conf change entry
+// it holds) is refused with ErrConfUnknown.
 func (n *Node) Compact(index uint64) (SnapshotMeta, error) {
 	if err := n.log.compact(index); err != nil {
 		return SnapshotMeta{}, err
@@ -227,6 +238,7 @@ func (n *Node) Ready() Ready {
 	if n.log.pendingSnap != nil {
 		rd.Snapshot = *n.log.pendingSnap
 	}
+	rd.holdMessages = n.role == Leader && !n.termDurable()
 	n.msgs = nil
 	n.readStates = nil
 	// Every heartbeat of the current read round leaves with this Ready.

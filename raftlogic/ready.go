@@ -33,6 +33,10 @@ type Ready struct {
 	CommittedEntries []Entry
 	// ReadStates answer ReadIndex requests.
 	ReadStates []ReadState
+
+	// holdMessages makes SplitMessages hold every message until the write:
+	// set while this node leads a term it may not have made durable yet.
+	holdMessages bool
 }
 
 // MustSync reports whether handling rd needs a write and an fsync: a new
@@ -57,7 +61,18 @@ func (rd Ready) MustSync(prev HardState) bool {
 // promise something only the write makes true. With
 // Config.AsyncStorageWrites, afterPersist waits for this Ready's write and
 // every earlier one, even when this Ready writes nothing.
+//
+// One leader wins without waiting for its write: the only voter of its
+// configuration (with learners to send to), whose own vote is its quorum.
+// Until the first entry of its term is durable, its term is not, and a
+// crash could make it lead the same term again with other entries; so
+// until then every message of its Readies is in afterPersist. It sends no
+// MsgSnap meanwhile, so a MsgSnap is always in beforePersist, and its image
+// is the one the driver holds when it sends.
 func (rd Ready) SplitMessages() (beforePersist, afterPersist []Message) {
+	if rd.holdMessages {
+		return nil, rd.Messages
+	}
 	for _, m := range rd.Messages {
 		switch m.Type {
 		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:

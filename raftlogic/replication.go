@@ -14,6 +14,13 @@ func (n *Node) sendAppend(to uint64, sendIfEmpty bool) {
 	prevIndex := pr.next - 1
 	prevTerm, ok := n.log.term(prevIndex)
 	if !ok {
+		if !n.termDurable() {
+			// This leader's messages wait behind its write (see
+			// Ready.SplitMessages); a MsgSnap must not, since the driver
+			// attaches the image when it sends, and may have replaced it
+			// by then. It goes once the term is durable.
+			return
+		}
 		n.sendSnapshot(to, pr)
 		return
 	}

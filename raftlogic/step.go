@@ -2,9 +2,13 @@ package raftlogic
 
 import "fmt"
 
-// Step hands the node a message from a peer. Messages from unknown nodes, to
-// another node, or malformed are refused with an error and change nothing;
-// stale messages are ignored (or answered so a stale sender catches up).
+// Step hands the node a message from a peer. Messages from no node or from
+// this node itself, to another node, or malformed are refused with an error
+// and change nothing; stale messages are ignored (or answered so a stale
+// sender catches up). A message from a node outside the configuration this
+// node knows is taken: it may come from a leader whose addition this node's
+// log does not hold yet; what a non-voter says never counts toward a vote,
+// a commit or a read.
 func (n *Node) Step(m Message) error {
 	if err := n.checkMessage(m); err != nil {
 		return err
@@ -95,8 +99,12 @@ func (n *Node) checkMessage(m Message) error {
 }
 
 // answerStale handles a message from an older term. Most are dropped; a
-// stale leader is told the new term so it steps down, and a pre-candidate
-// stuck on an old term learns the current one.
+// stale leader is told the new term so it steps down, and a (pre-)candidate
+// stuck on an old term learns the current one. The candidate needs that
+// answer when membership changes: a voter whose log lags behind the change
+// that added the candidate does not know it and never asks it for its
+// vote, so the candidate would otherwise never learn that voter's term,
+// and the two could campaign past each other for ever.
 func (n *Node) answerStale(m Message) {
 	switch m.Type {
 	case MsgApp, MsgHeartbeat:
@@ -105,6 +113,8 @@ func (n *Node) answerStale(m Message) {
 		}
 	case MsgPreVote:
 		n.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})
+	case MsgVote:
+		n.send(Message{Type: MsgVoteResp, To: m.From, Reject: true})
 	}
 }
 
