@@ -12,9 +12,7 @@ import (
 	"github.com/raftkv/raftkv/clientpb"
 	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/internal/limits"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -26,9 +24,10 @@ import (
 // failover; when the client cannot learn whether it was, the error matches
 // ErrOutcomeUnknown. It is safe for concurrent use.
 type Client struct {
-	endpoints []string
-	conns     []*grpc.ClientConn
-	kv        []clientpb.KVClient
+	// eps is the endpoints in use: those given to Dial, then the client
+	// addresses of members the cluster reports (client_endpoints.go).
+	eps   atomic.Pointer[endpointSet]
+	epsMu sync.Mutex // serializes changes of eps, and Close
 	// preferred is the endpoint that answered last.
 	preferred atomic.Int64
 	sessions  sessionPool
@@ -71,22 +70,12 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 	if len(endpoints) == 0 {
 		return nil, fmt.Errorf("%w: Dial needs at least one endpoint", ErrInvalidOption)
 	}
-	c := &Client{endpoints: endpoints, timeout: DefaultRequestTimeout, closing: make(chan struct{})}
+	c := &Client{timeout: DefaultRequestTimeout, closing: make(chan struct{})}
 	c.sessions.register = c.registerSession
-	for _, ep := range endpoints {
-		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			// The client does not know the cluster's maxValueSize: it
-			// carries what the largest configuration allows, and the
-			// server refuses what its own does not.
-			grpc.WithDefaultCallOptions(
-				grpc.MaxCallSendMsgSize(limits.ClientCallMaxSendMsgSize),
-				grpc.MaxCallRecvMsgSize(limits.ClientCallMaxRecvMsgSize)))
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("raftkv: endpoint %q: %w", ep, err)
-		}
-		c.conns = append(c.conns, conn)
-		c.kv = append(c.kv, clientpb.NewKVClient(conn))
+	c.eps.Store(&endpointSet{})
+	if err := c.addEndpoints(endpoints); err != nil {
+		c.Close()
+		return nil, err
 	}
 	nodes, err := c.Status(ctx)
 	if err != nil {
@@ -94,6 +83,7 @@ func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 		return nil, fmt.Errorf("raftkv: no endpoint of %v answered: %w", endpoints, err)
 	}
 	c.preferLeader(nodes)
+	go c.syncEndpoints()
 	return c, nil
 }
 
@@ -110,7 +100,7 @@ func (c *Client) preferLeader(nodes []NodeStatus) {
 		if n.ID != leader {
 			continue
 		}
-		if i := slices.Index(c.endpoints, n.ClientAddress); i >= 0 {
+		if i := slices.Index(c.eps.Load().addrs, n.ClientAddress); i >= 0 {
 			c.preferred.Store(int64(i))
 		}
 	}
@@ -119,9 +109,11 @@ func (c *Client) preferLeader(nodes []NodeStatus) {
 // Close releases the connections; calls in flight end with ErrClosed.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		c.epsMu.Lock()
+		defer c.epsMu.Unlock()
 		close(c.closing)
 		var errs []error
-		for _, conn := range c.conns {
+		for _, conn := range c.eps.Load().conns {
 			errs = append(errs, conn.Close())
 		}
 		c.closeErr = errors.Join(errs...)
@@ -271,13 +263,15 @@ func (c *Client) registerSession(ctx context.Context) (uint64, error) {
 func (c *Client) do(ctx context.Context, try time.Duration, sends int, call func(context.Context, clientpb.KVClient) error) (final bool, err error) {
 	slow := 0
 	return retry(ctx, c.timeout, c.closing, func(ctx context.Context) (next, error) {
-		i := int(c.preferred.Load()) % len(c.kv)
+		set := c.eps.Load()
+		p := c.preferred.Load()
+		i := int(p) % len(set.kv)
 		// A try gets time for the value it carries (limits.TryTimeout); a
 		// reply's size is not known in advance, so each try that runs out
 		// of time doubles the next one's (up to 8 times), letting a large
 		// value's reply arrive on a slow machine while a dead node still
 		// costs little.
-		timedOut, err := c.attempt(ctx, c.kv[i], limits.TryTimeout(try, sends)<<min(slow, 3), call)
+		timedOut, err := c.attempt(ctx, set.kv[i], limits.TryTimeout(try, sends)<<min(slow, 3), call)
 		if timedOut {
 			slow++
 		}
@@ -286,8 +280,12 @@ func (c *Client) do(ctx context.Context, try time.Duration, sends int, call func
 		}
 		// This node is down, cut off or without a leader: try the next,
 		// pausing after each round of them.
-		c.preferred.CompareAndSwap(int64(i), int64(i+1))
-		if (i+1)%len(c.kv) == 0 {
+		// Compare with what was loaded, not with i: preferred may be
+		// beyond the set (a set that grew, a concurrent call), and
+		// comparing with i would then never move it, so every call would
+		// retry the same dead endpoint for good.
+		c.preferred.CompareAndSwap(p, int64((i+1)%len(set.kv)))
+		if (i+1)%len(set.kv) == 0 {
 			return later, err
 		}
 		return again, err

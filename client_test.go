@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/internal/limits"
@@ -147,12 +148,17 @@ func TestClientPrefersLeaderEndpoint(t *testing.T) {
 	node := func(id, leader uint64, addr string) NodeStatus {
 		return NodeStatus{ID: id, ClientAddress: addr, Leader: leader}
 	}
-	c := &Client{endpoints: []string{"h:1", "h:2", "h:3"}}
+	withEndpoints := func(addrs ...string) *Client {
+		c := &Client{}
+		c.eps.Store(&endpointSet{addrs: addrs})
+		return c
+	}
+	c := withEndpoints("h:1", "h:2", "h:3")
 	c.preferLeader([]NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
 	if got := c.preferred.Load(); got != 1 {
 		t.Fatalf("preferred endpoint %d, want 1 (the leader's)", got)
 	}
-	c = &Client{endpoints: []string{"h:1", "h:3"}}
+	c = withEndpoints("h:1", "h:3")
 	c.preferLeader([]NodeStatus{node(1, 2, "h:1"), node(2, 2, "h:2"), node(3, 2, "h:3")})
 	if got := c.preferred.Load(); got != 0 {
 		t.Fatalf("preferred endpoint %d, want 0: the leader's endpoint is not among the client's", got)
@@ -208,4 +214,44 @@ func fromStatus(err error) error {
 		return err
 	}
 	return nil
+}
+
+// A client whose rotation has gone once round its endpoints (preferred at
+// or past the end of the list) still moves on from a dead endpoint. The
+// rotation used to compare the stored position with the index it had
+// reduced modulo the list, so after a full round of failures (a leader's
+// endpoint killed, the others failing while they elected) it retried the
+// first endpoint for good: with that endpoint dead, every call failed.
+func TestClientLeavesADeadEndpointAfterAFullRound(t *testing.T) {
+	db := openTest(t, testConfig(t, 3))
+	defer db.Close()
+	addr := serveClients(t, db)
+	dead := deadEndpoint(t)
+	cl, err := Dial(ctxT(t), dead, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	n := len(cl.eps.Load().addrs)
+	for _, p := range []int64{int64(n), int64(2*n) + 1, 1 << 40} {
+		// Every position that reduces to the dead endpoint.
+		cl.preferred.Store(p - p%int64(n))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := cl.Put(ctx, "k", []byte("v"))
+		cancel()
+		if err != nil {
+			t.Fatalf("Put with the rotation at %d (dead endpoint %s first): %v", p-p%int64(n), dead, err)
+		}
+	}
+}
+
+// deadEndpoint is a loopback address nothing listens on.
+func deadEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

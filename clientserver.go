@@ -102,7 +102,7 @@ func (k *kvService) Read(ctx context.Context, req *clientpb.ReadRequest) (*clien
 }
 
 func (k *kvService) Status(ctx context.Context, _ *clientpb.ClusterStatusRequest) (*clientpb.ClusterStatusResponse, error) {
-	nodes, err := k.gw.status(ctx, k.gw.route.ids)
+	nodes, err := k.gw.status(ctx, k.gw.route.ids())
 	if err != nil {
 		return nil, apiwire.ToStatus(err)
 	}

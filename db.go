@@ -96,6 +96,9 @@ func Open(opts ...Option) (*DB, error) {
 		cfg.PersistPath = o.dataDir
 	}
 	hosted, err := hostedNodes(cfg, o.nodes)
+	if err == nil && o.join && len(hosted) != 1 {
+		err = fmt.Errorf("%w: WithJoin starts one node joining a running cluster; host exactly one (WithNodes)", ErrInvalidOption)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -179,22 +182,33 @@ func (db *DB) start(o options) error {
 		db.rem = rem
 		localAddr = rem.Address()
 	}
-	db.route = &router{sys: db.sys, pids: map[uint64]*actor.PID{}, hosted: db.hosted, clusterID: db.cfg.ClusterID,
+	db.route = &router{sys: db.sys, hosted: db.hosted, clusterID: db.cfg.ClusterID,
 		maxValue: db.cfg.MaxValueSize, timeout: db.timeout, closing: db.closing}
-	addrs := map[uint64]nodeAddrs{}
+	// The configured nodes: the members of a new cluster, and where a
+	// running one's members are reached until the nodes learn otherwise.
+	table := &routeTable{pids: map[uint64]*actor.PID{}, addrs: map[uint64]nodeAddrs{}}
+	var members []kvstate.Member
 	for _, s := range db.cfg.Servers() {
 		addr := db.cfg.RemoteAddr(s.ID)
 		if slices.Contains(db.hosted, s.ID) {
 			addr = localAddr
 		}
-		db.route.pids[s.ID] = actor.NewPID(addr, actors.NodeName(s.ID))
-		db.route.ids = append(db.route.ids, s.ID)
-		addrs[s.ID] = nodeAddrs{peer: db.cfg.RemoteAddr(s.ID), client: clientAddr(s.Address, s.ClientPort)}
+		table.pids[s.ID] = actor.NewPID(addr, actors.NodeName(s.ID))
+		table.ids = append(table.ids, s.ID)
+		table.addrs[s.ID] = nodeAddrs{peer: db.cfg.RemoteAddr(s.ID), client: clientAddr(s.Address, s.ClientPort)}
+		members = append(members, kvstate.Member{ID: s.ID, PeerAddress: db.cfg.RemoteAddr(s.ID), ClientAddress: clientAddr(s.Address, s.ClientPort)})
 	}
+	db.route.table.Store(table)
 	if db.rem != nil {
 		db.stopWatch = db.route.watchEndpoints()
 	}
-	db.gw = newGateway(db.route, db.metrics, db.cfg.MaxValueSize, db.timeout, addrs)
+	db.gw = newGateway(db.route, db.metrics, db.cfg.MaxValueSize, db.timeout)
+	embedded := len(db.hosted) == len(db.cfg.Servers())
+	if embedded {
+		if err := db.checkEmbeddedData(); err != nil {
+			return err
+		}
+	}
 	started := make(chan error, len(db.hosted))
 	for _, id := range db.hosted {
 		var once sync.Once
@@ -209,7 +223,7 @@ func (db *DB) start(o options) error {
 					started <- err
 				})
 			},
-			ID: id, Peers: db.route.pids, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
+			ID: id, Peers: table.pids, Members: members, PeerPID: db.peerPID, Join: o.join, OnMembers: db.learnMembers, StrictMembers: embedded, ClusterID: db.cfg.ClusterID, DataDir: db.cfg.DataDir(id),
 			TickInterval: db.cfg.TickInterval, ElectionTicks: db.cfg.ElectionTicks, HeartbeatTicks: db.cfg.HeartbeatTicks,
 			SnapshotEntries: uint64(db.cfg.SnapshotEntries), CatchUpEntries: uint64(db.cfg.CatchUp()), Logger: db.log, SenderMiddleware: o.senderMiddleware,
 			SessionTTL:        o.sessionTTL,
@@ -238,6 +252,52 @@ func (db *DB) start(o options) error {
 	return errors.Join(errs...)
 }
 
+// checkEmbeddedData refuses, before any node starts, a configuration that
+// adds nodes to an embedded cluster that has data: the new nodes would
+// start a cluster of their own. An embedded cluster's membership is the
+// configuration's, fixed once it has data (see StrictMembers); changing it
+// takes the membership commands on a served cluster.
+func (db *DB) checkEmbeddedData() error {
+	var with, without []uint64
+	for _, id := range db.hosted {
+		has, err := actors.HasData(db.cfg.DataDir(id))
+		if err != nil {
+			return err
+		}
+		if has {
+			with = append(with, id)
+		} else {
+			without = append(without, id)
+		}
+	}
+	if len(with) > 0 && len(without) > 0 {
+		return fmt.Errorf("%w: nodes %v have data and nodes %v have none: serversNum grew since the cluster was created (%s); an embedded cluster keeps the members it was created with: restore serversNum, or serve the nodes ('raftkv serve') and add members with 'raftkv member add'",
+			actors.ErrWrongCluster, with, without, db.cfg.PersistPath)
+	}
+	return nil
+}
+
+// peerPID is where a node of this process reaches member m: the local
+// PID of a node this process hosts (every node, in embedded mode), else
+// the node actor at m's peer address.
+func (db *DB) peerPID(m kvstate.Member) *actor.PID {
+	if slices.Contains(db.hosted, m.ID) {
+		return db.route.pid(m.ID)
+	}
+	return actor.NewPID(m.PeerAddress, actors.NodeName(m.ID))
+}
+
+// learnMembers takes the members a hosted node knows of, so that requests
+// reach members added at run time (a new leader among them).
+func (db *DB) learnMembers(ms []kvstate.Member) {
+	for _, m := range ms {
+		if m.PeerAddress == "" && !slices.Contains(db.hosted, m.ID) {
+			continue
+		}
+		db.route.learn(m.ID, db.peerPID(m), nodeAddrs{peer: m.PeerAddress, client: m.ClientAddress})
+	}
+}
+
 // startNode starts hosted node id from its storage.
 func (db *DB) startNode(id uint64) error {
 	db.stoppedMu.Lock()
@@ -253,7 +313,7 @@ func (db *DB) startNode(id uint64) error {
 // as a crash would (its storage is closed cleanly; tests of torn writes kill
 // a whole process instead).
 func (db *DB) stopNode(id uint64) error {
-	err := db.sys.Root.StopFuture(db.route.pids[id]).Wait()
+	err := db.sys.Root.StopFuture(db.route.pid(id)).Wait()
 	db.waitStopped(id)
 	return err
 }
@@ -352,7 +412,7 @@ func (db *DB) shutdown() error {
 		if db.route == nil {
 			break // Open failed before the nodes had addresses
 		}
-		if pid := db.route.pids[id]; pid != nil {
+		if pid := db.route.pid(id); pid != nil {
 			// Poison lets queued messages finish; the node closes its
 			// storage as it stops.
 			if err := db.sys.Root.PoisonFuture(pid).Wait(); err != nil {

@@ -236,15 +236,47 @@ func TestOpenRefusesAnotherClustersData(t *testing.T) {
 
 // A failed Open releases every data directory: opening again at once
 // reports the same cause, not a lock held by the failed attempt.
+// An embedded cluster grown by serversNum is refused before any node
+// starts (the new nodes would form a cluster of their own), naming what
+// to do instead.
+func TestEmbeddedClusterRefusesNewNodes(t *testing.T) {
+	cfg := testConfig(t, 3)
+	db := openTest(t, cfg)
+	if err := db.Put(ctxT(t), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ServersNum = 5
+	if db, err := Open(WithConfig(cfg), WithLogger(testLogger())); !errors.Is(err, actors.ErrWrongCluster) || !strings.Contains(err.Error(), "member add") {
+		if db != nil {
+			db.Close()
+		}
+		t.Fatalf("Open with serversNum 3 -> 5: %v, want ErrWrongCluster naming the membership command", err)
+	}
+	for _, id := range []uint64{4, 5} {
+		if has, err := actors.HasData(cfg.DataDir(id)); err != nil || has {
+			t.Fatalf("node %d got data from the refused open (%v, %v)", id, has, err)
+		}
+	}
+	cfg.ServersNum = 3
+	db = openTest(t, cfg)
+	defer db.Close()
+	if v, err := db.Get(ctxT(t), "k"); err != nil || string(v) != "v" {
+		t.Fatalf("Get after the refused open: %q, %v", v, err)
+	}
+}
+
 func TestFailedOpenReleasesStorage(t *testing.T) {
 	cfg := testConfig(t, 3)
 	db := openTest(t, cfg)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Five members against data of three: nodes 1-3 open Badger, then
+	// Two members against data of three: nodes 1 and 2 open Badger, then
 	// refuse the membership and stop.
-	cfg.ServersNum = 5
+	cfg.ServersNum = 2
 	for i := 0; i < 5; i++ {
 		db, err := Open(WithConfig(cfg), WithLogger(testLogger()))
 		if err == nil {

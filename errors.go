@@ -3,6 +3,7 @@ package raftkv
 import (
 	"errors"
 
+	"github.com/raftkv/raftkv/actors"
 	"github.com/raftkv/raftkv/internal/apiwire"
 	"github.com/raftkv/raftkv/kvstate"
 )
@@ -65,6 +66,33 @@ var (
 	// been sent, that copy may have run before the session expired: the
 	// error then also matches ErrOutcomeUnknown.
 	ErrSessionExpired = apiwire.ErrSessionExpired
+	// ErrConfChangeInProgress: a membership change was refused because
+	// another one is not committed yet (Raft changes one at a time).
+	// Nothing changed; ask again once it is.
+	ErrConfChangeInProgress = apiwire.ErrConfChangeInProgress
+	// ErrAlreadyMember: AddLearner named a node that is a member already,
+	// or PromoteLearner one that is a voter already. Nothing changed.
+	ErrAlreadyMember = apiwire.ErrAlreadyMember
+	// ErrUnknownMember: PromoteLearner or RemoveMember named a node that is
+	// not a member (or, for a promotion, not a learner). Nothing changed.
+	ErrUnknownMember = apiwire.ErrUnknownMember
+	// ErrLastVoter: the change would leave the cluster without a voter.
+	// Nothing changed.
+	ErrLastVoter = apiwire.ErrLastVoter
+	// ErrLearnerBehind: PromoteLearner named a learner whose log is still
+	// far behind the leader's (more than raftlogic's MaxLearnerLag
+	// entries); promoting it now could cost the cluster its availability.
+	// Nothing changed; ask again once it caught up (Members shows its lag).
+	ErrLearnerBehind = apiwire.ErrLearnerBehind
+	// ErrWouldLoseQuorum: the configuration the change makes would not
+	// have a quorum of voters the leader heard from recently, so the
+	// cluster would stop. Nothing changed.
+	ErrWouldLoseQuorum = apiwire.ErrWouldLoseQuorum
+	// ErrInvalidMemberChange: a membership change that cannot be made:
+	// node id 0, an added node without a peer address, an address too
+	// long, or a change the configuration does not allow (promoting a node
+	// that is not a learner). Nothing changed; the message says which.
+	ErrInvalidMemberChange = apiwire.ErrInvalidMemberChange
 	// ErrInvalidTransfer: TransferLeadership named a node that is not a
 	// voting member of the cluster, or the node that already leads.
 	// Nothing changed.
@@ -82,6 +110,12 @@ var (
 	// tell); Status tells who leads now. Also returned, with nothing changed, when a transfer
 	// to 0 finds no other node that answered the leader recently.
 	ErrTransferFailed = apiwire.ErrTransferFailed
+	// ErrWrongCluster: Open found data it must not use with this
+	// configuration: a data directory of another node or cluster, or an
+	// embedded cluster whose data has other members than serversNum says
+	// (change members with the membership calls on a served cluster).
+	// Nothing was changed.
+	ErrWrongCluster = actors.ErrWrongCluster
 	// ErrInvalidOption: an option given to Open cannot be used.
 	ErrInvalidOption = errors.New("raftkv: invalid option")
 )

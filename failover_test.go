@@ -111,7 +111,7 @@ func TestPartitionedLeaderServesNoStaleReads(t *testing.T) {
 	if err := db.Put(ctx, "k", []byte("new")); err != nil {
 		t.Fatalf("Put in majority: %v", err)
 	}
-	res, err := db.route.request(ctx, db.route.pids[old], getReq(db, "k"), false)
+	res, err := db.route.request(ctx, db.route.pid(old), getReq(db, "k"), false)
 	if err == nil && res.GetErrorCode() == 0 {
 		t.Fatalf("isolated old leader %d answered a read (%v); it must not", old, res)
 	}

@@ -27,16 +27,10 @@ type gateway struct {
 	// maxValue is the configuration's maxValueSize.
 	maxValue int
 	timeout  time.Duration
-	// addrs are each node's configured addresses, for status reports.
-	addrs map[uint64]nodeAddrs
 }
 
-// nodeAddrs are where a node listens: its peer address and its client API
-// address ("" when it serves none).
-type nodeAddrs struct{ peer, client string }
-
-func newGateway(route *router, m *metrics.Set, maxValue int, timeout time.Duration, addrs map[uint64]nodeAddrs) *gateway {
-	g := &gateway{route: route, metrics: m, maxValue: maxValue, timeout: timeout, addrs: addrs}
+func newGateway(route *router, m *metrics.Set, maxValue int, timeout time.Duration) *gateway {
+	g := &gateway{route: route, metrics: m, maxValue: maxValue, timeout: timeout}
 	g.sessions.register = g.registerSession
 	return g
 }
@@ -147,11 +141,12 @@ func (g *gateway) status(ctx context.Context, ids []uint64) ([]NodeStatus, error
 	}
 	out := make([]NodeStatus, len(ids))
 	var wg sync.WaitGroup
+	t := g.route.table.Load()
 	for i, id := range ids {
-		a := g.addrs[id]
+		a := t.addrs[id]
 		out[i] = NodeStatus{ID: id, Address: a.peer, ClientAddress: a.client}
 		wg.Go(func() {
-			res, err := g.route.ask(ctx, g.route.pids[id], &raftpb.StatusRequest{}, false)
+			res, err := g.route.ask(ctx, t.pids[id], &raftpb.StatusRequest{}, false)
 			r, ok := res.(*raftpb.StatusResponse)
 			if err != nil || !ok || r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {
 				return

@@ -57,13 +57,28 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Error("no ReadIndex latency was observed")
 	}
 	leader := waitLeader(t, db)
+	// The leader reports each member's match index and lag.
+	for _, m := range []string{"1", "2", "3"} {
+		want := `raftkv_member_lag_entries{member="` + m + `",node="` + itoa(int(leader)) + `",role="voter"}`
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	code, body = scrape(t, h, "/healthz/"+itoa(int(leader)))
 	var hl struct {
 		Healthy bool   `json:"healthy"`
 		Role    string `json:"role"`
+		Members []struct {
+			ID    uint64 `json:"id"`
+			Role  string `json:"role"`
+			Match uint64 `json:"match"`
+		} `json:"members"`
 	}
 	if err := json.Unmarshal([]byte(body), &hl); err != nil || code != 200 || !hl.Healthy || hl.Role != "leader" {
 		t.Fatalf("/healthz of the leader: %d %s (%v)", code, body, err)
+	}
+	if len(hl.Members) != 3 || hl.Members[0].Role != "voter" || hl.Members[0].Match == 0 {
+		t.Fatalf("/healthz of the leader reports members %+v, want 3 voters with match indexes", hl.Members)
 	}
 	// A stopped node is unhealthy.
 	var other uint64 = 1

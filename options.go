@@ -21,6 +21,7 @@ type options struct {
 	dataDir        string
 	requestTimeout time.Duration
 	metrics        bool
+	join           bool
 	// readIndexLatency is the metrics hook Open hands to the nodes.
 	readIndexLatency func(time.Duration)
 	// senderMiddleware injects network faults in tests.
@@ -63,6 +64,17 @@ func WithNodes(ids ...uint64) Option {
 		o.nodes = ids
 		return nil
 	}
+}
+
+// WithJoin starts the one node this process hosts (WithNodes) as a node
+// joining a running cluster: on an empty data directory it records no
+// configuration of its own, never campaigns, and serves nothing until the
+// cluster adds it (AddLearner, `raftkv member add`), then catches up from
+// the leader. The configuration file gives its own addresses and those of
+// the cluster's members, so it can answer them. On a data directory that
+// already holds its data, it changes nothing: the node follows its data.
+func WithJoin() Option {
+	return func(o *options) error { o.join = true; return nil }
 }
 
 // WithLogger sends all logs (the nodes' and protoactor's) to l. By default

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,10 +88,12 @@ var errNodeStopped = errors.New("raftkv: node stopped or disconnected before ans
 // router routes requests to the leader. It is shared by the DB's requests
 // and the client API's (see gateway), and is safe for concurrent use.
 type router struct {
-	sys       *actor.ActorSystem
-	pids      map[uint64]*actor.PID
-	ids       []uint64 // every node, in configuration order
-	hosted    []uint64 // the nodes of this process
+	sys *actor.ActorSystem
+	// table is where each node is reached; it grows as the hosted nodes
+	// learn of members added at run time (learn).
+	table     atomic.Pointer[routeTable]
+	tableMu   sync.Mutex // serializes learn
+	hosted    []uint64   // the nodes of this process
 	clusterID string
 	// maxValue is the configuration's maxValueSize: what a read's answer
 	// may carry.
@@ -112,6 +116,39 @@ type router struct {
 	lostEndpoints sync.Map
 	// attempts counts the requests sent to nodes, for tests.
 	attempts atomic.Uint64
+}
+
+// routeTable is where the router reaches each node. It is never changed
+// once published: learn publishes a new one.
+type routeTable struct {
+	pids map[uint64]*actor.PID
+	// ids is every node, configured ones in configuration order, then
+	// those learned, in the order learned.
+	ids []uint64
+	// addrs are each node's addresses, for status reports.
+	addrs map[uint64]nodeAddrs
+}
+
+// nodeAddrs are where a node listens: its peer address and its client API
+// address ("" when it serves none).
+type nodeAddrs struct{ peer, client string }
+
+func (r *router) pid(id uint64) *actor.PID { return r.table.Load().pids[id] }
+func (r *router) ids() []uint64            { return r.table.Load().ids }
+
+// learn records where node id is reached, if the router does not know it
+// yet (a member added at run time); the configured nodes are known from
+// the start.
+func (r *router) learn(id uint64, pid *actor.PID, a nodeAddrs) {
+	r.tableMu.Lock()
+	defer r.tableMu.Unlock()
+	old := r.table.Load()
+	if old.pids[id] != nil {
+		return
+	}
+	t := &routeTable{pids: maps.Clone(old.pids), ids: append(slices.Clone(old.ids), id), addrs: maps.Clone(old.addrs)}
+	t.pids[id], t.addrs[id] = pid, a
+	r.table.Store(t)
 }
 
 // noteLeader takes the news that leader leads term from a hosted node: the
@@ -148,7 +185,7 @@ func (r *router) call(ctx context.Context, write bool, msg proto.Message) (_ ans
 	_, err := retry(ctx, r.timeout, r.closing, func(ctx context.Context) (next, error) {
 		target := r.target()
 		r.attempts.Add(1)
-		a, err := r.request(ctx, r.pids[target], msg, write)
+		a, err := r.request(ctx, r.pid(target), msg, write)
 		if err != nil {
 			if write && !errors.Is(err, errNotDelivered) {
 				sent = true
@@ -158,7 +195,7 @@ func (r *router) call(ctx context.Context, write bool, msg proto.Message) (_ ans
 			// once, so pause after every round of failures rather than spin.
 			r.leader.CompareAndSwap(target, 0)
 			r.rotateAfter(target)
-			if failed++; failed%len(r.ids) == 0 {
+			if failed++; failed%len(r.ids()) == 0 {
 				return later, fmt.Errorf("node %d: %w", target, err)
 			}
 			return again, fmt.Errorf("node %d: %w", target, err)
@@ -205,7 +242,7 @@ func notAnswered(target uint64, a answer) error {
 // the hint named another node worth trying; otherwise target is forgotten
 // as leader.
 func (r *router) follow(target, leader uint64) bool {
-	if leader != 0 && leader != target && r.pids[leader] != nil && !r.suspect(leader) {
+	if leader != 0 && leader != target && r.pid(leader) != nil && !r.suspect(leader) {
 		r.leader.Store(leader)
 		return true
 	}
@@ -220,8 +257,9 @@ func (r *router) target() uint64 {
 		return l
 	}
 	var id uint64
-	for range r.ids {
-		id = r.ids[int(r.next.Add(1))%len(r.ids)]
+	ids := r.ids()
+	for range ids {
+		id = ids[int(r.next.Add(1))%len(ids)]
 		if !r.suspect(id) {
 			break
 		}
@@ -232,7 +270,7 @@ func (r *router) target() uint64 {
 // rotateAfter makes the node after id the next one tried while no leader
 // is known, so a node that just failed is not tried again at once.
 func (r *router) rotateAfter(id uint64) {
-	for i, x := range r.ids {
+	for i, x := range r.ids() {
 		if x == id {
 			r.next.Store(uint64(i))
 			return
@@ -332,7 +370,7 @@ func (r *router) ask(ctx context.Context, pid *actor.PID, msg proto.Message, wri
 // processes.
 func (r *router) localNode(pid *actor.PID) (proc actor.Process, local bool) {
 	for _, id := range r.hosted {
-		if r.pids[id].Equal(pid) {
+		if r.pid(id).Equal(pid) {
 			if p, ok := r.sys.ProcessRegistry.GetLocal(pid.Id); ok {
 				return p, true
 			}
@@ -349,7 +387,8 @@ func (r *router) replaced(pid *actor.PID, news uint64) bool {
 		return false
 	}
 	l := r.seenLeader.Load()
-	return l != 0 && r.pids[l] != nil && !r.pids[l].Equal(pid)
+	lp := r.pid(l)
+	return l != 0 && lp != nil && !lp.Equal(pid)
 }
 
 // endpointLoss records the lost connections to one remote address.
@@ -379,7 +418,7 @@ func (r *router) endpointLosses(address string) uint64 {
 // still name it as leader until they elect another, and following them
 // would wait out protoactor's reconnect cycle at a dead process.
 func (r *router) suspect(id uint64) bool {
-	pid := r.pids[id]
+	pid := r.pid(id)
 	if pid == nil {
 		return false
 	}

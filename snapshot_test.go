@@ -97,7 +97,7 @@ func TestLaggingFollowerRepairedBySnapshot(t *testing.T) {
 	read := func(k string) ([]byte, raftpb.ErrorCode) {
 		t.Helper()
 		for attempt := 0; ; attempt++ {
-			res, err := db.route.request(ctx, db.route.pids[follower], getReq(db, k), false)
+			res, err := db.route.request(ctx, db.route.pid(follower), getReq(db, k), false)
 			if err != nil {
 				t.Fatalf("read %s from %d: %v", k, follower, err)
 			}
@@ -153,7 +153,7 @@ func transferLeadership(t *testing.T, db *DB, id uint64) {
 		if l == id {
 			return
 		}
-		res, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{To: id, ClusterId: db.cfg.ClusterID}, readTryTimeout).Result()
+		res, err := db.sys.Root.RequestFuture(db.route.pid(l), &raftpb.TransferRequest{To: id, ClusterId: db.cfg.ClusterID}, readTryTimeout).Result()
 		if err != nil {
 			t.Logf("transfer request to %d: %v", l, err)
 		} else if r := res.(*raftpb.TransferResponse); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_OK {

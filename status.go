@@ -18,5 +18,5 @@ type NodeStatus = nodestatus.Status
 // that does not answer within the context (or a second) is reported
 // unreachable rather than failing the call.
 func (db *DB) Status(ctx context.Context) ([]NodeStatus, error) {
-	return db.gw.status(ctx, db.route.ids)
+	return db.gw.status(ctx, db.route.ids())
 }

@@ -143,7 +143,7 @@ func TestTransferLeadershipFails(t *testing.T) {
 
 	// Straight to the leader's mailbox, in this order: the second and
 	// third arrive while the first runs.
-	pid := db.route.pids[l]
+	pid := db.route.pid(l)
 	req := func(to uint64) *raftpb.TransferRequest {
 		return &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}
 	}
@@ -236,7 +236,7 @@ func TestClientTransferLeadership(t *testing.T) {
 
 	cut := followerOf(to)
 	network.Isolate(cut, 1, 2, 3)
-	first := db.sys.Root.RequestFuture(db.route.pids[to], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: cut}, 10*time.Second)
+	first := db.sys.Root.RequestFuture(db.route.pid(to), &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: cut}, 10*time.Second)
 	if err := c.TransferLeadership(ctx, followerOf(to, cut)); !errors.Is(err, ErrTransferInProgress) {
 		t.Errorf("Client.TransferLeadership during a transfer: %v, want ErrTransferInProgress", err)
 	}
@@ -268,7 +268,7 @@ func TestWriteDuringTransferDoesNotSpin(t *testing.T) {
 	l := waitLeader(t, db)
 	cut := followerOf(l)
 	network.Isolate(cut, 1, 2, 3)
-	f := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: cut}, 10*time.Second)
+	f := db.sys.Root.RequestFuture(db.route.pid(l), &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: cut}, 10*time.Second)
 	// Queued behind the transfer request at the leader.
 	db.route.leader.Store(l)
 	before := db.route.attempts.Load()
@@ -310,7 +310,7 @@ func TestTransferLeadershipOutcomeUnseen(t *testing.T) {
 	network.Cut(to, l)
 	network.Cut(third, l)
 	start := time.Now()
-	res, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second).Result()
+	res, err := db.sys.Root.RequestFuture(db.route.pid(l), &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,10 +332,10 @@ func TestTransferLeadershipOutcomeUnseen(t *testing.T) {
 	l = waitLeader(t, db)
 	to = followerOf(l)
 	network.Isolate(to, 1, 2, 3)
-	f := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second)
+	f := db.sys.Root.RequestFuture(db.route.pid(l), &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second)
 	// A stop overtakes queued requests; once a status request sent after
 	// the transfer is answered, the transfer has begun.
-	if _, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.StatusRequest{}, 10*time.Second).Result(); err != nil {
+	if _, err := db.sys.Root.RequestFuture(db.route.pid(l), &raftpb.StatusRequest{}, 10*time.Second).Result(); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.stopNode(l); err != nil {
@@ -389,7 +389,7 @@ func TestTransferLeadershipNoLeaderHeard(t *testing.T) {
 	waitApplied(t, db)
 	deaf.node.Store(l)
 	start := time.Now()
-	res, err := db.sys.Root.RequestFuture(db.route.pids[l], &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second).Result()
+	res, err := db.sys.Root.RequestFuture(db.route.pid(l), &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

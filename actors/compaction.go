@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"errors"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/raftlogic"
 )
@@ -105,6 +107,13 @@ func (n *nodeActor) maybeCompact(ctx actor.Context) {
 	// durable: n.applied comes from the apply actor after kvstate's commit,
 	// which is synced when it returns.
 	meta, err := n.raft.Compact(upto)
+	if errors.Is(err, raftlogic.ErrConfUnknown) {
+		// A node that joined from the start of the log knows no
+		// configuration before its first configuration entry; it compacts
+		// once the point passes it.
+		n.log.Debug("compaction deferred", "index", upto, "err", err)
+		return
+	}
 	if err != nil {
 		n.log.Warn("compaction refused", "index", upto, "err", err)
 		return

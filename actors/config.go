@@ -10,16 +10,45 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/internal/limits"
+	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/persist"
 )
 
 // NodeConfig is everything a node actor needs to run.
 type NodeConfig struct {
-	// ID is this node's id; Peers maps every voter's id (this node's too)
-	// to the PID its node actor answers at.
+	// ID is this node's id; Peers maps the ids of the members config.yaml
+	// lists (this node's too) to the PIDs their node actors answer at.
+	// They are the members of a new cluster; once a node has data, its
+	// configuration comes from its log, and Peers only supplies addresses
+	// its member table lacks (see members.go).
 	ID        uint64
 	Peers     map[uint64]*actor.PID
 	ClusterID string
+	// Members gives the peer and client addresses of the members in Peers,
+	// recorded in the member table when a new cluster starts. Optional:
+	// without it the table records the PIDs' addresses and no client
+	// address.
+	Members []kvstate.Member
+	// Join starts a node that is not a member yet: it records no
+	// configuration of its own, never campaigns, and waits to be added by
+	// the cluster (as a learner), which then sends it a snapshot or the
+	// log. Its Peers are the cluster's members, so it can answer them.
+	Join bool
+	// PeerPID, when set, resolves a member to the PID of its node actor
+	// (embedded mode: every node is local). Nil: the node actor named
+	// NodeName(id) at the member's peer address.
+	PeerPID func(kvstate.Member) *actor.PID
+	// StrictMembers makes a start refuse data whose configuration is not
+	// the configured members (ErrWrongCluster) instead of following it
+	// with a warning. The embedded mode sets it: there the configuration
+	// file is the only description of the cluster, and a changed
+	// serversNum would otherwise be silently ignored.
+	StrictMembers bool
+	// OnMembers, when set, is told the members the node knows an address
+	// for, each time it learns of more (called from the node's goroutine;
+	// keep it cheap). The DB routes requests to members added at run time
+	// with it.
+	OnMembers func([]kvstate.Member)
 	// DataDir holds this node's Badger database.
 	DataDir string
 	// TickInterval is the length of one Raft tick; ElectionTicks and
@@ -121,6 +150,10 @@ const defaultSnapshotIdleTimeout = 30 * time.Second
 // different cluster membership.
 var ErrWrongCluster = errors.New("actors: data directory belongs to another cluster")
 
+// ErrNotMember refuses to start a node with no data that is neither among
+// the configured members (a new cluster's) nor joining a running cluster.
+var ErrNotMember = errors.New("actors: node is not a member")
+
 // NodeName is the actor name of node id; a node is reached at
 // actor.NewPID(address, NodeName(id)).
 func NodeName(id uint64) string { return fmt.Sprintf("n%d", id) }
@@ -129,8 +162,6 @@ func (c *NodeConfig) validate() error {
 	switch {
 	case c.ID == 0:
 		return fmt.Errorf("actors: node id must be non-zero")
-	case c.Peers[c.ID] == nil:
-		return fmt.Errorf("actors: node %d is not among its peers", c.ID)
 	case c.TickInterval <= 0:
 		return fmt.Errorf("actors: tick interval must be positive, got %v", c.TickInterval)
 	case c.DataDir == "":

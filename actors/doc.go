@@ -6,8 +6,10 @@
 //   - log-writer: writes the Raft log, one synced batch at a time, off the
 //     node's goroutine (raftlogic's AsyncStorageWrites; see logwriter.go).
 //   - election: the node's clock; it sends a tick every TickInterval.
-//   - replicate-<peer>: one per peer; turns Raft messages into proto
-//     envelopes for protoactor remote and streams snapshots in chunks.
+//   - replicate-<peer>-<gen>: one per member of the configuration in force
+//     (and per node outside it the node must answer); turns Raft messages
+//     into proto envelopes for protoactor remote and streams snapshots in
+//     chunks. They start and stop as the configuration changes.
 //   - apply: applies committed entries in order, answers the clients waiting
 //     for them, serves reads at their read index, and installs received
 //     snapshots. Every proposal it
@@ -39,12 +41,17 @@
 //
 // Nodes find each other only by PID (address + NodeName(id)), so a node
 // cannot tell whether a peer lives in its process or on another host.
+// Membership changes at run time (members.go): the configuration in force
+// is raftlogic's, the addresses come from the replicated member table
+// (kvstate), the configuration entries the node appends, and the
+// configured peers. A node with data follows its data; a joining node
+// (NodeConfig.Join) waits to be added.
 //
 // This package is part of RaftKV's implementation and carries no
 // compatibility promise: it exports only what the root package uses to
-// host nodes (NewNodeProps, NodeConfig, NodeName) and ErrWrongCluster,
+// host nodes (NewNodeProps, NodeConfig, NodeName, HasData), ErrWrongCluster,
 // which raftkv.Open's error wraps when a data directory belongs to another
-// node or cluster.
+// node or cluster, and ErrNotMember.
 // Applications import the root package, github.com/raftkv/raftkv. Test
 // support (network fault injection) lives in internal/faults.
 //

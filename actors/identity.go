@@ -53,3 +53,16 @@ func checkIdentity(dir, clusterID string, id uint64) error {
 	}
 	return nil
 }
+
+// HasData reports whether dir holds a node's data (its identity file is
+// there): a node started on it resumes from it rather than starting new.
+func HasData(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, identityFile))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("actors: %w", err)
+}

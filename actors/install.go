@@ -142,6 +142,13 @@ func (n *nodeActor) snapshotInstalled(ctx actor.Context, done *snapshotInstalled
 	n.log.Info("snapshot installed", "index", meta.Index, "took", time.Since(in.started).Round(time.Millisecond))
 	n.applied = max(n.applied, done.index)
 	n.releaseImage(ctx, string(in.rd.Snapshot.Data))
+	// The image brought the member table as of its index: members added
+	// since the node last knew may be reachable only now.
+	if err := n.loadBook(in.rd.Entries); err != nil {
+		n.fail(ctx, fmt.Errorf("install snapshot %d: reading members: %w", meta.Index, err))
+		return
+	}
+	n.syncReplicators(ctx, n.raft.Status().Conf)
 	n.finishReady(ctx, in.rd, in.late)
 }
 

@@ -1,8 +1,6 @@
 package actors
 
 import (
-	"fmt"
-
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
@@ -56,8 +54,7 @@ func (n *nodeActor) running(ctx actor.Context) {
 		n.stopTransfer(ctx)
 		n.enterStopping()
 	case *actor.Terminated:
-		// A child stopped on its own: its supervisor gave up on it.
-		n.fail(ctx, fmt.Errorf("child %s stopped after repeated failures", msg.Who.Id))
+		n.childTerminated(ctx, msg)
 	case *failStop:
 		n.fail(ctx, msg.err)
 
@@ -90,6 +87,10 @@ func (n *nodeActor) running(ctx actor.Context) {
 		n.status(ctx, msg)
 	case *raftpb.TransferRequest:
 		n.transfer(ctx, msg)
+	case *raftpb.ConfChangeRequest:
+		n.changeMembers(ctx, msg)
+	case *raftpb.MembersRequest:
+		n.listMembers(ctx, msg)
 
 	// Reports from children.
 	case *appliedUpTo:
@@ -136,7 +137,7 @@ func (n *nodeActor) stopping(ctx actor.Context) {
 		if n.cfg.OnStopped != nil {
 			n.cfg.OnStopped(n.failure)
 		}
-	case *raftpb.ProposeRequest:
+	case *raftpb.ProposeRequest, *raftpb.ConfChangeRequest:
 		if !n.unanswerable(ctx, msg) {
 			ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, Message: errNotRunning})
 		}
@@ -146,6 +147,8 @@ func (n *nodeActor) stopping(ctx actor.Context) {
 		}
 	case *raftpb.StatusRequest:
 		ctx.Respond(&raftpb.StatusResponse{Id: n.cfg.ID, ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})
+	case *raftpb.MembersRequest:
+		ctx.Respond(&raftpb.MembersResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, Message: errNotRunning})
 	case *raftpb.TransferRequest:
 		ctx.Respond(&raftpb.TransferResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_SHUTTING_DOWN})
 	case *raftpb.SnapshotChunk:

@@ -3,9 +3,11 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/kvstate"
 	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 	"github.com/raftkv/raftkv/remote"
@@ -28,12 +30,18 @@ type nodeActor struct {
 	storage *nodeStorage
 	raft    *raftlogic.Node
 
-	election    *actor.PID
-	writer      *actor.PID
-	apply       *actor.PID
-	gc          *actor.PID
-	receiver    *actor.PID
-	replicators map[uint64]*actor.PID
+	election *actor.PID
+	writer   *actor.PID
+	apply    *actor.PID
+	gc       *actor.PID
+	receiver *actor.PID
+	// replicators has one replication actor per member but this node
+	// (members.go); book is where each member is reached.
+	replicators   map[uint64]*actor.PID
+	replicatorGen uint64
+	book          map[uint64]kvstate.Member
+	// retired are children the node stopped on purpose, by PID id.
+	retired map[string]bool
 
 	role         raftlogic.Role
 	lead         uint64
@@ -155,16 +163,19 @@ func (n *nodeActor) start(ctx actor.Context) error {
 	n.receiver = n.spawn(ctx, "snapshot-recv", func() actor.Actor {
 		return &snapshotReceiver{dir: n.snapDir, idle: n.cfg.SnapshotIdleTimeout, log: n.log, reserve: n.cfg.DiskReserve}
 	})
-	for id, pid := range n.cfg.Peers {
-		if id == n.cfg.ID {
-			continue
-		}
-		n.replicators[id] = n.spawn(ctx, fmt.Sprintf("replicate-%d", id), func() actor.Actor {
-			return &replicationActor{self: n.cfg.ID, peer: id, peerPID: pid, clusterID: n.cfg.ClusterID, sm: s.sm, dir: n.snapDir, chunkSize: n.cfg.SnapshotChunkSize, log: n.log, reserve: n.cfg.DiskReserve}
-		})
-	}
+	n.syncReplicators(ctx, n.raft.Status().Conf)
 	n.log.Debug("node started", "term", n.raft.Status().Term, "applied", n.applied, "last_index", n.raft.Status().LastIndex)
 	return nil
+}
+
+// replicatorFor is the producer of the replication actor for member id,
+// whose node actor answers at peer.
+func (n *nodeActor) replicatorFor(id uint64, peer *actor.PID) actor.Producer {
+	s := n.storage
+	return func() actor.Actor {
+		return &replicationActor{self: n.cfg.ID, peer: id, peerPID: peer, clusterID: n.cfg.ClusterID, sm: s.sm,
+			dir: n.snapDir, chunkSize: n.cfg.SnapshotChunkSize, log: n.log, reserve: n.cfg.DiskReserve}
+	}
 }
 
 func (n *nodeActor) spawn(ctx actor.Context, name string, producer actor.Producer) *actor.PID {
@@ -201,7 +212,36 @@ func (n *nodeActor) open() error {
 		PreVote: true, CheckQuorum: true, AsyncStorageWrites: true, Seed: uint64(time.Now().UnixNano()),
 		MaxBytesPerMsg: n.cfg.MaxBytesPerMsg, MaxEntriesPerMsg: n.cfg.MaxEntriesPerMsg,
 	}, st)
-	return err
+	if err != nil {
+		return err
+	}
+	if err := n.loadBook(st.Entries); err != nil {
+		return err
+	}
+	return n.checkConfigDrift()
+}
+
+// checkConfigDrift reports when the configured members are not the
+// configuration the node's data holds: after membership changes
+// config.yaml's list is history, and the data wins (it is what the
+// cluster agreed on; obeying the file could split the cluster). With
+// StrictMembers it refuses to start instead.
+func (n *nodeActor) checkConfigDrift() error {
+	if n.cfg.Join {
+		return nil
+	}
+	conf := members(n.raft.Status().Conf)
+	file := bootstrapVoters(n.cfg)
+	if len(conf) == 0 || slices.Equal(file, conf) {
+		return nil
+	}
+	if n.cfg.StrictMembers {
+		return fmt.Errorf("%w: %s holds a node of cluster members %v, the configuration says %v; change the members with the membership commands (raftkv member ...), not the configuration",
+			ErrWrongCluster, n.cfg.DataDir, conf, file)
+	}
+	n.log.Warn("the configured members differ from this node's data; following the data",
+		"configured", file, "data", conf)
+	return nil
 }
 
 // step feeds a message from a peer to Raft. Traffic from another cluster
@@ -235,6 +275,13 @@ func (n *nodeActor) handleReady(ctx actor.Context) {
 		steppedDown = n.role == raftlogic.Leader && rd.SoftState.Role != raftlogic.Leader
 		n.roleChanged(ctx, *rd.SoftState)
 	}
+	// Before anything is sent: a configuration entry in this Ready may add
+	// a member that its messages go to.
+	n.learnMembers(rd.Entries)
+	if rd.ConfState != nil {
+		n.syncReplicators(ctx, *rd.ConfState)
+	}
+	n.reachAll(ctx, rd.Messages)
 	// A leader sends its appends while its log writer writes its own copy
 	// (Raft thesis 10.2.1): it counts itself toward commit only once the
 	// writer reports the copy durable (StableTo).

@@ -101,18 +101,26 @@ func (r *replicationActor) startSnapshot(ctx actor.Context, m raftlogic.Message)
 	if r.snap != nil {
 		return // one transfer at a time; raftlogic waits for its outcome
 	}
-	f, size, index, term, err := r.writeImage()
+	f, size, meta, err := r.writeImage()
 	if err != nil {
 		r.log.Error("snapshot for peer", "peer", r.peer, "err", err)
 		ctx.Send(ctx.Parent(), &snapshotDone{peer: r.peer, ok: false})
 		return
 	}
+	// The image's own configuration is as of its index; raftlogic's is as
+	// of the last compaction, older. Data written before the state kept a
+	// configuration has none: membership never changed there, so
+	// raftlogic's is the same.
+	conf := meta.ConfState
+	if len(conf.Voters) == 0 {
+		conf = m.Snapshot.Meta.ConfState
+	}
 	r.gen++
 	r.snap = &outgoingSnapshot{
-		file: f, size: size, index: index, snapTerm: term, conf: m.Snapshot.Meta.ConfState,
+		file: f, size: size, index: meta.Index, snapTerm: meta.Term, conf: conf,
 		raftTerm: m.Term, chunkSize: r.chunkSize,
 	}
-	r.log.Info("sending snapshot", "peer", r.peer, "index", index, "bytes", size)
+	r.log.Info("sending snapshot", "peer", r.peer, "index", meta.Index, "bytes", size)
 	r.sendChunk(ctx)
 }
 
@@ -120,21 +128,21 @@ func (r *replicationActor) startSnapshot(ctx actor.Context, m raftlogic.Message)
 // the snapshot directory and returns it open for reading. The file is not
 // synced: nothing relies on it after a crash, and a node clears the
 // directory when it starts.
-func (r *replicationActor) writeImage() (f *os.File, size int64, index, term uint64, err error) {
+func (r *replicationActor) writeImage() (f *os.File, size int64, meta raftlogic.SnapshotMeta, err error) {
 	path := r.imagePath()
 	if f, err = os.Create(path); err != nil {
-		return nil, 0, 0, 0, fmt.Errorf("create snapshot image: %w", err)
+		return nil, 0, meta, fmt.Errorf("create snapshot image: %w", err)
 	}
-	index, term, err = r.sm.Snapshot(&spaceCheckedWriter{w: f, dir: r.dir, reserve: r.reserve})
+	meta, err = r.sm.SnapshotMeta(&spaceCheckedWriter{w: f, dir: r.dir, reserve: r.reserve})
 	if err == nil {
 		size, err = f.Seek(0, io.SeekCurrent)
 	}
 	if err != nil {
 		f.Close()
 		os.Remove(path)
-		return nil, 0, 0, 0, fmt.Errorf("write snapshot image %s: %w", path, err)
+		return nil, 0, meta, fmt.Errorf("write snapshot image %s: %w", path, err)
 	}
-	return f, size, index, term, nil
+	return f, size, meta, nil
 }
 
 func (r *replicationActor) imagePath() string {

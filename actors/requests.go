@@ -105,13 +105,16 @@ func (n *nodeActor) status(ctx actor.Context, req *raftpb.StatusRequest) {
 	if err != nil {
 		n.log.Warn("free disk space", "err", err)
 	}
-	ctx.Respond(apiwire.StatusToWire(nodestatus.Status{
+	res := apiwire.StatusToWire(nodestatus.Status{
 		ID: n.cfg.ID, Role: st.Role.String(), Term: st.Term, Leader: st.Lead,
 		Commit: st.Commit, Applied: n.applied, FirstIndex: st.FirstIdx, LastIndex: st.LastIndex,
 		SnapshotIndex: st.Snapshot.Index, LSMBytes: lsm, VlogBytes: vlog,
 		LeaderChanges: n.leaderChanges, Proposals: n.proposals,
 		DiskBytes: uint64(max(disk, 0)), DiskFreeBytes: uint64(max(free, 0)),
-	}))
+		Members: n.memberStatus(st),
+	})
+	res.ClusterId = n.cfg.ClusterID
+	ctx.Respond(res)
 }
 
 // foreignCluster says why a request meant for clusterID is refused here,

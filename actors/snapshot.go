@@ -99,7 +99,7 @@ func (n *nodeActor) receiveChunk(ctx actor.Context, c *raftpb.SnapshotChunk) {
 		why = "chunk for cluster " + c.GetClusterId()
 	case c.GetTo() != n.cfg.ID:
 		why = fmt.Sprintf("chunk addressed to node %d", c.GetTo())
-	case c.GetFrom() == n.cfg.ID || n.cfg.Peers[c.GetFrom()] == nil:
+	case !n.isPeer(c.GetFrom()):
 		why = fmt.Sprintf("node %d is not a member", c.GetFrom())
 	case c.GetTerm() < n.raft.Status().Term:
 		why = fmt.Sprintf("chunk of term %d, this node is at term %d", c.GetTerm(), n.raft.Status().Term)

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 
 	"github.com/dgraph-io/badger/v4"
@@ -30,9 +31,10 @@ type nodeStorage struct {
 //     replays and creates memtable files), so a full disk is refused here
 //     rather than discovered by a SIGBUS.
 //   - Both databases are opened, the state machine and the log loaded.
-//   - On first start the membership is recorded in the log; on a later
-//     start it must equal the configuration's, or the node would count
-//     votes of a cluster it does not belong to.
+//   - On the first start of a new cluster the configured members are
+//     recorded (the log's configuration, the state machine's member
+//     table); a joining node records nothing. Later starts follow the
+//     data, whatever the configuration file says.
 //   - The state machine may be ahead of the log: a crash between installing
 //     a received snapshot (state machine first) and recording it in the log
 //     leaves it so. Its applied index then becomes the log's snapshot, and
@@ -78,21 +80,26 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	if st, err = s.logStore.Load(); err != nil {
 		return st, err
 	}
-	voters := make([]uint64, 0, len(cfg.Peers))
-	for id := range cfg.Peers {
-		voters = append(voters, id)
-	}
-	slices.Sort(voters)
-	switch stored := st.Snapshot.ConfState.Voters; {
-	case len(stored) == 0:
-		// First start: record the membership, so a later start with a
-		// different member list is caught instead of splitting the cluster.
-		st.Snapshot.ConfState.Voters = voters
+	switch {
+	case !isNew(st):
+		// The configuration comes from the data (the snapshot and the
+		// log), not from the file; the node reports a file that disagrees
+		// (nodeActor.open).
+	case cfg.Join:
+		// A joining node records nothing: the cluster's snapshot or log
+		// brings its configuration and its member table.
+	case cfg.Peers[cfg.ID] == nil:
+		return st, fmt.Errorf("%w: node %d has no data and is not among the configured members %v: to add it to a running cluster, start it as a joining node", ErrNotMember, cfg.ID, bootstrapVoters(cfg))
+	default:
+		// First start of a new cluster: record the members config.yaml
+		// lists, which every bootstrap member records the same.
+		st.Snapshot.ConfState = raftlogic.ConfState{Voters: bootstrapVoters(cfg)}
 		if err := s.logStore.SaveSnapshotMeta(st.Snapshot); err != nil {
 			return st, err
 		}
-	case !slices.Equal(stored, voters):
-		return st, fmt.Errorf("%w: %s holds a node of cluster members %v, the configuration says %v", ErrWrongCluster, cfg.DataDir, stored, voters)
+		if err := s.sm.InitMembers(bootstrapMembers(cfg)); err != nil {
+			return st, err
+		}
 	}
 	// The state machine ahead of the log: past its end, or at an index the
 	// log holds with another term (the image came from a history that
@@ -100,7 +107,16 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	applied, appliedTerm := s.sm.Applied()
 	last := st.Snapshot.Index + uint64(len(st.Entries))
 	if applied > last || (applied > st.Snapshot.Index && !containsEntry(st, applied, appliedTerm)) {
-		meta := raftlogic.SnapshotMeta{Index: applied, Term: appliedTerm, ConfState: st.Snapshot.ConfState}
+		// The state's own configuration is as of applied (empty on data
+		// from before it kept one, where membership never changed).
+		conf, err := s.sm.Conf()
+		if err != nil {
+			return st, err
+		}
+		if len(conf.Voters) == 0 {
+			conf = st.Snapshot.ConfState
+		}
+		meta := raftlogic.SnapshotMeta{Index: applied, Term: appliedTerm, ConfState: conf}
 		if err := s.logStore.Save(raftlogic.HardState{}, nil, meta); err != nil {
 			return st, err
 		}
@@ -110,6 +126,31 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	}
 	st.Applied = applied
 	return st, nil
+}
+
+// isNew reports whether st is the storage of a node that has never held a
+// configuration or an entry.
+func isNew(st raftlogic.InitialState) bool {
+	cs := st.Snapshot.ConfState
+	return st.Snapshot.Index == 0 && len(st.Entries) == 0 &&
+		len(cs.Voters) == 0 && len(cs.VotersOutgoing) == 0 && len(cs.Learners) == 0
+}
+
+// bootstrapVoters are the ids of the configured members, sorted.
+func bootstrapVoters(cfg NodeConfig) []uint64 {
+	return slices.Sorted(maps.Keys(cfg.Peers))
+}
+
+// bootstrapMembers are the configured members with their addresses.
+func bootstrapMembers(cfg NodeConfig) []kvstate.Member {
+	if len(cfg.Members) > 0 {
+		return cfg.Members
+	}
+	ms := make([]kvstate.Member, 0, len(cfg.Peers))
+	for _, id := range bootstrapVoters(cfg) {
+		ms = append(ms, kvstate.Member{ID: id, PeerAddress: cfg.Peers[id].Address})
+	}
+	return ms
 }
 
 // containsEntry reports whether the stored log holds entry (index, term).

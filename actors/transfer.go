@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -78,7 +79,7 @@ func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
 		return
 	}
 	if to == 0 {
-		if to = n.mostCaughtUp(st.Term); to == 0 {
+		if to = n.mostCaughtUp(st.Term, st.Conf.Voters); to == 0 {
 			ctx.Respond(&raftpb.TransferResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_TRANSFER_FAILED, LeaderId: n.cfg.ID,
 				Message: fmt.Sprintf("no other node answered leader %d in the last election timeout", n.cfg.ID)})
 			return
@@ -108,12 +109,14 @@ func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
 // of the peers that answered this leader of term within an election
 // timeout, the one that acknowledged the most of its log (the lowest id
 // on a tie); 0 when none did. raftlogic then checks that it votes.
-func (n *nodeActor) mostCaughtUp(term uint64) uint64 {
+func (n *nodeActor) mostCaughtUp(term uint64, voters []uint64) uint64 {
 	recent := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+	// Only a voter can take over: a learner answers too, but raftlogic
+	// refuses to hand it leadership.
 	var best uint64
 	var bestMatch uint64
 	for id, a := range n.acks {
-		if id == n.cfg.ID || a.term != term || time.Since(a.at) > recent {
+		if id == n.cfg.ID || a.term != term || time.Since(a.at) > recent || !slices.Contains(voters, id) {
 			continue
 		}
 		if best == 0 || a.match > bestMatch || (a.match == bestMatch && id < best) {

@@ -24,10 +24,11 @@ func TestMostCaughtUp(t *testing.T) {
 		{"all stale", map[uint64]peerAck{2: {term: 5, match: 7, at: stale}}, 0},
 		{"self never", map[uint64]peerAck{1: {term: 5, match: 99, at: now}, 2: {term: 5, match: 1, at: now}}, 2},
 		{"match 0 still counts", map[uint64]peerAck{2: {term: 5, at: now}}, 2},
+		{"learner never", map[uint64]peerAck{2: {term: 5, match: 3, at: now}, 4: {term: 5, match: 99, at: now}}, 2},
 	}
 	for _, c := range cases {
 		n := &nodeActor{cfg: NodeConfig{ID: 1, ElectionTicks: 10, TickInterval: 10 * time.Millisecond}, acks: c.acks}
-		if got := n.mostCaughtUp(5); got != c.want {
+		if got := n.mostCaughtUp(5, []uint64{1, 2, 3}); got != c.want {
 			t.Errorf("%s: mostCaughtUp = %d, want %d", c.name, got, c.want)
 		}
 	}

@@ -7,11 +7,20 @@
 // message text, which is for people. A status without that detail comes
 // from gRPC or the network, not from a node's decision.
 //   NOT_FOUND            NOT_FOUND: the key is absent; nothing written.
+//                        UNKNOWN_MEMBER: a membership change named a node
+//                        that is not a member (or not a learner, to
+//                        promote); nothing changed.
+//   ALREADY_EXISTS       ALREADY_MEMBER: the node to add is a member
+//                        already; nothing changed.
 //   INVALID_ARGUMENT     EMPTY_KEY, KEY_TOO_LARGE or VALUE_TOO_LARGE: a bad
 //                        key or value; INVALID_REQUEST: a write without a
 //                        session (client_id 0), with seq 0 or an unknown
 //                        op, or a command the state machine cannot decode.
 //                        Nothing was proposed or executed.
+//                        INVALID_MEMBER_CHANGE: a membership change that
+//                        cannot be made (node id 0, no peer address for
+//                        a node added, promoting a node that is not a
+//                        learner); nothing changed.
 //                        INVALID_TRANSFER: TransferLeadership named a node
 //                        that is not a voter, or the leader itself;
 //                        nothing changed.
@@ -32,6 +41,13 @@
 //                        the write was sent, it may have run before the
 //                        expiry: the outcome is then unknown. Register a
 //                        new session before writing again.
+//                        CONF_CHANGE_IN_PROGRESS (another membership
+//                        change is not committed yet), LAST_VOTER (no
+//                        voter would be left), LEARNER_BEHIND (the learner
+//                        to promote has not caught up), WOULD_LOSE_QUORUM
+//                        (the new configuration could not reach a quorum
+//                        now): a membership change refused; nothing
+//                        changed.
 //                        TRANSFER_IN_PROGRESS: the leader is handing
 //                        leadership to another node than the one asked
 //                        for; nothing changed.
@@ -643,6 +659,190 @@ func (x *NodeStatus) GetClientAddress() string {
 	return ""
 }
 
+type ChangeMembersRequest struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Changes       []*raftpb.ConfChangeSingle `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	Members       []*raftpb.Member           `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"` // addresses of the nodes added as learners
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeMembersRequest) Reset() {
+	*x = ChangeMembersRequest{}
+	mi := &file_raftkv_v1_kv_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeMembersRequest) ProtoMessage() {}
+
+func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_kv_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeMembersRequest.ProtoReflect.Descriptor instead.
+func (*ChangeMembersRequest) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ChangeMembersRequest) GetChanges() []*raftpb.ConfChangeSingle {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ChangeMembersRequest) GetMembers() []*raftpb.Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type ChangeMembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeMembersResponse) Reset() {
+	*x = ChangeMembersResponse{}
+	mi := &file_raftkv_v1_kv_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeMembersResponse) ProtoMessage() {}
+
+func (x *ChangeMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_kv_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeMembersResponse.ProtoReflect.Descriptor instead.
+func (*ChangeMembersResponse) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{12}
+}
+
+type ClusterMembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterMembersRequest) Reset() {
+	*x = ClusterMembersRequest{}
+	mi := &file_raftkv_v1_kv_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMembersRequest) ProtoMessage() {}
+
+func (x *ClusterMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_kv_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMembersRequest.ProtoReflect.Descriptor instead.
+func (*ClusterMembersRequest) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{13}
+}
+
+type ClusterMembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*raftpb.MemberStatus `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Leader        uint64                 `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`                        // the leader that answered
+	LastIndex     uint64                 `protobuf:"varint,3,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"` // its last log index; lag = last_index - match
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterMembersResponse) Reset() {
+	*x = ClusterMembersResponse{}
+	mi := &file_raftkv_v1_kv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMembersResponse) ProtoMessage() {}
+
+func (x *ClusterMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_kv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMembersResponse.ProtoReflect.Descriptor instead.
+func (*ClusterMembersResponse) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_kv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ClusterMembersResponse) GetMembers() []*raftpb.MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ClusterMembersResponse) GetLeader() uint64 {
+	if x != nil {
+		return x.Leader
+	}
+	return 0
+}
+
+func (x *ClusterMembersResponse) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
 var File_raftkv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_raftkv_v1_kv_proto_rawDesc = "" +
@@ -674,18 +874,30 @@ const file_raftkv_v1_kv_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1c\n" +
 	"\treachable\x18\x03 \x01(\bR\treachable\x121\n" +
 	"\x06status\x18\x04 \x01(\v2\x19.raftkv.v1.StatusResponseR\x06status\x12%\n" +
-	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress*B\n" +
+	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"z\n" +
+	"\x14ChangeMembersRequest\x125\n" +
+	"\achanges\x18\x01 \x03(\v2\x1b.raftkv.v1.ConfChangeSingleR\achanges\x12+\n" +
+	"\amembers\x18\x02 \x03(\v2\x11.raftkv.v1.MemberR\amembers\"\x17\n" +
+	"\x15ChangeMembersResponse\"\x17\n" +
+	"\x15ClusterMembersRequest\"\x82\x01\n" +
+	"\x16ClusterMembersResponse\x121\n" +
+	"\amembers\x18\x01 \x03(\v2\x17.raftkv.v1.MemberStatusR\amembers\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\x04R\x06leader\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x03 \x01(\x04R\tlastIndex*B\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
 	"\tOP_UPDATE\x10\x02\x12\r\n" +
-	"\tOP_REMOVE\x10\x032\x83\x03\n" +
+	"\tOP_REMOVE\x10\x032\xa7\x04\n" +
 	"\x02KV\x12X\n" +
 	"\x0fRegisterSession\x12!.raftkv.v1.RegisterSessionRequest\x1a\".raftkv.v1.RegisterSessionResponse\x12:\n" +
 	"\x05Write\x12\x17.raftkv.v1.WriteRequest\x1a\x18.raftkv.v1.WriteResponse\x127\n" +
 	"\x04Read\x12\x16.raftkv.v1.ReadRequest\x1a\x17.raftkv.v1.ReadResponse\x12K\n" +
-	"\x06Status\x12\x1f.raftkv.v1.ClusterStatusRequest\x1a .raftkv.v1.ClusterStatusResponse\x12a\n" +
+	"\x06Status\x12\x1f.raftkv.v1.ClusterStatusRequest\x1a .raftkv.v1.ClusterStatusResponse\x12R\n" +
+	"\rChangeMembers\x12\x1f.raftkv.v1.ChangeMembersRequest\x1a .raftkv.v1.ChangeMembersResponse\x12N\n" +
+	"\aMembers\x12 .raftkv.v1.ClusterMembersRequest\x1a!.raftkv.v1.ClusterMembersResponse\x12a\n" +
 	"\x12TransferLeadership\x12$.raftkv.v1.TransferLeadershipRequest\x1a%.raftkv.v1.TransferLeadershipResponseB,Z*github.com/raftkv/raftkv/clientpb;clientpbb\x06proto3"
 
 var (
@@ -701,7 +913,7 @@ func file_raftkv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_raftkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_raftkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_raftkv_v1_kv_proto_goTypes = []any{
 	(Op)(0),                            // 0: raftkv.v1.Op
 	(*RegisterSessionRequest)(nil),     // 1: raftkv.v1.RegisterSessionRequest
@@ -715,27 +927,41 @@ var file_raftkv_v1_kv_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil),       // 9: raftkv.v1.ClusterStatusRequest
 	(*ClusterStatusResponse)(nil),      // 10: raftkv.v1.ClusterStatusResponse
 	(*NodeStatus)(nil),                 // 11: raftkv.v1.NodeStatus
-	(*raftpb.StatusResponse)(nil),      // 12: raftkv.v1.StatusResponse
+	(*ChangeMembersRequest)(nil),       // 12: raftkv.v1.ChangeMembersRequest
+	(*ChangeMembersResponse)(nil),      // 13: raftkv.v1.ChangeMembersResponse
+	(*ClusterMembersRequest)(nil),      // 14: raftkv.v1.ClusterMembersRequest
+	(*ClusterMembersResponse)(nil),     // 15: raftkv.v1.ClusterMembersResponse
+	(*raftpb.StatusResponse)(nil),      // 16: raftkv.v1.StatusResponse
+	(*raftpb.ConfChangeSingle)(nil),    // 17: raftkv.v1.ConfChangeSingle
+	(*raftpb.Member)(nil),              // 18: raftkv.v1.Member
+	(*raftpb.MemberStatus)(nil),        // 19: raftkv.v1.MemberStatus
 }
 var file_raftkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: raftkv.v1.WriteRequest.op:type_name -> raftkv.v1.Op
 	11, // 1: raftkv.v1.ClusterStatusResponse.nodes:type_name -> raftkv.v1.NodeStatus
-	12, // 2: raftkv.v1.NodeStatus.status:type_name -> raftkv.v1.StatusResponse
-	1,  // 3: raftkv.v1.KV.RegisterSession:input_type -> raftkv.v1.RegisterSessionRequest
-	3,  // 4: raftkv.v1.KV.Write:input_type -> raftkv.v1.WriteRequest
-	5,  // 5: raftkv.v1.KV.Read:input_type -> raftkv.v1.ReadRequest
-	9,  // 6: raftkv.v1.KV.Status:input_type -> raftkv.v1.ClusterStatusRequest
-	7,  // 7: raftkv.v1.KV.TransferLeadership:input_type -> raftkv.v1.TransferLeadershipRequest
-	2,  // 8: raftkv.v1.KV.RegisterSession:output_type -> raftkv.v1.RegisterSessionResponse
-	4,  // 9: raftkv.v1.KV.Write:output_type -> raftkv.v1.WriteResponse
-	6,  // 10: raftkv.v1.KV.Read:output_type -> raftkv.v1.ReadResponse
-	10, // 11: raftkv.v1.KV.Status:output_type -> raftkv.v1.ClusterStatusResponse
-	8,  // 12: raftkv.v1.KV.TransferLeadership:output_type -> raftkv.v1.TransferLeadershipResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	16, // 2: raftkv.v1.NodeStatus.status:type_name -> raftkv.v1.StatusResponse
+	17, // 3: raftkv.v1.ChangeMembersRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
+	18, // 4: raftkv.v1.ChangeMembersRequest.members:type_name -> raftkv.v1.Member
+	19, // 5: raftkv.v1.ClusterMembersResponse.members:type_name -> raftkv.v1.MemberStatus
+	1,  // 6: raftkv.v1.KV.RegisterSession:input_type -> raftkv.v1.RegisterSessionRequest
+	3,  // 7: raftkv.v1.KV.Write:input_type -> raftkv.v1.WriteRequest
+	5,  // 8: raftkv.v1.KV.Read:input_type -> raftkv.v1.ReadRequest
+	9,  // 9: raftkv.v1.KV.Status:input_type -> raftkv.v1.ClusterStatusRequest
+	12, // 10: raftkv.v1.KV.ChangeMembers:input_type -> raftkv.v1.ChangeMembersRequest
+	14, // 11: raftkv.v1.KV.Members:input_type -> raftkv.v1.ClusterMembersRequest
+	7,  // 12: raftkv.v1.KV.TransferLeadership:input_type -> raftkv.v1.TransferLeadershipRequest
+	2,  // 13: raftkv.v1.KV.RegisterSession:output_type -> raftkv.v1.RegisterSessionResponse
+	4,  // 14: raftkv.v1.KV.Write:output_type -> raftkv.v1.WriteResponse
+	6,  // 15: raftkv.v1.KV.Read:output_type -> raftkv.v1.ReadResponse
+	10, // 16: raftkv.v1.KV.Status:output_type -> raftkv.v1.ClusterStatusResponse
+	13, // 17: raftkv.v1.KV.ChangeMembers:output_type -> raftkv.v1.ChangeMembersResponse
+	15, // 18: raftkv.v1.KV.Members:output_type -> raftkv.v1.ClusterMembersResponse
+	8,  // 19: raftkv.v1.KV.TransferLeadership:output_type -> raftkv.v1.TransferLeadershipResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_raftkv_v1_kv_proto_init() }
@@ -749,7 +975,7 @@ func file_raftkv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_v1_kv_proto_rawDesc), len(file_raftkv_v1_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

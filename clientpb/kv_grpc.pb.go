@@ -7,11 +7,20 @@
 // message text, which is for people. A status without that detail comes
 // from gRPC or the network, not from a node's decision.
 //   NOT_FOUND            NOT_FOUND: the key is absent; nothing written.
+//                        UNKNOWN_MEMBER: a membership change named a node
+//                        that is not a member (or not a learner, to
+//                        promote); nothing changed.
+//   ALREADY_EXISTS       ALREADY_MEMBER: the node to add is a member
+//                        already; nothing changed.
 //   INVALID_ARGUMENT     EMPTY_KEY, KEY_TOO_LARGE or VALUE_TOO_LARGE: a bad
 //                        key or value; INVALID_REQUEST: a write without a
 //                        session (client_id 0), with seq 0 or an unknown
 //                        op, or a command the state machine cannot decode.
 //                        Nothing was proposed or executed.
+//                        INVALID_MEMBER_CHANGE: a membership change that
+//                        cannot be made (node id 0, no peer address for
+//                        a node added, promoting a node that is not a
+//                        learner); nothing changed.
 //                        INVALID_TRANSFER: TransferLeadership named a node
 //                        that is not a voter, or the leader itself;
 //                        nothing changed.
@@ -32,6 +41,13 @@
 //                        the write was sent, it may have run before the
 //                        expiry: the outcome is then unknown. Register a
 //                        new session before writing again.
+//                        CONF_CHANGE_IN_PROGRESS (another membership
+//                        change is not committed yet), LAST_VOTER (no
+//                        voter would be left), LEARNER_BEHIND (the learner
+//                        to promote has not caught up), WOULD_LOSE_QUORUM
+//                        (the new configuration could not reach a quorum
+//                        now): a membership change refused; nothing
+//                        changed.
 //                        TRANSFER_IN_PROGRESS: the leader is handing
 //                        leadership to another node than the one asked
 //                        for; nothing changed.
@@ -74,6 +90,8 @@ const (
 	KV_Write_FullMethodName              = "/raftkv.v1.KV/Write"
 	KV_Read_FullMethodName               = "/raftkv.v1.KV/Read"
 	KV_Status_FullMethodName             = "/raftkv.v1.KV/Status"
+	KV_ChangeMembers_FullMethodName      = "/raftkv.v1.KV/ChangeMembers"
+	KV_Members_FullMethodName            = "/raftkv.v1.KV/Members"
 	KV_TransferLeadership_FullMethodName = "/raftkv.v1.KV/TransferLeadership"
 )
 
@@ -98,6 +116,16 @@ type KVClient interface {
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// Status reports every node of the cluster.
 	Status(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// ChangeMembers changes the cluster's membership: add nodes as
+	// learners (with their addresses in members), promote learners to
+	// voters, remove members. It returns once the change is committed and
+	// applied by the leader, or with the reason it was refused (nothing
+	// changed). Several voter changes at once go through a joint
+	// configuration, which the leader leaves on its own.
+	ChangeMembers(ctx context.Context, in *ChangeMembersRequest, opts ...grpc.CallOption) (*ChangeMembersResponse, error)
+	// Members lists the members of the configuration in force, as the
+	// leader knows it: role, match index, lag and addresses.
+	Members(ctx context.Context, in *ClusterMembersRequest, opts ...grpc.CallOption) (*ClusterMembersResponse, error)
 	// TransferLeadership asks the leader to hand leadership to node `to`
 	// (0: of the nodes that answered the leader within an election timeout,
 	// the one that acknowledged the most of its log) and answers once the
@@ -158,6 +186,26 @@ func (c *kVClient) Status(ctx context.Context, in *ClusterStatusRequest, opts ..
 	return out, nil
 }
 
+func (c *kVClient) ChangeMembers(ctx context.Context, in *ChangeMembersRequest, opts ...grpc.CallOption) (*ChangeMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChangeMembersResponse)
+	err := c.cc.Invoke(ctx, KV_ChangeMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kVClient) Members(ctx context.Context, in *ClusterMembersRequest, opts ...grpc.CallOption) (*ClusterMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterMembersResponse)
+	err := c.cc.Invoke(ctx, KV_Members_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *kVClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TransferLeadershipResponse)
@@ -189,6 +237,16 @@ type KVServer interface {
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// Status reports every node of the cluster.
 	Status(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
+	// ChangeMembers changes the cluster's membership: add nodes as
+	// learners (with their addresses in members), promote learners to
+	// voters, remove members. It returns once the change is committed and
+	// applied by the leader, or with the reason it was refused (nothing
+	// changed). Several voter changes at once go through a joint
+	// configuration, which the leader leaves on its own.
+	ChangeMembers(context.Context, *ChangeMembersRequest) (*ChangeMembersResponse, error)
+	// Members lists the members of the configuration in force, as the
+	// leader knows it: role, match index, lag and addresses.
+	Members(context.Context, *ClusterMembersRequest) (*ClusterMembersResponse, error)
 	// TransferLeadership asks the leader to hand leadership to node `to`
 	// (0: of the nodes that answered the leader within an election timeout,
 	// the one that acknowledged the most of its log) and answers once the
@@ -220,6 +278,12 @@ func (UnimplementedKVServer) Read(context.Context, *ReadRequest) (*ReadResponse,
 }
 func (UnimplementedKVServer) Status(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedKVServer) ChangeMembers(context.Context, *ChangeMembersRequest) (*ChangeMembersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ChangeMembers not implemented")
+}
+func (UnimplementedKVServer) Members(context.Context, *ClusterMembersRequest) (*ClusterMembersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Members not implemented")
 }
 func (UnimplementedKVServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method TransferLeadership not implemented")
@@ -317,6 +381,42 @@ func _KV_Status_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_ChangeMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChangeMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).ChangeMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_ChangeMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).ChangeMembers(ctx, req.(*ChangeMembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KV_Members_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClusterMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Members(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Members_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Members(ctx, req.(*ClusterMembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _KV_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(TransferLeadershipRequest)
 	if err := dec(in); err != nil {
@@ -357,6 +457,14 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _KV_Status_Handler,
+		},
+		{
+			MethodName: "ChangeMembers",
+			Handler:    _KV_ChangeMembers_Handler,
+		},
+		{
+			MethodName: "Members",
+			Handler:    _KV_Members_Handler,
 		},
 		{
 			MethodName: "TransferLeadership",

@@ -11,6 +11,7 @@
 //	m/s/<client id, 8 bytes>   client session: last seq, its result, last index
 //	                           (the id is the index of the entry that registered it)
 //	m/l/<index, 8 bytes>       session expiry index: the client last seen at index
+//	m/c/<member id, 8 bytes>   cluster member: its peer and client addresses (members.go)
 //	m/restore                  present only while a Restore is switching images
 //	m/x/<real key>             staging area of a Restore in progress
 //
@@ -59,6 +60,8 @@
 // Files: state.go (State, Open, Apply, Get), command.go (the command
 // encoding and key/value checks), session.go (the session rules), image.go
 // and imageread.go (the snapshot image: writing, reading and checking it),
-// restore.go (replacing the state with an image, crash-safely), badger.go
-// (prefix walks and deletes, through persist.TxnWriter), errors.go.
+// restore.go (replacing the state with an image, crash-safely), members.go
+// (the member table and its addresses, kept from configuration changes),
+// badger.go (prefix walks and deletes, through persist.TxnWriter),
+// errors.go.
 package kvstate

@@ -38,8 +38,9 @@ func readImage(r io.Reader, put func(key, value []byte) error) (index, term uint
 	if string(hdr[:4]) != snapMagic {
 		return 0, 0, fmt.Errorf("%w: not a kvstate snapshot (magic %q)", ErrBadSnapshot, hdr[:4])
 	}
-	switch hdr[4] {
-	case snapVersion:
+	version := hdr[4]
+	switch version {
+	case snapVersion, 2:
 	case 1:
 		return 0, 0, fmt.Errorf("%w: format version 1 comes from an older RaftKV (sessions created by their first command); this version reads only version %d", ErrBadSnapshot, snapVersion)
 	default:
@@ -48,6 +49,7 @@ func readImage(r io.Reader, put func(key, value []byte) error) (index, term uint
 	index, term = binary.BigEndian.Uint64(hdr[5:]), binary.BigEndian.Uint64(hdr[13:])
 
 	var count uint64
+	sawConf := false
 	for {
 		tag := sr.read(1)
 		if sr.err != nil {
@@ -93,6 +95,52 @@ func readImage(r io.Reader, put func(key, value []byte) error) (index, term uint
 					return 0, 0, err
 				}
 				if err := put(expiryKey(ss.lastIndex), u64(id)); err != nil {
+					return 0, 0, err
+				}
+			}
+		case tagMember:
+			if version < 3 {
+				return 0, 0, fmt.Errorf("%w: record %d: member record in a version %d image", ErrBadSnapshot, count, version)
+			}
+			id := sr.read(8)
+			var addrs [2][]byte
+			for i := range addrs {
+				n := sr.uvarint()
+				if sr.err == nil && n > MaxAddressLen {
+					return 0, 0, fmt.Errorf("%w: record %d: address of %d bytes", ErrBadSnapshot, count, n)
+				}
+				addrs[i] = sr.read(n)
+			}
+			if sr.err != nil {
+				return 0, 0, sr.fail(fmt.Sprintf("record %d", count))
+			}
+			m := Member{ID: binary.BigEndian.Uint64(id), PeerAddress: string(addrs[0]), ClientAddress: string(addrs[1])}
+			if err := m.Validate(); err != nil {
+				return 0, 0, fmt.Errorf("%w: record %d: %w", ErrBadSnapshot, count, err)
+			}
+			if put != nil {
+				if err := put(memberKey(m.ID), encodeMemberRecord(m)); err != nil {
+					return 0, 0, err
+				}
+			}
+		case tagConf:
+			n := sr.uvarint()
+			if sr.err == nil && n > maxConfRecord {
+				return 0, 0, fmt.Errorf("%w: record %d: configuration of %d bytes", ErrBadSnapshot, count, n)
+			}
+			rec := sr.read(n)
+			if sr.err != nil {
+				return 0, 0, sr.fail(fmt.Sprintf("record %d", count))
+			}
+			if version < 3 || sawConf {
+				return 0, 0, fmt.Errorf("%w: record %d: unexpected configuration record", ErrBadSnapshot, count)
+			}
+			sawConf = true
+			if _, err := decodeConf(rec); err != nil {
+				return 0, 0, fmt.Errorf("%w: record %d: %w", ErrBadSnapshot, count, err)
+			}
+			if put != nil {
+				if err := put([]byte(keyConf), rec); err != nil {
 					return 0, 0, err
 				}
 			}

@@ -377,7 +377,9 @@ func (s *State) applyEntry(sv *sessionView, e raftlogic.Entry) (Result, error) {
 	r := Result{Index: e.Index, Term: e.Term}
 	switch e.Type {
 	case raftlogic.EntryConfChange:
-		return r, nil // membership is raftlogic's business; it only advances applied here
+		// raftlogic decides membership; the state machine keeps the
+		// addresses that go with it (members.go).
+		return r, applyConfChange(sv.txn, e, &r)
 	case raftlogic.EntryNormal:
 	default:
 		r.Err = fmt.Errorf("%w: entry %d has unknown type %d", ErrBadCommand, e.Index, e.Type)

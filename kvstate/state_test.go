@@ -141,7 +141,7 @@ func TestBadEntriesAdvanceApplied(t *testing.T) {
 	if len(res) != 5 {
 		t.Fatalf("%d results", len(res))
 	}
-	for i, want := range []error{ErrBadCommand, nil, nil, ErrBadCommand, nil} {
+	for i, want := range []error{ErrBadCommand, nil, ErrBadCommand, ErrBadCommand, nil} {
 		if !errors.Is(res[i].Err, want) || (want == nil && res[i].Err != nil) {
 			t.Errorf("entry %d: Err = %v, want %v", i+1, res[i].Err, want)
 		}

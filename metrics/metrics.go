@@ -23,8 +23,10 @@ type Set struct {
 	// answered.
 	up          *prometheus.Desc
 	nodeMetrics []nodeMetric
-	client      *prometheus.HistogramVec
-	read        prometheus.Histogram
+	// memberMatch and memberLag are reported by the leader, per member.
+	memberMatch, memberLag *prometheus.Desc
+	client                 *prometheus.HistogramVec
+	read                   prometheus.Histogram
 }
 
 // New builds a Set whose node gauges are read from source at each scrape.
@@ -34,6 +36,8 @@ func New(source Source) *Set {
 		source:      source,
 		up:          prometheus.NewDesc("raftkv_node_up", "1 if the node answered its status request.", []string{"node"}, nil),
 		nodeMetrics: nodeMetrics(),
+		memberMatch: prometheus.NewDesc("raftkv_member_match_index", "Highest log index the leader knows replicated on each member, by role; reported by the leader.", []string{"node", "member", "role"}, nil),
+		memberLag:   prometheus.NewDesc("raftkv_member_lag_entries", "Entries of the leader's log each member lacks, by role; reported by the leader.", []string{"node", "member", "role"}, nil),
 		client: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "raftkv_client_request_seconds",
 			Help:    "Latency of client requests (put, update, remove, get) by outcome.",
@@ -145,6 +149,8 @@ func nodeMetrics() []nodeMetric {
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.up
+	ch <- c.memberMatch
+	ch <- c.memberLag
 	for _, m := range c.nodeMetrics {
 		ch <- m.desc
 	}
@@ -165,6 +171,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 				labels = append(labels, m.label)
 			}
 			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(n), labels...)
+		}
+		if n.Role != "leader" {
+			continue
+		}
+		for _, m := range n.Members {
+			member := strconv.FormatUint(m.ID, 10)
+			ch <- prometheus.MustNewConstMetric(c.memberMatch, prometheus.GaugeValue, float64(m.Match), id, member, m.Role)
+			ch <- prometheus.MustNewConstMetric(c.memberLag, prometheus.GaugeValue, float64(m.Lag), id, member, m.Role)
 		}
 	}
 }

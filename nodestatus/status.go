@@ -49,6 +49,33 @@ type Status struct {
 	// LeaderChanges and Proposals count since the node last started.
 	LeaderChanges uint64 `json:"leader_changes"`
 	Proposals     uint64 `json:"proposals"`
+	// Members is the configuration in force as this node knows it (the
+	// leader's is authoritative), by id.
+	Members []Member `json:"members"`
+}
+
+// The roles of a member in a configuration.
+const (
+	RoleVoter = "voter"
+	// RoleOutgoingVoter is a voter of the configuration being left while a
+	// joint configuration is in force (it still votes).
+	RoleOutgoingVoter = "outgoing voter"
+	RoleLearner       = "learner"
+)
+
+// Member is one member of the configuration a node reports.
+type Member struct {
+	ID uint64 `json:"id"`
+	// Role is RoleVoter, RoleOutgoingVoter or RoleLearner.
+	Role string `json:"role"`
+	// Match is the highest log index known replicated on the member, as
+	// the leader tracks it; 0 in a follower's report.
+	Match uint64 `json:"match"`
+	// Lag is how many entries of the reporting leader's log the member
+	// lacks (LastIndex - Match); 0 in a follower's report.
+	Lag           uint64 `json:"lag"`
+	PeerAddress   string `json:"peer_address"`
+	ClientAddress string `json:"client_address"`
 }
 
 // LogEntries is the number of entries in the node's log (LastIndex -

@@ -1,15 +1,14 @@
 package raftlogic
 
-import (
-	"fmt"
-	"slices"
-)
+import "fmt"
 
 // Config tunes one node. Durations are counted in ticks: the driver calls
 // Node.Tick at a fixed interval and chooses what a tick is worth.
 type Config struct {
-	// ID is this node's id; it must be non-zero and a voter of the
-	// configuration in InitialState.
+	// ID is this node's id; it must be non-zero. It need not be a member
+	// of the configuration in InitialState: a learner, a removed node or a
+	// node that has yet to join (empty configuration) runs, but never
+	// campaigns (a node whose removal is not known committed yet may).
 	ID uint64
 	// ElectionTick is the minimum election timeout. Each term a follower
 	// draws its timeout uniformly from [ElectionTick, 2*ElectionTick).
@@ -57,16 +56,26 @@ type Config struct {
 	// (see "The Ready contract" in the package documentation). False (the
 	// default) is the plain contract: Advance means persisted.
 	AsyncStorageWrites bool
+	// MaxLearnerLag is how many entries a learner's log may be behind the
+	// leader's last index and still be promoted to voter
+	// (ProposeConfChange refuses otherwise with ErrLearnerBehind): a voter
+	// far behind would hold up commitment while it caught up. Default
+	// DefaultMaxLearnerLag (512), about one MsgApp at the default
+	// MaxEntriesPerMsg.
+	MaxLearnerLag int
 }
 
 // InitialState is what the node finds on stable storage at start. A new
 // cluster starts every member with the zero HardState, no entries and a
-// Snapshot at index 0 whose ConfState lists the members.
+// Snapshot at index 0 whose ConfState lists the members. A node that will
+// join a running cluster starts with the zero InitialState: an empty
+// ConfState and no log.
 type InitialState struct {
 	// HardState is the term, vote and commit index last persisted.
 	HardState HardState
 	// Snapshot is the metadata of the newest snapshot; the log starts after
-	// Snapshot.Index. Its ConfState is the configuration.
+	// Snapshot.Index. Its ConfState is the configuration as of its index;
+	// the conf change entries in Entries change it from there.
 	Snapshot SnapshotMeta
 	// Entries are the stored log entries after Snapshot.Index, in order.
 	Entries []Entry
@@ -100,19 +109,28 @@ func (c *Config) validate(st InitialState) error {
 	if c.MaxBytesPerMsg == 0 {
 		c.MaxBytesPerMsg = defaultMaxBytesPerMs
 	}
-	if c.MaxInflightMsgs < 0 || c.MaxEntriesPerMsg < 0 || c.MaxBytesPerMsg < 0 {
-		return fmt.Errorf("%w: message limits must not be negative", ErrInvalidConfig)
+	if c.MaxLearnerLag == 0 {
+		c.MaxLearnerLag = DefaultMaxLearnerLag
 	}
-	voters := st.Snapshot.ConfState.Voters
-	if !slices.Contains(voters, c.ID) {
-		return fmt.Errorf("%w: node %d is not among the voters %v", ErrInvalidConfig, c.ID, voters)
+	if c.MaxInflightMsgs < 0 || c.MaxEntriesPerMsg < 0 || c.MaxBytesPerMsg < 0 || c.MaxLearnerLag < 0 {
+		return fmt.Errorf("%w: message limits and MaxLearnerLag must not be negative", ErrInvalidConfig)
 	}
-	seen := make(map[uint64]bool, len(voters))
-	for _, v := range voters {
-		if v == None || seen[v] {
-			return fmt.Errorf("%w: voters %v hold a zero or repeated id", ErrInvalidConfig, voters)
+	cs := st.Snapshot.ConfState
+	if err := validateConfState(cs); err != nil {
+		return fmt.Errorf("%w: snapshot configuration: %w", ErrInvalidConfig, err)
+	}
+	if st.Snapshot.Index > 0 && len(cs.Voters) == 0 {
+		// Only a node that has never joined has no configuration, and it
+		// has no snapshot either.
+		return fmt.Errorf("%w: snapshot at index %d names no voters", ErrInvalidConfig, st.Snapshot.Index)
+	}
+	for _, e := range st.Entries {
+		if e.Type != EntryConfChange {
+			continue
 		}
-		seen[v] = true
+		if _, _, err := DecodeConfChange(e.Data); err != nil {
+			return fmt.Errorf("%w: stored conf change entry %d: %w", ErrInvalidConfig, e.Index, err)
+		}
 	}
 	return validateInitialLog(st)
 }

@@ -18,8 +18,8 @@
 //
 //   - building a node: NewNode, Config, InitialState;
 //   - inputs: Node.Tick, Node.Step, and the requests Node.Propose,
-//     Node.ReadIndex, Node.TransferLeadership, Node.Compact and
-//     Node.ReportSnapshot;
+//     Node.ProposeConfChange, Node.ReadIndex, Node.TransferLeadership,
+//     Node.Compact and Node.ReportSnapshot;
 //   - output: Node.HasReady, Node.Ready and Node.Advance, with the Ready
 //     helpers Ready.MustSync and Ready.SplitMessages; Node.StableTo, with
 //     Config.AsyncStorageWrites, for writes that finish later; Node.Status
@@ -27,13 +27,15 @@
 //   - the data a driver stores and sends: Entry, HardState, Snapshot,
 //     SnapshotMeta, ConfState, Message, ReadState, SoftState and their
 //     enumerations (EntryType, MessageType, Role, None);
+//   - membership: ConfChange, ConfChangeSingle, ConfChangeType,
+//     DecodeConfChange, MemberStatus (in Status), Ready.ConfState;
 //   - refusals: the sentinel errors (compare with errors.Is) and
 //     *NotLeaderError.
 //
 // Everything else is unexported; tests reach internals from inside the
 // package. Compatibility: none yet. The package is used only inside this
 // module, and its API changes together with its one driver (package actors)
-// whenever RaftKV needs it — membership change, for one, will add to it.
+// whenever RaftKV needs it.
 // Applications use RaftKV through the root package, never through this one.
 //
 // # Driving a node
@@ -109,7 +111,8 @@
 //     persists its own Entries (Raft thesis 10.2.1): it counts its own log
 //     toward commit only when Advance (or, with asynchronous writes,
 //     StableTo) reports it durable.
-//     Ready.SplitMessages says which messages may go early.
+//     Ready.SplitMessages says which messages may go early (none, while
+//     the only voter of its configuration leads a term not yet durable).
 //   - CommittedEntries may be applied before or while the Ready is
 //     persisted: every committed entry handed out is already durable in the
 //     local log, and a restarted node takes the state machine's applied
@@ -174,6 +177,92 @@
 // stall, reports that lag behind them, and crashes that lose the writes
 // still queued.
 //
+// # Membership
+//
+// The configuration (ConfState: Voters, VotersOutgoing while joint,
+// Learners) changes at run time through EntryConfChange entries, proposed
+// on the leader with Node.ProposeConfChange. Each entry's Data holds the
+// change and the whole configuration it results in; DecodeConfChange reads
+// it (encoding version 1, documented on encodeConfChange).
+//
+// A configuration takes effect on a node when its entry is appended to the
+// node's log, committed or not (Raft thesis 4.1), not when it is applied.
+// Why on append: a node's configuration is then a function of its log
+// alone. It needs no knowledge of what is committed (which a follower
+// learns late, and a restarted node not at all until a leader tells it),
+// and restart, truncation and snapshots need no state beyond the log. With
+// one change in flight at a time, every node that could count a quorum
+// for an entry uses either the configuration before the change or the one
+// after it, whose majorities overlap; taking a configuration on apply
+// would add a third moment, and nodes that disagree on the rule break
+// that (the simulation shows it: with some nodes taking the configuration
+// on commit, it finds leaders elected without a majority of their
+// configuration, and committed entries lost).
+// The price is that a configuration can be undone: when a leader truncates
+// an uncommitted conf entry, the node reverts to the configuration before
+// it. The node derives its configuration from its log at every step — the
+// snapshot's ConfState, then every conf entry after it — and NewNode does
+// the same at restart.
+//
+// The rules raftlogic enforces: a new node joins as a learner (it gets the
+// log but never votes, never campaigns, and its acknowledgements count
+// toward no commit, read or CheckQuorum), then is promoted, once caught up
+// (Config.MaxLearnerLag); one change is in flight at a time, and a new
+// leader first commits an entry of its term; a change of more than one
+// voter goes through a joint configuration, in which elections, commitment,
+// ReadIndex confirmation and CheckQuorum need a majority of both halves,
+// and which the leader leaves by itself (an entry with no Changes) once the
+// joint entry commits; a leader that removes itself leads on, not counting
+// itself, until the removal commits, then hands over to the most
+// caught-up voter (MsgTimeoutNow) and steps down. A node that is not a
+// voter of the configuration it knows never campaigns, unless that
+// configuration removed it and is not known committed: a removed node may
+// still be needed to elect anyone then (see promotable in membership.go),
+// and wins, if at all, by the votes of the configuration without it.
+//
+// What a driver does:
+//
+//   - Ready.ConfState, when not nil, is the configuration now in force:
+//     start connections to members that are new in it, and stop those to
+//     nodes no longer in it. It changes on append (and truncation, and a
+//     received snapshot), so it may come before the entry is durable or
+//     committed, and may be undone by a later Ready. Status.Conf gives the
+//     configuration at start; Status.Members the roles and, on the leader,
+//     each member's match index (its lag is LastIndex - Match).
+//   - A conf entry in Entries is persisted like any entry; nothing else is
+//     stored for it.
+//   - A conf entry in CommittedEntries is applied through DecodeConfChange:
+//     the state machine records the resulting ConfState as of that index
+//     (and whatever it keeps from ConfChange.Context, such as addresses),
+//     so that the snapshots it captures carry the configuration as of
+//     their index. Node.Compact returns that configuration in its
+//     SnapshotMeta: store it with the snapshot. A node whose removal it
+//     applies may be stopped; a leader hands over by itself.
+//   - A received snapshot's Meta.ConfState is the configuration as of its
+//     index; the state machine takes it when it installs the image. A
+//     driver that rebuilds a snapshot from a state machine ahead of its
+//     log (the third departure in the Ready contract) uses the state
+//     machine's own configuration.
+//   - To add a node: start it with the zero InitialState (empty ConfState,
+//     no log) and the network route to it, then propose
+//     ConfChangeAddLearner on the leader; the leader sends it the log or
+//     a snapshot, from which it takes its configuration. Promote it with
+//     ConfChangeAddVoter once Status.Members shows it caught up. A node
+//     that received the log from index 1 knows no configuration before the
+//     first conf entry in it, so Compact refuses such an index
+//     (ErrConfUnknown); compact later.
+//   - To replace a lost node: one ConfChange removing it and adding the new
+//     node (with a new id) as a learner changes one voter, so it takes
+//     effect in one step; promote the new node afterwards.
+//
+// A removed node usually never learns it was removed: the leader stops
+// sending to it as soon as it appends the change. Its operator stops it.
+// Until then it times out and campaigns in its old configuration; it cannot
+// win (a majority of that configuration holds the newer log), and with
+// PreVote (a refused pre-vote does not raise terms) or CheckQuorum (voters
+// that hear from their leader ignore it) it does not disturb the cluster.
+// Without either, its higher terms depose the leader now and then.
+//
 // # What is covered
 //
 // Leader election with randomized timeouts and the log up-to-date check
@@ -182,8 +271,8 @@
 // current-term entries counted by a quorum (§5.4.2, Figure 8); PreVote and
 // CheckQuorum (thesis 9.6, 6.2); ReadIndex reads sharing confirmation rounds
 // (thesis 6.4); leadership transfer (thesis 3.10); snapshots and log
-// compaction (§7), with the snapshot image supplied by the driver. The
-// configuration (ConfState) lives in snapshots and is restored with them;
-// changing membership at run time (EntryConfChange) is reserved for later.
-// The tests are named and filed by the section they check.
+// compaction (§7), with the snapshot image supplied by the driver;
+// membership change (thesis chapter 4): learners, single-voter changes and
+// joint consensus, taking effect on append. The tests are named and filed
+// by the section they check.
 package raftlogic

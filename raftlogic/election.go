@@ -14,6 +14,7 @@ func (n *Node) reset(term uint64) {
 		n.vote = None
 	}
 	n.lead = None
+	n.wonWithOthers = false
 	n.electionElapsed = 0
 	n.heartbeatElapsed = 0
 	n.resetRandomizedTimeout()
@@ -49,9 +50,13 @@ func (n *Node) becomeLeader() {
 	n.reset(n.term)
 	n.role = Leader
 	n.lead = n.id
-	n.prs = make(map[uint64]*progress, len(n.voters))
+	n.prs = make(map[uint64]*progress, len(n.peers)+1)
 	last := n.log.lastIndex()
-	for _, id := range n.voters {
+	// The leader tracks itself even when it is not a voter (it removed
+	// itself and leads until that commits): its match is what it has made
+	// durable, and counts only if the configuration makes it a voter.
+	n.prs[n.id] = &progress{next: last + 1, recentActive: true}
+	for _, id := range n.peers {
 		n.prs[id] = &progress{next: last + 1, recentActive: true}
 	}
 	// The leader's own match is what it has made durable (see Advance).
@@ -67,7 +72,9 @@ func (n *Node) becomeLeader() {
 // hup starts a campaign: a pre-vote first when PreVote is on, unless the
 // leader asked this node to take over.
 func (n *Node) hup(transfer bool) {
-	if n.role == Leader {
+	// A learner, or a node removed or not yet added, never campaigns: its
+	// vote would not count, and its campaign would only disturb voters.
+	if n.role == Leader || !n.promotable() {
 		return
 	}
 	if n.cfg.PreVote && !transfer {
@@ -88,37 +95,25 @@ func (n *Node) campaign(t MessageType, term uint64, transfer bool) {
 	if transfer {
 		ctx = campaignTransfer
 	}
-	for _, id := range n.voters {
-		if id != n.id {
+	for _, id := range n.peers {
+		if n.conf.isVoter(id) {
 			n.send(Message{Type: t, To: id, Term: term, Index: n.log.lastIndex(), LogTerm: n.log.lastTerm(), Context: ctx})
 		}
 	}
 }
 
-// poll records a vote and reports whether the campaign is won.
+// poll records a vote and reports whether the campaign is won: by a
+// majority of each half of the configuration, counting voters only.
 func (n *Node) poll(id uint64, granted bool) (won bool) {
 	if _, seen := n.votes[id]; !seen {
 		n.votes[id] = granted
 	}
-	yes := 0
-	for _, g := range n.votes {
-		if g {
-			yes++
-		}
-	}
-	return yes >= n.quorum()
+	return n.conf.tally(n.votes) == voteWon
 }
 
-// lost reports whether a quorum has refused the campaign.
-func (n *Node) lost() bool {
-	no := 0
-	for _, g := range n.votes {
-		if !g {
-			no++
-		}
-	}
-	return no >= n.quorum()
-}
+// lost reports whether the campaign can no longer win: a half of the
+// configuration has refused it by a majority.
+func (n *Node) lost() bool { return n.conf.tally(n.votes) == voteLost }
 
 func (n *Node) winCampaign(t MessageType) {
 	if t == MsgPreVote {
@@ -126,7 +121,12 @@ func (n *Node) winCampaign(t MessageType) {
 		n.campaign(MsgVote, n.term, false)
 		return
 	}
+	others := false
+	for id, granted := range n.votes {
+		others = others || granted && id != n.id
+	}
 	n.becomeLeader()
+	n.wonWithOthers = others
 }
 
 // inLease reports whether this node heard from a live leader within the
@@ -181,15 +181,17 @@ func (n *Node) handleVoteResp(m Message) {
 	}
 }
 
-// quorumActive reports whether a quorum (self included) was heard from since
-// the last check, and clears the marks for the next period.
+// quorumActive reports whether a quorum of voters (of each half; self
+// included if a voter) was heard from since the last check, and starts the
+// next period. Learners do not count.
 func (n *Node) quorumActive() bool {
-	active := 0
-	for id, pr := range n.prs {
-		if id == n.id || pr.recentActive {
-			active++
-		}
+	active := n.conf.hasQuorum(func(id uint64) bool {
+		pr := n.prs[id]
+		return id == n.id || pr != nil && pr.recentActive
+	})
+	for _, pr := range n.prs {
+		pr.wasActive = pr.recentActive
 		pr.recentActive = false
 	}
-	return active >= n.quorum()
+	return active
 }

@@ -359,7 +359,6 @@ func TestElection_5_1_StaleTermMessagesIgnored(t *testing.T) {
 		{Type: MsgApp, From: 1, To: 3, Term: 2, Index: 2, LogTerm: 1, Entries: mkEntries(3, 2), Commit: 3},
 		{Type: MsgApp, From: 1, To: 3, Term: 2, Index: 1, LogTerm: 1, Entries: mkEntries(2, 2), Commit: 2},
 		{Type: MsgHeartbeat, From: 1, To: 3, Term: 2, Commit: 2},
-		{Type: MsgVote, From: 1, To: 3, Term: 2, Index: 5, LogTerm: 2},
 		{Type: MsgSnap, From: 1, To: 3, Term: 2, Snapshot: Snapshot{Meta: SnapshotMeta{Index: 10, Term: 2, ConfState: ConfState{Voters: voters}}}},
 		{Type: MsgTimeoutNow, From: 1, To: 3, Term: 2},
 		{Type: MsgVoteResp, From: 1, To: 3, Term: 2},
@@ -394,6 +393,21 @@ func TestElection_5_1_StaleTermMessagesIgnored(t *testing.T) {
 		}
 		if st := n.Status(); !reflect.DeepEqual(st, before) {
 			t.Fatalf("the stale MsgApp changed the node: %+v, was %+v", st, before)
+		}
+	})
+	// A stale candidate is refused with the current term, so it catches up:
+	// membership changes make that necessary (see answerStale). Nothing
+	// else changes.
+	t.Run("stale candidate told the term", func(t *testing.T) {
+		n := setup(t, testConfig(3))
+		before := n.Status()
+		mustStep(t, n, Message{Type: MsgVote, From: 1, To: 3, Term: 2, Index: 5, LogTerm: 2})
+		rd := advance(n)
+		if len(rd.Messages) != 1 || rd.Messages[0].Type != MsgVoteResp || !rd.Messages[0].Reject || rd.Messages[0].To != 1 || rd.Messages[0].Term != 3 {
+			t.Fatalf("answer to a stale candidate: %+v, want one refusal of term 3 to node 1", rd.Messages)
+		}
+		if st := n.Status(); !reflect.DeepEqual(st, before) {
+			t.Fatalf("the stale MsgVote changed the node: %+v, was %+v", st, before)
 		}
 	})
 	// On the leader's side: an acknowledgement from an old term must not be

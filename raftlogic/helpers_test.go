@@ -137,8 +137,10 @@ type testNode struct {
 	// yet durable, oldest first; stabilize completes them unless
 	// holdWrites (a slow disk). reports are the durable writes not yet
 	// reported to the node; they are reported at once unless holdReports.
-	writes      []pendingWrite
-	holdWrites  bool
+	writes     []pendingWrite
+	holdWrites bool
+	// confs are the configurations its Readies reported (Ready.ConfState).
+	confs       []ConfState
 	reports     []pendingWrite
 	holdReports bool
 }
@@ -345,6 +347,9 @@ func (d clusterDriver) install(s Snapshot) {
 
 func (d clusterDriver) persist(rd Ready) {
 	d.c.t.Helper()
+	if rd.ConfState != nil {
+		d.tn.confs = append(d.tn.confs, *rd.ConfState)
+	}
 	if err := d.tn.disk.write(rd); err != nil {
 		d.c.t.Fatalf("node %d: %v", d.tn.id, err)
 	}

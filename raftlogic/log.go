@@ -29,6 +29,19 @@ type raftLog struct {
 	// Config.AsyncStorageWrites and not yet reported durable, oldest
 	// first. Every one of them starts after stabled.
 	inflight []inflightWrite
+	// confs are the conf change entries in ents, oldest first, with the
+	// configuration each results in. The configuration in force is the
+	// last one's, or the snapshot's when there is none (Raft thesis 4.1:
+	// a configuration takes effect when its entry is appended), so a
+	// truncation that removes a conf entry reverts to the one before.
+	confs []confEntry
+}
+
+// confEntry is a conf change entry of the log and the configuration it
+// results in (normalized).
+type confEntry struct {
+	index uint64
+	cs    ConfState
 }
 
 // inflightWrite is one handed-out write of entries: it will overwrite the
@@ -71,6 +84,8 @@ func (l *raftLog) stableTo(index, term uint64) bool {
 
 func newRaftLog(st InitialState) *raftLog {
 	l := &raftLog{snap: st.Snapshot, ents: append([]Entry(nil), st.Entries...)}
+	l.snap.ConfState = normConf(l.snap.ConfState)
+	l.trackConfs(l.ents)
 	l.applied = st.Applied
 	l.committed = max(st.HardState.Commit, st.Applied)
 	l.stabled = l.lastIndex()
@@ -167,6 +182,7 @@ func (l *raftLog) maybeAppend(prevIndex, prevTerm uint64, ents []Entry) (lastNew
 			l.truncateFrom(e.Index)
 		}
 		l.ents = append(l.ents, ents[i:]...)
+		l.trackConfs(ents[i:])
 		break
 	}
 	return lastNew, true, nil
@@ -178,9 +194,61 @@ func (l *raftLog) truncateFrom(i uint64) {
 	l.ents = l.ents[: i-l.snap.Index-1 : i-l.snap.Index-1]
 	l.stabled = min(l.stabled, i-1)
 	l.handed = min(l.handed, i-1)
+	for len(l.confs) > 0 && l.confs[len(l.confs)-1].index >= i {
+		l.confs = l.confs[:len(l.confs)-1]
+	}
 }
 
-func (l *raftLog) append(e Entry) { l.ents = append(l.ents, e) }
+func (l *raftLog) append(e Entry) {
+	l.ents = append(l.ents, e)
+	l.trackConfs([]Entry{e})
+}
+
+// trackConfs records the conf change entries among ents, just appended.
+// Their data was checked when they entered the node (Step, NewNode) or
+// was encoded by this node, so an entry that does not decode cannot occur;
+// were it to, it would be skipped rather than crash the node.
+func (l *raftLog) trackConfs(ents []Entry) {
+	for _, e := range ents {
+		if e.Type != EntryConfChange {
+			continue
+		}
+		if _, cs, err := DecodeConfChange(e.Data); err == nil {
+			l.confs = append(l.confs, confEntry{index: e.Index, cs: normConf(cs)})
+		}
+	}
+}
+
+// confState is the configuration in force: that of the last conf change
+// entry in the log, committed or not, else the snapshot's.
+func (l *raftLog) confState() ConfState {
+	if k := len(l.confs); k > 0 {
+		return l.confs[k-1].cs
+	}
+	return l.snap.ConfState
+}
+
+// confAt is the configuration as of index i (at least the snapshot's
+// index): that of the last conf change entry at or before i.
+func (l *raftLog) confAt(i uint64) ConfState {
+	cs := l.snap.ConfState
+	for _, c := range l.confs {
+		if c.index > i {
+			break
+		}
+		cs = c.cs
+	}
+	return cs
+}
+
+// lastConfIndex is the index of the last conf change entry in the log, or
+// 0 when there is none after the snapshot.
+func (l *raftLog) lastConfIndex() uint64 {
+	if k := len(l.confs); k > 0 {
+		return l.confs[k-1].index
+	}
+	return 0
+}
 
 func (l *raftLog) commitTo(i uint64) bool {
 	if i > l.committed && i <= l.lastIndex() {
@@ -193,7 +261,9 @@ func (l *raftLog) commitTo(i uint64) bool {
 // restore resets the log to a received snapshot.
 func (l *raftLog) restore(s Snapshot) {
 	l.snap = s.Meta
+	l.snap.ConfState = normConf(s.Meta.ConfState)
 	l.ents = nil
+	l.confs = nil
 	l.pendingSnap = &s
 	l.committed = s.Meta.Index
 	l.stabled = s.Meta.Index
@@ -230,7 +300,14 @@ func (l *raftLog) compact(i uint64) error {
 		return fmt.Errorf("%w: index %d, applied %d", ErrUnapplied, i, l.applied)
 	}
 	t, _ := l.term(i)
+	// The snapshot records the configuration as of i, not the one in
+	// force: a later conf entry may still be truncated away.
+	cs := l.confAt(i)
+	if len(cs.Voters) == 0 {
+		return fmt.Errorf("%w: index %d comes before the first conf change entry of a log received from its start", ErrConfUnknown, i)
+	}
 	l.ents = append([]Entry(nil), l.ents[i-l.snap.Index:]...)
-	l.snap = SnapshotMeta{Index: i, Term: t, ConfState: l.snap.ConfState}
+	l.confs = slices.DeleteFunc(l.confs, func(c confEntry) bool { return c.index <= i })
+	l.snap = SnapshotMeta{Index: i, Term: t, ConfState: cs}
 	return nil
 }

@@ -13,9 +13,14 @@ const campaignTransfer = 1
 // Node is one Raft peer as a deterministic state machine. It is not safe for
 // concurrent use: one goroutine (one actor) drives it.
 type Node struct {
-	cfg    Config
-	id     uint64
-	voters []uint64
+	cfg Config
+	id  uint64
+	// conf is the configuration in force (the log's, see raftLog.confs);
+	// peers are its members other than this node, sorted; prevConf is the
+	// configuration last reported in a Ready.
+	conf     ConfState
+	peers    []uint64
+	prevConf ConfState
 
 	term uint64
 	vote uint64
@@ -36,6 +41,9 @@ type Node struct {
 
 	// leadTransferee is the node a leader is handing leadership to.
 	leadTransferee uint64
+	// wonWithOthers: this leader's campaign was won with another node's
+	// vote, so its term and vote were durable before it led (termDurable).
+	wonWithOthers bool
 
 	reads readOnly
 
@@ -43,24 +51,35 @@ type Node struct {
 	readStates []ReadState
 	prevSoft   SoftState
 	prevHard   HardState
+
+	// commitHook, when set (by tests only), is called each time this node
+	// as leader advances its commit index, with the new index, before
+	// anything else happens: the simulation checks there that the entry
+	// is on the disks of a quorum of the configuration in force.
+	commitHook func(index uint64)
 }
 
 // NewNode starts a node from what it finds on stable storage. It starts as a
-// follower; with no leader it campaigns after an election timeout.
+// follower; with no leader it campaigns after an election timeout, if it is
+// a voter of the configuration in force: that of InitialState.Snapshot
+// and the conf change entries in InitialState.Entries after it. A node
+// with an empty configuration and no log (one that will join a running
+// cluster) never campaigns; it takes the configuration from the log or
+// snapshot its leader sends.
 func NewNode(cfg Config, st InitialState) (*Node, error) {
 	if err := cfg.validate(st); err != nil {
 		return nil, err
 	}
 	n := &Node{
-		cfg:    cfg,
-		id:     cfg.ID,
-		log:    newRaftLog(st),
-		term:   st.HardState.Term,
-		vote:   st.HardState.Vote,
-		rng:    rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
-		voters: slices.Clone(st.Snapshot.ConfState.Voters),
+		cfg:  cfg,
+		id:   cfg.ID,
+		log:  newRaftLog(st),
+		term: st.HardState.Term,
+		vote: st.HardState.Vote,
+		rng:  rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
 	}
-	slices.Sort(n.voters)
+	n.syncConf()
+	n.prevConf = n.conf
 	n.prevHard = n.hardState()
 	n.becomeFollower(n.term, None)
 	n.prevSoft = n.softState()
@@ -74,7 +93,12 @@ func (n *Node) Tick() {
 		return
 	}
 	n.electionElapsed++
-	if n.electionElapsed >= n.randomizedTimeout {
+	// A node that may not campaign lets its clock run on rather than
+	// restart it: past the election timeout it no longer counts its last
+	// leader as live, so it answers the vote requests of a leader it
+	// does not know it must vote for (a learner promoted in the
+	// candidate's log, not yet in its own).
+	if n.promotable() && n.electionElapsed >= n.randomizedTimeout {
 		n.electionElapsed = 0
 		n.hup(false)
 	}
@@ -110,13 +134,18 @@ func (n *Node) ReadIndex(requestCtx []byte) error {
 
 // TransferLeadership hands leadership to node to: the leader stops taking
 // proposals, brings to up to date and tells it to campaign at once. The
-// transfer is abandoned after an election timeout.
+// transfer is abandoned after an election timeout. to must be a voter of
+// the incoming configuration: a learner (or a voter being removed) is
+// refused with ErrNotVoter, a non-member with ErrUnknownPeer.
 func (n *Node) TransferLeadership(to uint64) error {
 	if err := n.leaderOnly(false); err != nil {
 		return err
 	}
-	if !slices.Contains(n.voters, to) {
+	switch {
+	case !n.conf.isMember(to):
 		return fmt.Errorf("%w: node %d", ErrUnknownPeer, to)
+	case !slices.Contains(n.conf.Voters, to):
+		return fmt.Errorf("%w: node %d is a learner or is being removed", ErrNotVoter, to)
 	}
 	if to == n.id || to == n.leadTransferee {
 		return nil
@@ -124,7 +153,7 @@ func (n *Node) TransferLeadership(to uint64) error {
 	n.leadTransferee = to
 	n.electionElapsed = 0
 	if n.prs[to].match == n.log.lastIndex() {
-		n.send(Message{Type: MsgTimeoutNow, To: to})
+		n.sendTimeoutNow(to)
 	} else {
 		n.sendAppend(to, true)
 	}
@@ -135,11 +164,19 @@ func (n *Node) TransferLeadership(to uint64) error {
 // machine has applied and captured in a snapshot the driver keeps. Followers
 // that need the discarded entries are sent that snapshot. It returns the
 // snapshot's metadata, for the driver to persist.
+//
+// The metadata's ConfState is the configuration as of index, which differs
+// from the one in force when a conf change entry after index is in the log.
+// A node that knows no configuration as of index (it joined by receiving
+// the log from index 1, and index comes before the first conf change entry
+// it holds) is refused with ErrConfUnknown.
 func (n *Node) Compact(index uint64) (SnapshotMeta, error) {
 	if err := n.log.compact(index); err != nil {
 		return SnapshotMeta{}, err
 	}
-	return n.log.snap, nil
+	meta := n.log.snap
+	meta.ConfState = cloneConf(meta.ConfState)
+	return meta, nil
 }
 
 // ReportSnapshot tells a leader how sending a snapshot to a follower ended.
@@ -170,7 +207,7 @@ func (n *Node) leaderOnly(proposal bool) error {
 
 // HasReady reports whether Ready would return anything to do.
 func (n *Node) HasReady() bool {
-	if n.softState() != n.prevSoft || (n.hardState() != n.prevHard) {
+	if n.softState() != n.prevSoft || (n.hardState() != n.prevHard) || !confEqual(n.conf, n.prevConf) {
 		return true
 	}
 	l := n.log
@@ -194,9 +231,14 @@ func (n *Node) Ready() Ready {
 	if h := n.hardState(); h != n.prevHard {
 		rd.HardState = h
 	}
+	if !confEqual(n.conf, n.prevConf) {
+		cs := cloneConf(n.conf)
+		rd.ConfState = &cs
+	}
 	if n.log.pendingSnap != nil {
 		rd.Snapshot = *n.log.pendingSnap
 	}
+	rd.holdMessages = n.role == Leader && !n.termDurable()
 	n.msgs = nil
 	n.readStates = nil
 	// Every heartbeat of the current read round leaves with this Ready.
@@ -220,6 +262,9 @@ func (n *Node) Advance(rd Ready) {
 	}
 	if !rd.HardState.IsEmpty() {
 		n.prevHard = rd.HardState
+	}
+	if rd.ConfState != nil {
+		n.prevConf = normConf(*rd.ConfState)
 	}
 	if s := rd.Snapshot; !s.IsEmpty() {
 		if l.pendingSnap != nil && l.pendingSnap.Meta.Index == s.Meta.Index {
@@ -280,7 +325,7 @@ func (n *Node) StableTo(index, term uint64) {
 // count them) and tells the followers of a new commit index.
 func (n *Node) countSelf() {
 	if n.role == Leader && n.prs[n.id].maybeUpdate(n.log.stabled) && n.maybeCommit() {
-		n.bcastAppend()
+		n.commitAdvanced()
 	}
 }
 
@@ -310,16 +355,49 @@ type Status struct {
 	Snapshot SnapshotMeta
 	// Transferee is the node a leader is handing leadership to, or None.
 	Transferee uint64
+	// Conf is the configuration in force on this node: that of the last
+	// conf change entry in its log, committed or not, or of its snapshot.
+	Conf ConfState
+	// Members lists every member of Conf by id, with its role and, on the
+	// leader, how far its log matches the leader's (LastIndex - Match is
+	// its lag).
+	Members []MemberStatus
+}
+
+// MemberStatus is one member of a configuration as Status shows it.
+type MemberStatus struct {
+	// ID is the member's id.
+	ID uint64
+	// Voter is set for a voter of the (incoming) configuration, Outgoing
+	// for a voter of the outgoing half of a joint configuration (a voter
+	// kept through a joint change has both), Learner for a learner.
+	Voter, Outgoing, Learner bool
+	// Match is the highest index known to match the leader's log; it is
+	// meaningful only in the leader's Status (elsewhere it is zero). For
+	// the leader itself it is what it has made durable.
+	Match uint64
 }
 
 // Status reports the node's current state.
 func (n *Node) Status() Status {
-	return Status{
+	st := Status{
 		ID: n.id, Role: n.role, Lead: n.lead, Term: n.term, Vote: n.vote,
 		Commit: n.log.committed, Applied: n.log.applied, Stabled: n.log.stabled,
 		FirstIdx: n.log.firstIndex(), LastIndex: n.log.lastIndex(), Snapshot: n.log.snap,
-		Transferee: n.leadTransferee,
+		Transferee: n.leadTransferee, Conf: cloneConf(n.conf),
 	}
+	st.Snapshot.ConfState = cloneConf(st.Snapshot.ConfState)
+	for _, id := range n.conf.members() {
+		m := MemberStatus{
+			ID: id, Voter: slices.Contains(n.conf.Voters, id),
+			Outgoing: slices.Contains(n.conf.VotersOutgoing, id), Learner: slices.Contains(n.conf.Learners, id),
+		}
+		if pr := n.prs[id]; n.role == Leader && pr != nil {
+			m.Match = pr.match
+		}
+		st.Members = append(st.Members, m)
+	}
+	return st
 }
 
 func (n *Node) softState() SoftState { return SoftState{Lead: n.lead, Role: n.role} }
@@ -337,5 +415,3 @@ func (n *Node) send(m Message) {
 	}
 	n.msgs = append(n.msgs, m)
 }
-
-func (n *Node) quorum() int { return len(n.voters)/2 + 1 }

@@ -32,8 +32,9 @@ type progress struct {
 	pendingSnapshot uint64
 	snapshotElapsed int
 	// recentActive is set by any message from the follower and cleared
-	// every election timeout; CheckQuorum reads it.
-	recentActive bool
+	// every election timeout, when wasActive takes its value; CheckQuorum
+	// reads recentActive, and a membership change both (Node.reachable).
+	recentActive, wasActive bool
 }
 
 func (p *progress) becomeProbe() {

@@ -1,7 +1,5 @@
 package raftlogic
 
-import "slices"
-
 // This file holds linearizable reads by ReadIndex (Raft thesis 6.4): a read
 // is answered with the leader's commit index once the leader has committed
 // an entry of its own term and a quorum has confirmed, after the read
@@ -83,18 +81,16 @@ func (n *Node) serveReads() {
 	}
 }
 
-// confirmedRound is the latest round a quorum (this leader included) answered.
+// confirmedRound is the latest round a quorum answered: a majority of each
+// half of the configuration, this leader included if it is a voter.
+// Learners' answers do not count.
 func (n *Node) confirmedRound() uint64 {
-	rounds := make([]uint64, 0, len(n.voters))
-	for _, id := range n.voters {
+	return n.conf.quorumIndex(func(id uint64) uint64 {
 		if id == n.id {
-			rounds = append(rounds, n.reads.seq)
-		} else {
-			rounds = append(rounds, n.reads.acked[id])
+			return n.reads.seq
 		}
-	}
-	slices.Sort(rounds)
-	return rounds[len(rounds)-n.quorum()]
+		return n.reads.acked[id]
+	})
 }
 
 // failReads refuses every waiting read: this node is no longer (or not yet)

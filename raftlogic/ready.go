@@ -10,6 +10,14 @@ package raftlogic
 type Ready struct {
 	// SoftState is non-nil when the role or known leader changed.
 	SoftState *SoftState
+	// ConfState is non-nil when the configuration in force changed since
+	// the last Ready (or, for the first, since NewNode; Status.Conf gives
+	// the one at start). It changes when a conf change entry is appended
+	// or truncated, or a snapshot is received, before anything is
+	// persisted or committed: the driver starts connections to new
+	// members and stops those to removed ones from it. It is not to be
+	// persisted: the log and snapshot hold it.
+	ConfState *ConfState
 	// HardState is the state to persist; zero when unchanged.
 	HardState HardState
 	// Entries are to be appended to stable storage, replacing any stored
@@ -25,6 +33,10 @@ type Ready struct {
 	CommittedEntries []Entry
 	// ReadStates answer ReadIndex requests.
 	ReadStates []ReadState
+
+	// holdMessages makes SplitMessages hold every message until the write:
+	// set while this node leads a term it may not have made durable yet.
+	holdMessages bool
 }
 
 // MustSync reports whether handling rd needs a write and an fsync: a new
@@ -49,7 +61,18 @@ func (rd Ready) MustSync(prev HardState) bool {
 // promise something only the write makes true. With
 // Config.AsyncStorageWrites, afterPersist waits for this Ready's write and
 // every earlier one, even when this Ready writes nothing.
+//
+// One leader wins without waiting for its write: the only voter of its
+// configuration (with learners to send to), whose own vote is its quorum.
+// Until the first entry of its term is durable, its term is not, and a
+// crash could make it lead the same term again with other entries; so
+// until then every message of its Readies is in afterPersist. It sends no
+// MsgSnap meanwhile, so a MsgSnap is always in beforePersist, and its image
+// is the one the driver holds when it sends.
 func (rd Ready) SplitMessages() (beforePersist, afterPersist []Message) {
+	if rd.holdMessages {
+		return nil, rd.Messages
+	}
 	for _, m := range rd.Messages {
 		switch m.Type {
 		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:

@@ -1,7 +1,5 @@
 package raftlogic
 
-import "slices"
-
 // This file holds log replication (§5.3), commitment (§5.4.2) and snapshot
 // transfer (§7).
 
@@ -16,6 +14,13 @@ func (n *Node) sendAppend(to uint64, sendIfEmpty bool) {
 	prevIndex := pr.next - 1
 	prevTerm, ok := n.log.term(prevIndex)
 	if !ok {
+		if !n.termDurable() {
+			// This leader's messages wait behind its write (see
+			// Ready.SplitMessages); a MsgSnap must not, since the driver
+			// attaches the image when it sends, and may have replaced it
+			// by then. It goes once the term is durable.
+			return
+		}
 		n.sendSnapshot(to, pr)
 		return
 	}
@@ -35,19 +40,16 @@ func (n *Node) sendSnapshot(to uint64, pr *progress) {
 	n.send(Message{Type: MsgSnap, To: to, Snapshot: Snapshot{Meta: meta}})
 }
 
+// bcastAppend and bcastHeartbeat reach every member, learners included.
 func (n *Node) bcastAppend() {
-	for _, id := range n.voters {
-		if id != n.id {
-			n.sendAppend(id, true)
-		}
+	for _, id := range n.peers {
+		n.sendAppend(id, true)
 	}
 }
 
 func (n *Node) bcastHeartbeat() {
-	for _, id := range n.voters {
-		if id != n.id {
-			n.sendHeartbeat(id)
-		}
+	for _, id := range n.peers {
+		n.sendHeartbeat(id)
 	}
 }
 
@@ -59,21 +61,25 @@ func (n *Node) sendHeartbeat(to uint64) {
 	n.send(Message{Type: MsgHeartbeat, To: to, Commit: commit, Context: n.reads.seq})
 }
 
-// maybeCommit advances the commit index to the highest index a quorum holds,
-// if that entry is of the current term: entries of earlier terms are
-// committed only indirectly (§5.4.2, Figure 8).
+// maybeCommit advances the commit index to the highest index a quorum of
+// the configuration in force holds (a majority of each half while joint;
+// learners never count), if that entry is of the current term: entries of
+// earlier terms are committed only indirectly (§5.4.2, Figure 8).
 func (n *Node) maybeCommit() bool {
-	matches := make([]uint64, 0, len(n.voters))
-	for _, id := range n.voters {
-		matches = append(matches, n.prs[id].match)
-	}
-	slices.Sort(matches)
-	mci := matches[len(matches)-n.quorum()]
+	mci := n.conf.quorumIndex(func(id uint64) uint64 {
+		if pr := n.prs[id]; pr != nil {
+			return pr.match
+		}
+		return 0
+	})
 	if t, ok := n.log.term(mci); !ok || t != n.term {
 		return false
 	}
 	if !n.log.commitTo(mci) {
 		return false
+	}
+	if n.commitHook != nil {
+		n.commitHook(mci)
 	}
 	n.serveReads()
 	return true
@@ -90,6 +96,8 @@ func (n *Node) handleAppend(m Message) error {
 	if err != nil {
 		return err
 	}
+	// An appended conf entry takes effect now; a truncated one is undone.
+	n.syncConf()
 	if ok {
 		n.log.commitTo(min(m.Commit, lastNew))
 		n.send(Message{Type: MsgAppResp, To: m.From, Index: lastNew})
@@ -118,7 +126,7 @@ func (n *Node) handleSnapshot(m Message) {
 		n.log.commitTo(s.Index)
 	default:
 		n.log.restore(m.Snapshot)
-		n.voters = slices.Sorted(slices.Values(s.ConfState.Voters))
+		n.syncConf()
 	}
 	n.send(Message{Type: MsgAppResp, To: m.From, Index: n.log.committed})
 }
@@ -152,14 +160,14 @@ func (n *Node) handleAppendResp(m Message, pr *progress) {
 		pr.freeTo(m.Index)
 	}
 	if n.maybeCommit() {
-		n.bcastAppend()
+		n.commitAdvanced()
 	} else {
 		// Keep the pipe full.
 		for n.sendAppendMore(m.From, pr) {
 		}
 	}
-	if m.From == n.leadTransferee && pr.match == n.log.lastIndex() {
-		n.send(Message{Type: MsgTimeoutNow, To: m.From})
+	if n.role == Leader && m.From == n.leadTransferee && pr.match == n.log.lastIndex() {
+		n.sendTimeoutNow(m.From)
 	}
 }
 

@@ -56,20 +56,33 @@ func TestSnapshot_7_LeaderSendsSnapshotToFollowerBehindCompactedLog(t *testing.T
 	}
 }
 
-// Membership change is not supported yet: a snapshot whose configuration
-// leaves out the receiver is refused, since the node could not restart
-// from it.
-func TestSnapshot_7_SnapshotWithoutReceiverRefused(t *testing.T) {
+// A snapshot whose configuration leaves out the receiver (it was removed,
+// or it is a learner) is installed like any other: the node adopts the
+// configuration, never campaigns in it, and restarts from it.
+func TestSnapshot_7_SnapshotWithoutReceiverAdopted(t *testing.T) {
 	n := newTestNode(t, testConfig(2), stateWithLog(voterIDs(3), 1, 1, 1))
 	advance(n)
-	before := n.Status()
 	meta := SnapshotMeta{Index: 10, Term: 2, ConfState: ConfState{Voters: []uint64{1, 3}}}
-	err := n.Step(Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: Snapshot{Meta: meta, Data: []byte("image")}})
-	if !errors.Is(err, ErrInvalidMessage) {
-		t.Fatalf("Step: %v, want ErrInvalidMessage", err)
+	mustStep(t, n, Message{Type: MsgSnap, From: 1, To: 2, Term: 2, Snapshot: Snapshot{Meta: meta, Data: []byte("image")}})
+	rd := advance(n)
+	if rd.ConfState == nil || !reflect.DeepEqual(*rd.ConfState, meta.ConfState) {
+		t.Fatalf("Ready.ConfState = %v, want %+v", rd.ConfState, meta.ConfState)
 	}
-	if st := n.Status(); !reflect.DeepEqual(st, before) {
-		t.Fatalf("a refused snapshot changed the node: %+v, was %+v", st, before)
+	if st := n.Status(); st.Snapshot.Index != 10 || !reflect.DeepEqual(st.Conf, meta.ConfState) {
+		t.Fatalf("after the snapshot: %+v", st)
+	}
+	for range 5 * testElectionTick {
+		n.Tick()
+	}
+	if rd := advance(n); len(rd.Messages) > 0 || n.Status().Role != Follower {
+		t.Fatalf("a node outside its configuration campaigned: %+v", rd.Messages)
+	}
+	r, err := NewNode(testConfig(2), InitialState{HardState: HardState{Term: 2, Commit: 10}, Snapshot: meta, Applied: 10})
+	if err != nil {
+		t.Fatalf("restart from the adopted snapshot: %v", err)
+	}
+	if st := r.Status(); !reflect.DeepEqual(st.Conf, meta.ConfState) {
+		t.Fatalf("restarted with configuration %+v, want %+v", st.Conf, meta.ConfState)
 	}
 }
 

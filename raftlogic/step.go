@@ -1,13 +1,14 @@
 package raftlogic
 
-import (
-	"fmt"
-	"slices"
-)
+import "fmt"
 
-// Step hands the node a message from a peer. Messages from unknown nodes, to
-// another node, or malformed are refused with an error and change nothing;
-// stale messages are ignored (or answered so a stale sender catches up).
+// Step hands the node a message from a peer. Messages from no node or from
+// this node itself, to another node, or malformed are refused with an error
+// and change nothing; stale messages are ignored (or answered so a stale
+// sender catches up). A message from a node outside the configuration this
+// node knows is taken: it may come from a leader whose addition this node's
+// log does not hold yet; what a non-voter says never counts toward a vote,
+// a commit or a read.
 func (n *Node) Step(m Message) error {
 	if err := n.checkMessage(m); err != nil {
 		return err
@@ -54,7 +55,10 @@ func (n *Node) checkMessage(m Message) error {
 	if m.To != n.id {
 		return fmt.Errorf("%w: %v addressed to node %d reached node %d", ErrInvalidMessage, m.Type, m.To, n.id)
 	}
-	if m.From == n.id || !slices.Contains(n.voters, m.From) {
+	// Any other node may send: a leader this node does not know as a member
+	// yet (a node that is joining, or whose log lags behind a change) must
+	// be heard, and a removed node's answers are ignored further on.
+	if m.From == n.id || m.From == None {
 		return fmt.Errorf("%w: %v from node %d", ErrUnknownPeer, m.Type, m.From)
 	}
 	if m.Type < MsgApp || m.Type > MsgTimeoutNow {
@@ -74,31 +78,33 @@ func (n *Node) checkMessage(m Message) error {
 				return fmt.Errorf("%w: %v from node %d (term %d, after index %d term %d) holds entry (index %d, term %d) out of order", ErrInvalidMessage, m.Type, m.From, m.Term, m.Index, m.LogTerm, e.Index, e.Term)
 			}
 			prevTerm = e.Term
+			if e.Type == EntryConfChange {
+				if _, _, err := DecodeConfChange(e.Data); err != nil {
+					return fmt.Errorf("%w: %v from node %d holds conf change entry %d: %w", ErrInvalidMessage, m.Type, m.From, e.Index, err)
+				}
+			}
 		}
 	case MsgSnap:
 		s := m.Snapshot.Meta
 		if s.Index == 0 || s.Term == 0 || s.Term > m.Term || len(s.ConfState.Voters) == 0 {
 			return fmt.Errorf("%w: snapshot (index %d, term %d) from node %d", ErrInvalidMessage, s.Index, s.Term, m.From)
 		}
-		seen := make(map[uint64]bool, len(s.ConfState.Voters))
-		for _, v := range s.ConfState.Voters {
-			if v == None || seen[v] {
-				return fmt.Errorf("%w: snapshot from node %d names voters %v with a zero or repeated id", ErrInvalidMessage, m.From, s.ConfState.Voters)
-			}
-			seen[v] = true
-		}
-		if !seen[n.id] {
-			// Membership change is not supported yet; a node that adopted a
-			// configuration without itself could never start again.
-			return fmt.Errorf("%w: snapshot from node %d names voters %v without node %d", ErrInvalidMessage, m.From, s.ConfState.Voters, n.id)
+		// A snapshot's configuration need not hold this node: a learner, or
+		// a node being removed, adopts it like any other.
+		if err := validateConfState(s.ConfState); err != nil {
+			return fmt.Errorf("%w: snapshot from node %d: %w", ErrInvalidMessage, m.From, err)
 		}
 	}
 	return nil
 }
 
 // answerStale handles a message from an older term. Most are dropped; a
-// stale leader is told the new term so it steps down, and a pre-candidate
-// stuck on an old term learns the current one.
+// stale leader is told the new term so it steps down, and a (pre-)candidate
+// stuck on an old term learns the current one. The candidate needs that
+// answer when membership changes: a voter whose log lags behind the change
+// that added the candidate does not know it and never asks it for its
+// vote, so the candidate would otherwise never learn that voter's term,
+// and the two could campaign past each other for ever.
 func (n *Node) answerStale(m Message) {
 	switch m.Type {
 	case MsgApp, MsgHeartbeat:
@@ -107,6 +113,8 @@ func (n *Node) answerStale(m Message) {
 		}
 	case MsgPreVote:
 		n.send(Message{Type: MsgPreVoteResp, To: m.From, Reject: true})
+	case MsgVote:
+		n.send(Message{Type: MsgVoteResp, To: m.From, Reject: true})
 	}
 }
 
@@ -144,6 +152,11 @@ func (n *Node) stepCandidate(m Message) error {
 
 func (n *Node) stepLeader(m Message) {
 	pr := n.prs[m.From]
+	if pr == nil {
+		// A node outside the configuration (removed, or an answer that
+		// outlived its removal): nothing it says counts.
+		return
+	}
 	pr.recentActive = true
 	switch m.Type {
 	case MsgAppResp:
@@ -158,7 +171,9 @@ func (n *Node) tickLeader() {
 	n.electionElapsed++
 	if n.electionElapsed >= n.cfg.ElectionTick {
 		n.electionElapsed = 0
-		if n.cfg.CheckQuorum && !n.quorumActive() {
+		// quorumActive runs without CheckQuorum too: membership changes
+		// read the activity it records (Node.reachable).
+		if !n.quorumActive() && n.cfg.CheckQuorum {
 			// §6.2 of the thesis: a leader cut off from a quorum steps
 			// down, so clients go looking for the real leader.
 			n.becomeFollower(n.term, None)
@@ -168,9 +183,22 @@ func (n *Node) tickLeader() {
 		// take proposals again.
 		n.leadTransferee = None
 	}
-	// In voter order, not map order: what a node sends must follow from its
-	// inputs alone, so that a simulated run replays from its seed.
-	for _, id := range n.voters {
+	// A leader that removed itself retries handing over; a joint
+	// configuration left pending by a transfer is left now.
+	n.maybeHandOff()
+	if n.role != Leader {
+		return
+	}
+	if n.conf.IsJoint() && n.leadTransferee == None {
+		before := n.log.lastIndex()
+		n.maybeLeaveJoint()
+		if n.log.lastIndex() != before {
+			n.bcastAppend()
+		}
+	}
+	// In member order, not map order: what a node sends must follow from
+	// its inputs alone, so that a simulated run replays from its seed.
+	for _, id := range n.peers {
 		if pr := n.prs[id]; pr.state == snapshotState {
 			pr.snapshotElapsed++
 			if pr.snapshotElapsed >= 2*n.cfg.ElectionTick {

@@ -40,8 +40,9 @@ const (
 	// EntryNormal carries an opaque command for the state machine.
 	// An EntryNormal with no Data is the no-op a new leader appends.
 	EntryNormal EntryType = iota
-	// EntryConfChange carries an encoded ConfState. It is reserved for
-	// membership change at run time; the core does not yet propose it.
+	// EntryConfChange carries a membership change and the configuration it
+	// results in; read it with DecodeConfChange. It takes effect when
+	// appended (see "Membership" in the package documentation).
 	EntryConfChange
 )
 

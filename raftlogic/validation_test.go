@@ -22,7 +22,6 @@ func TestStep_RefusesInvalidMessages(t *testing.T) {
 		m    Message
 		want error
 	}{
-		{"from an unknown node", Message{Type: MsgApp, From: 9, To: 1, Term: 5}, ErrUnknownPeer},
 		{"from no node", Message{Type: MsgVote, From: None, To: 1, Term: 5}, ErrUnknownPeer},
 		{"from itself", Message{Type: MsgVote, From: 1, To: 1, Term: 5}, ErrUnknownPeer},
 		{"addressed to another node", Message{Type: MsgApp, From: 2, To: 3, Term: 5}, ErrInvalidMessage},
@@ -36,6 +35,10 @@ func TestStep_RefusesInvalidMessages(t *testing.T) {
 		{"snapshot without voters", Message{Type: MsgSnap, From: 2, To: 1, Term: 5, Snapshot: snap(9, 5)}, ErrInvalidMessage},
 		{"snapshot with a zero voter", Message{Type: MsgSnap, From: 2, To: 1, Term: 5, Snapshot: snap(9, 5, 1, 2, 0)}, ErrInvalidMessage},
 		{"snapshot with a repeated voter", Message{Type: MsgSnap, From: 2, To: 1, Term: 5, Snapshot: snap(9, 5, 1, 2, 2)}, ErrInvalidMessage},
+		{"snapshot with a learner that is a voter", Message{Type: MsgSnap, From: 2, To: 1, Term: 5, Snapshot: Snapshot{Meta: SnapshotMeta{Index: 9, Term: 5, ConfState: ConfState{Voters: voters, Learners: []uint64{2}}}}}, ErrInvalidMessage},
+		{"snapshot with a zero learner", Message{Type: MsgSnap, From: 2, To: 1, Term: 5, Snapshot: Snapshot{Meta: SnapshotMeta{Index: 9, Term: 5, ConfState: ConfState{Voters: voters, Learners: []uint64{0}}}}}, ErrInvalidMessage},
+		{"snapshot with a repeated outgoing voter", Message{Type: MsgSnap, From: 2, To: 1, Term: 5, Snapshot: Snapshot{Meta: SnapshotMeta{Index: 9, Term: 5, ConfState: ConfState{Voters: voters, VotersOutgoing: []uint64{1, 1}}}}}, ErrInvalidMessage},
+		{"conf change entry that does not decode", Message{Type: MsgApp, From: 2, To: 1, Term: 5, Index: 2, LogTerm: 1, Entries: []Entry{{Index: 3, Term: 5, Type: EntryConfChange, Data: []byte{1, 9}}}}, ErrInvalidMessage},
 		{"entries not following the prev index", Message{Type: MsgApp, From: 2, To: 1, Term: 5, Index: 2, LogTerm: 1, Entries: mkEntries(4, 5)}, ErrInvalidMessage},
 		{"entries with a gap", Message{Type: MsgApp, From: 2, To: 1, Term: 5, Index: 2, LogTerm: 1, Entries: []Entry{{Index: 3, Term: 5}, {Index: 5, Term: 5}}}, ErrInvalidMessage},
 		{"entry of a later term than its message", Message{Type: MsgApp, From: 2, To: 1, Term: 5, Index: 2, LogTerm: 1, Entries: mkEntries(3, 9)}, ErrInvalidMessage},
@@ -89,10 +92,18 @@ func TestNewNode_RefusesInvalidConfigOrState(t *testing.T) {
 		change func(*Config, *InitialState)
 	}{
 		{"ID 0", func(c *Config, _ *InitialState) { c.ID = 0 }},
-		{"ID not a voter", func(c *Config, _ *InitialState) { c.ID = 4 }},
 		{"no voters", func(_ *Config, s *InitialState) { s.Snapshot.ConfState.Voters = nil }},
 		{"zero voter id", func(_ *Config, s *InitialState) { s.Snapshot.ConfState.Voters = []uint64{1, 0, 3} }},
 		{"repeated voter id", func(_ *Config, s *InitialState) { s.Snapshot.ConfState.Voters = []uint64{1, 2, 2} }},
+		{"learner also a voter", func(_ *Config, s *InitialState) { s.Snapshot.ConfState.Learners = []uint64{3} }},
+		{"zero learner id", func(_ *Config, s *InitialState) { s.Snapshot.ConfState.Learners = []uint64{0} }},
+		{"learners without voters", func(_ *Config, s *InitialState) { s.Snapshot.ConfState = ConfState{Learners: []uint64{4}} }},
+		{"repeated outgoing voter", func(_ *Config, s *InitialState) { s.Snapshot.ConfState.VotersOutgoing = []uint64{1, 1} }},
+		{"negative MaxLearnerLag", func(c *Config, _ *InitialState) { c.MaxLearnerLag = -1 }},
+		{"conf change entry that does not decode", func(_ *Config, s *InitialState) {
+			s.Entries[1].Type = EntryConfChange
+			s.Entries[1].Data = []byte{1, 200}
+		}},
 		{"HeartbeatTick 0", func(c *Config, _ *InitialState) { c.HeartbeatTick = 0 }},
 		{"HeartbeatTick negative", func(c *Config, _ *InitialState) { c.HeartbeatTick = -1 }},
 		{"HeartbeatTick == ElectionTick", func(c *Config, _ *InitialState) { c.HeartbeatTick = c.ElectionTick }},

@@ -7,6 +7,7 @@
 //	raftkv remove --endpoints HOST:PORT,... KEY
 //	raftkv status --endpoints HOST:PORT,... [--json]
 //	raftkv transfer-leader --endpoints HOST:PORT,... [--to ID] [--json]
+//	raftkv member list|add|promote|remove [ID] --endpoints HOST:PORT,... [--peer HOST:PORT] [--client HOST:PORT] [--json]
 //	raftkv bench  [--endpoints HOST:PORT,...] [--workload put|get|mixed] [--clients N]
 //	              [--duration D] [--keys K] [--value-size B] [--json]
 //
@@ -46,10 +47,13 @@ commands:
   transfer-leader
           hand leadership to a node: raftkv transfer-leader [--to ID] [--json]
           (without --to the leader picks the most up-to-date node)
+  member  show or change the members: raftkv member list [--json],
+          member add ID --peer HOST:PORT [--client HOST:PORT],
+          member promote ID, member remove ID
   bench   measure throughput and latency: raftkv bench [--workload put|get|mixed]
           (a fresh embedded 3-node cluster unless --endpoints is given)
 
-get, put, update, remove, status and transfer-leader need --endpoints
+get, put, update, remove, status, transfer-leader and member need --endpoints
 host:port,... (the nodes' client addresses) or $RAFTKV_ENDPOINTS; each
 takes --timeout (default 5s).
 
@@ -77,6 +81,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return statusMain(args[1:], stdout, stderr)
 	case "transfer-leader":
 		return transferMain(args[1:], stdout, stderr)
+	case "member":
+		return memberMain(args[1:], stdout, stderr)
 	case "bench":
 		return benchMain(args[1:], stdout, stderr)
 	case "-h", "--help", "help":

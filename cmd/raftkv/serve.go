@@ -21,16 +21,22 @@ import (
 )
 
 // serve runs node --id of the cluster --config describes until SIGINT or
-// SIGTERM, serving peers on its port and clients on its clientPort.
+// SIGTERM, serving peers on its port and clients on its clientPort; with
+// --join, as a new node joining a running cluster.
 func serve(args []string, stderr io.Writer) int {
-	fs := newFlagSet("serve", "raftkv serve --config FILE --id N [--data DIR]",
+	fs := newFlagSet("serve", "raftkv serve --config FILE --id N [--data DIR] [--join]",
 		"Run node N of the cluster FILE describes until SIGINT or SIGTERM: Raft\n"+
-			"traffic on its port, the client API on its clientPort.\n"+
+			"traffic on its port, the client API on its clientPort. FILE's servers\n"+
+			"start a new cluster; once a node has data it follows its data, not FILE.\n"+
+			"With --join, node N (new, on an empty data directory) joins a running\n"+
+			"cluster instead: it waits until 'raftkv member add N --peer ...' adds it,\n"+
+			"then catches up. FILE then lists the cluster's members and node N.\n"+
 			"Exit codes: 0 stopped cleanly, 1 failure (e.g. a port in use), 2 usage or\n"+
 			"configuration error.\n", stderr)
 	cfgPath := fs.String("config", "", "cluster configuration file (required)")
 	id := fs.Uint64("id", 0, "id of the node to run (required)")
 	data := fs.String("data", "", "data directory root; the node keeps its data in DIR/node<id> (default: the config's persistPath)")
+	join := fs.Bool("join", false, "join a running cluster as a new node (see above)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -65,6 +71,9 @@ func serve(args []string, stderr io.Writer) int {
 		return exitFailure
 	}
 	opts := []raftkv.Option{raftkv.WithConfig(cfg), raftkv.WithNodes(*id), raftkv.WithLogger(logger)}
+	if *join {
+		opts = append(opts, raftkv.WithJoin())
+	}
 	var metricsLis net.Listener
 	if srv.MetricsPort != 0 {
 		metricsAddr := net.JoinHostPort(srv.Address, strconv.Itoa(srv.MetricsPort))

@@ -25,6 +25,14 @@ var (
 	ErrValueTooLarge  = errors.New("raftkv: value too large")
 	ErrStaleRequest   = errors.New("raftkv: stale request")
 	ErrSessionExpired = errors.New("raftkv: client session expired")
+	// A membership change's refusals.
+	ErrConfChangeInProgress = errors.New("raftkv: membership change in progress")
+	ErrAlreadyMember        = errors.New("raftkv: already a member")
+	ErrUnknownMember        = errors.New("raftkv: not a member")
+	ErrLastVoter            = errors.New("raftkv: no voter would be left")
+	ErrLearnerBehind        = errors.New("raftkv: learner has not caught up")
+	ErrWouldLoseQuorum      = errors.New("raftkv: the new configuration could not reach a quorum")
+	ErrInvalidMemberChange  = errors.New("raftkv: invalid membership change")
 	// Leadership transfer's outcomes.
 	ErrInvalidTransfer    = errors.New("raftkv: invalid leadership transfer")
 	ErrTransferInProgress = errors.New("raftkv: leadership transfer in progress")
@@ -113,6 +121,22 @@ var table = [...]row{
 		grpc: codes.Aborted, reason: "STALE_REQUEST", byCode: true, class: Final},
 	{err: ErrSessionExpired, state: kvstate.ErrSessionExpired, wire: raftpb.ErrorCode_ERROR_CODE_SESSION_EXPIRED,
 		grpc: codes.FailedPrecondition, reason: "SESSION_EXPIRED", byCode: true, class: Final},
+	// A membership change's refusals: nothing changed (see actors'
+	// members.go).
+	{err: ErrConfChangeInProgress, wire: raftpb.ErrorCode_ERROR_CODE_CONF_CHANGE_IN_PROGRESS,
+		grpc: codes.FailedPrecondition, reason: "CONF_CHANGE_IN_PROGRESS", class: Final},
+	{err: ErrAlreadyMember, wire: raftpb.ErrorCode_ERROR_CODE_ALREADY_MEMBER,
+		grpc: codes.AlreadyExists, reason: "ALREADY_MEMBER", class: Final},
+	{err: ErrUnknownMember, wire: raftpb.ErrorCode_ERROR_CODE_UNKNOWN_MEMBER,
+		grpc: codes.NotFound, reason: "UNKNOWN_MEMBER", class: Final},
+	{err: ErrLastVoter, wire: raftpb.ErrorCode_ERROR_CODE_LAST_VOTER,
+		grpc: codes.FailedPrecondition, reason: "LAST_VOTER", class: Final},
+	{err: ErrLearnerBehind, wire: raftpb.ErrorCode_ERROR_CODE_LEARNER_BEHIND,
+		grpc: codes.FailedPrecondition, reason: "LEARNER_BEHIND", class: Final},
+	{err: ErrWouldLoseQuorum, wire: raftpb.ErrorCode_ERROR_CODE_WOULD_LOSE_QUORUM,
+		grpc: codes.FailedPrecondition, reason: "WOULD_LOSE_QUORUM", class: Final},
+	{err: ErrInvalidMemberChange, wire: raftpb.ErrorCode_ERROR_CODE_INVALID_CONF_CHANGE,
+		grpc: codes.InvalidArgument, reason: "INVALID_MEMBER_CHANGE", class: Final},
 	// A leadership transfer's refusals and failure (see actors' transfer.go).
 	{err: ErrInvalidTransfer, wire: raftpb.ErrorCode_ERROR_CODE_TRANSFER_TARGET,
 		grpc: codes.InvalidArgument, reason: "INVALID_TRANSFER", class: Final},

@@ -21,7 +21,31 @@ func StatusToWire(s nodestatus.Status) *raftpb.StatusResponse {
 		LsmBytes: s.LSMBytes, VlogBytes: s.VlogBytes,
 		DiskBytes: s.DiskBytes, DiskFreeBytes: s.DiskFreeBytes,
 		LeaderChanges: s.LeaderChanges, Proposals: s.Proposals,
+		Members: MembersToWire(s.Members),
 	}
+}
+
+// MembersToWire is the wire form of a configuration's members.
+func MembersToWire(ms []nodestatus.Member) []*raftpb.MemberStatus {
+	out := make([]*raftpb.MemberStatus, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, &raftpb.MemberStatus{Id: m.ID, Role: m.Role, Match: m.Match, PeerAddress: m.PeerAddress, ClientAddress: m.ClientAddress})
+	}
+	return out
+}
+
+// MembersFromWire reads the members a node reported; Lag is derived from
+// the reporting node's last index.
+func MembersFromWire(ms []*raftpb.MemberStatus, lastIndex uint64) []nodestatus.Member {
+	var out []nodestatus.Member
+	for _, m := range ms {
+		nm := nodestatus.Member{ID: m.GetId(), Role: m.GetRole(), Match: m.GetMatch(), PeerAddress: m.GetPeerAddress(), ClientAddress: m.GetClientAddress()}
+		if nm.Match > 0 {
+			nm.Lag = lastIndex - min(lastIndex, nm.Match)
+		}
+		out = append(out, nm)
+	}
+	return out
 }
 
 // StatusFromWire is the status a node answered (Reachable, since it did).
@@ -34,6 +58,7 @@ func StatusFromWire(r *raftpb.StatusResponse) nodestatus.Status {
 		LSMBytes: r.GetLsmBytes(), VlogBytes: r.GetVlogBytes(),
 		DiskBytes: r.GetDiskBytes(), DiskFreeBytes: r.GetDiskFreeBytes(),
 		LeaderChanges: r.GetLeaderChanges(), Proposals: r.GetProposals(),
+		Members: MembersFromWire(r.GetMembers(), r.GetLastIndex()),
 	}
 }
 

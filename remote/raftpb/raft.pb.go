@@ -172,6 +172,14 @@ const (
 	ErrorCode_ERROR_CODE_TRANSFER_TARGET  ErrorCode = 12 // a transfer's target is not another voter (unknown, not voting, or the leader itself)
 	ErrorCode_ERROR_CODE_TRANSFER_BUSY    ErrorCode = 13 // the leader is already handing leadership to another node
 	ErrorCode_ERROR_CODE_TRANSFER_FAILED  ErrorCode = 14 // the transfer did not complete; leader_id is the leader this node now knows (0 if none)
+	// Refusals of a membership change (ConfChangeRequest); nothing changed.
+	ErrorCode_ERROR_CODE_CONF_CHANGE_IN_PROGRESS ErrorCode = 20 // another change is not yet committed
+	ErrorCode_ERROR_CODE_ALREADY_MEMBER          ErrorCode = 21 // the node to add is a member already
+	ErrorCode_ERROR_CODE_UNKNOWN_MEMBER          ErrorCode = 22 // the node named is not a member
+	ErrorCode_ERROR_CODE_LAST_VOTER              ErrorCode = 23 // the change would leave no voter
+	ErrorCode_ERROR_CODE_LEARNER_BEHIND          ErrorCode = 24 // the learner to promote has not caught up
+	ErrorCode_ERROR_CODE_WOULD_LOSE_QUORUM       ErrorCode = 25 // the new configuration could not reach a quorum now
+	ErrorCode_ERROR_CODE_INVALID_CONF_CHANGE     ErrorCode = 26 // the change cannot be made in this configuration (e.g. promote a non-learner); see message
 )
 
 // Enum value maps for ErrorCode.
@@ -192,23 +200,37 @@ var (
 		12: "ERROR_CODE_TRANSFER_TARGET",
 		13: "ERROR_CODE_TRANSFER_BUSY",
 		14: "ERROR_CODE_TRANSFER_FAILED",
+		20: "ERROR_CODE_CONF_CHANGE_IN_PROGRESS",
+		21: "ERROR_CODE_ALREADY_MEMBER",
+		22: "ERROR_CODE_UNKNOWN_MEMBER",
+		23: "ERROR_CODE_LAST_VOTER",
+		24: "ERROR_CODE_LEARNER_BEHIND",
+		25: "ERROR_CODE_WOULD_LOSE_QUORUM",
+		26: "ERROR_CODE_INVALID_CONF_CHANGE",
 	}
 	ErrorCode_value = map[string]int32{
-		"ERROR_CODE_OK":               0,
-		"ERROR_CODE_NOT_LEADER":       1,
-		"ERROR_CODE_TRANSFERRING":     2,
-		"ERROR_CODE_TIMEOUT":          3,
-		"ERROR_CODE_DROPPED":          4,
-		"ERROR_CODE_CLUSTER_MISMATCH": 5,
-		"ERROR_CODE_SHUTTING_DOWN":    6,
-		"ERROR_CODE_INTERNAL":         7,
-		"ERROR_CODE_NOT_FOUND":        8,
-		"ERROR_CODE_BAD_REQUEST":      9,
-		"ERROR_CODE_STALE_REQUEST":    10,
-		"ERROR_CODE_SESSION_EXPIRED":  11,
-		"ERROR_CODE_TRANSFER_TARGET":  12,
-		"ERROR_CODE_TRANSFER_BUSY":    13,
-		"ERROR_CODE_TRANSFER_FAILED":  14,
+		"ERROR_CODE_OK":                      0,
+		"ERROR_CODE_NOT_LEADER":              1,
+		"ERROR_CODE_TRANSFERRING":            2,
+		"ERROR_CODE_TIMEOUT":                 3,
+		"ERROR_CODE_DROPPED":                 4,
+		"ERROR_CODE_CLUSTER_MISMATCH":        5,
+		"ERROR_CODE_SHUTTING_DOWN":           6,
+		"ERROR_CODE_INTERNAL":                7,
+		"ERROR_CODE_NOT_FOUND":               8,
+		"ERROR_CODE_BAD_REQUEST":             9,
+		"ERROR_CODE_STALE_REQUEST":           10,
+		"ERROR_CODE_SESSION_EXPIRED":         11,
+		"ERROR_CODE_TRANSFER_TARGET":         12,
+		"ERROR_CODE_TRANSFER_BUSY":           13,
+		"ERROR_CODE_TRANSFER_FAILED":         14,
+		"ERROR_CODE_CONF_CHANGE_IN_PROGRESS": 20,
+		"ERROR_CODE_ALREADY_MEMBER":          21,
+		"ERROR_CODE_UNKNOWN_MEMBER":          22,
+		"ERROR_CODE_LAST_VOTER":              23,
+		"ERROR_CODE_LEARNER_BEHIND":          24,
+		"ERROR_CODE_WOULD_LOSE_QUORUM":       25,
+		"ERROR_CODE_INVALID_CONF_CHANGE":     26,
 	}
 )
 
@@ -237,6 +259,59 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{2}
+}
+
+// ConfChangeType mirrors raftlogic.ConfChangeType.
+type ConfChangeType int32
+
+const (
+	ConfChangeType_CONF_CHANGE_TYPE_UNSPECIFIED ConfChangeType = 0
+	ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER ConfChangeType = 1 // a new node joins, without a vote
+	ConfChangeType_CONF_CHANGE_TYPE_ADD_VOTER   ConfChangeType = 2 // a learner that caught up gets a vote
+	ConfChangeType_CONF_CHANGE_TYPE_REMOVE_NODE ConfChangeType = 3 // a voter or learner leaves
+)
+
+// Enum value maps for ConfChangeType.
+var (
+	ConfChangeType_name = map[int32]string{
+		0: "CONF_CHANGE_TYPE_UNSPECIFIED",
+		1: "CONF_CHANGE_TYPE_ADD_LEARNER",
+		2: "CONF_CHANGE_TYPE_ADD_VOTER",
+		3: "CONF_CHANGE_TYPE_REMOVE_NODE",
+	}
+	ConfChangeType_value = map[string]int32{
+		"CONF_CHANGE_TYPE_UNSPECIFIED": 0,
+		"CONF_CHANGE_TYPE_ADD_LEARNER": 1,
+		"CONF_CHANGE_TYPE_ADD_VOTER":   2,
+		"CONF_CHANGE_TYPE_REMOVE_NODE": 3,
+	}
+)
+
+func (x ConfChangeType) Enum() *ConfChangeType {
+	p := new(ConfChangeType)
+	*p = x
+	return p
+}
+
+func (x ConfChangeType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConfChangeType) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftkv_v1_raft_proto_enumTypes[3].Descriptor()
+}
+
+func (ConfChangeType) Type() protoreflect.EnumType {
+	return &file_raftkv_v1_raft_proto_enumTypes[3]
+}
+
+func (x ConfChangeType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConfChangeType.Descriptor instead.
+func (ConfChangeType) EnumDescriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{3}
 }
 
 // Entry mirrors raftlogic.Entry.
@@ -1223,6 +1298,8 @@ type StatusResponse struct {
 	Proposals     uint64                 `protobuf:"varint,14,opt,name=proposals,proto3" json:"proposals,omitempty"`                                // proposals this node accepted as leader since it started
 	DiskBytes     uint64                 `protobuf:"varint,15,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`               // disk space the node's data directory takes (allocated bytes)
 	DiskFreeBytes uint64                 `protobuf:"varint,16,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"` // free space on the filesystem of the node's data directory
+	Members       []*MemberStatus        `protobuf:"bytes,17,rep,name=members,proto3" json:"members,omitempty"`                                     // the configuration in force, as this node knows it
+	ClusterId     string                 `protobuf:"bytes,18,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`                // the cluster the node belongs to
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1369,6 +1446,97 @@ func (x *StatusResponse) GetDiskFreeBytes() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetMembers() []*MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+// MemberStatus is one member of the configuration a node reports.
+type MemberStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`    // "voter", "learner", or "outgoing voter" while a joint configuration is left
+	Match         uint64                 `protobuf:"varint,3,opt,name=match,proto3" json:"match,omitempty"` // highest log index known replicated on it (leader only; 0 elsewhere)
+	PeerAddress   string                 `protobuf:"bytes,4,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	ClientAddress string                 `protobuf:"bytes,5,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberStatus) Reset() {
+	*x = MemberStatus{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberStatus) ProtoMessage() {}
+
+func (x *MemberStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
+func (*MemberStatus) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MemberStatus) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetMatch() uint64 {
+	if x != nil {
+		return x.Match
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
 // TransferRequest asks the leader to hand leadership to node `to`, or, when
 // `to` is 0, to the voter that acknowledged most of its log recently.
 type TransferRequest struct {
@@ -1381,7 +1549,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1561,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[14]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1574,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{14}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransferRequest) GetTo() uint64 {
@@ -1419,6 +1587,309 @@ func (x *TransferRequest) GetTo() uint64 {
 func (x *TransferRequest) GetClusterId() string {
 	if x != nil {
 		return x.ClusterId
+	}
+	return ""
+}
+
+// ConfChangeRequest asks the leader to change the cluster's membership.
+// It is answered with a ProposeResponse once the change is applied (or
+// refused at once: see the ERROR_CODE_ refusals). members carries the
+// addresses of the nodes added.
+type ConfChangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Changes       []*ConfChangeSingle    `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Members       []*Member              `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfChangeRequest) Reset() {
+	*x = ConfChangeRequest{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfChangeRequest) ProtoMessage() {}
+
+func (x *ConfChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfChangeRequest.ProtoReflect.Descriptor instead.
+func (*ConfChangeRequest) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ConfChangeRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ConfChangeRequest) GetChanges() []*ConfChangeSingle {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ConfChangeRequest) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// MembersRequest asks the leader for the configuration in force; a node
+// that does not lead answers ERROR_CODE_NOT_LEADER naming the leader.
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MembersRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+// MembersResponse answers a MembersRequest: the leader's configuration,
+// each member's match index, and the leader's last index (lag = last_index
+// - match).
+type MembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ErrorCode     ErrorCode              `protobuf:"varint,1,opt,name=error_code,json=errorCode,proto3,enum=raftkv.v1.ErrorCode" json:"error_code,omitempty"`
+	LeaderId      uint64                 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Members       []*MemberStatus        `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	LastIndex     uint64                 `protobuf:"varint,5,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersResponse) Reset() {
+	*x = MembersResponse{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersResponse) ProtoMessage() {}
+
+func (x *MembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
+func (*MembersResponse) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *MembersResponse) GetErrorCode() ErrorCode {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ErrorCode_ERROR_CODE_OK
+}
+
+func (x *MembersResponse) GetLeaderId() uint64 {
+	if x != nil {
+		return x.LeaderId
+	}
+	return 0
+}
+
+func (x *MembersResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *MembersResponse) GetMembers() []*MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembersResponse) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
+// ConfChangeSingle is one step of a membership change.
+type ConfChangeSingle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          ConfChangeType         `protobuf:"varint,1,opt,name=type,proto3,enum=raftkv.v1.ConfChangeType" json:"type,omitempty"`
+	NodeId        uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfChangeSingle) Reset() {
+	*x = ConfChangeSingle{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfChangeSingle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfChangeSingle) ProtoMessage() {}
+
+func (x *ConfChangeSingle) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfChangeSingle.ProtoReflect.Descriptor instead.
+func (*ConfChangeSingle) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ConfChangeSingle) GetType() ConfChangeType {
+	if x != nil {
+		return x.Type
+	}
+	return ConfChangeType_CONF_CHANGE_TYPE_UNSPECIFIED
+}
+
+func (x *ConfChangeSingle) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+// Member is where a member of the cluster is reached.
+type Member struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	PeerAddress   string                 `protobuf:"bytes,2,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	ClientAddress string                 `protobuf:"bytes,3,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_raftkv_v1_raft_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_v1_raft_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Member) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Member) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *Member) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
 	}
 	return ""
 }
@@ -1437,7 +1908,7 @@ type TransferResponse struct {
 
 func (x *TransferResponse) Reset() {
 	*x = TransferResponse{}
-	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1920,7 @@ func (x *TransferResponse) String() string {
 func (*TransferResponse) ProtoMessage() {}
 
 func (x *TransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_v1_raft_proto_msgTypes[15]
+	mi := &file_raftkv_v1_raft_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1933,7 @@ func (x *TransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResponse.ProtoReflect.Descriptor instead.
 func (*TransferResponse) Descriptor() ([]byte, []int) {
-	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{15}
+	return file_raftkv_v1_raft_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferResponse) GetErrorCode() ErrorCode {
@@ -1578,7 +2049,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\x04R\bleaderId\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessageJ\x04\b\x01\x10\x02R\n" +
 	"request_id\"\x0f\n" +
-	"\rStatusRequest\"\xf6\x03\n" +
+	"\rStatusRequest\"\xc8\x04\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
@@ -1601,11 +2072,43 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\tproposals\x18\x0e \x01(\x04R\tproposals\x12\x1d\n" +
 	"\n" +
 	"disk_bytes\x18\x0f \x01(\x04R\tdiskBytes\x12&\n" +
-	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\"@\n" +
+	"\x0fdisk_free_bytes\x18\x10 \x01(\x04R\rdiskFreeBytes\x121\n" +
+	"\amembers\x18\x11 \x03(\v2\x17.raftkv.v1.MemberStatusR\amembers\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x12 \x01(\tR\tclusterId\"\x92\x01\n" +
+	"\fMemberStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
+	"\x05match\x18\x03 \x01(\x04R\x05match\x12!\n" +
+	"\fpeer_address\x18\x04 \x01(\tR\vpeerAddress\x12%\n" +
+	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"@\n" +
 	"\x0fTransferRequest\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\x04R\x02to\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x02 \x01(\tR\tclusterId\"~\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\"\x96\x01\n" +
+	"\x11ConfChangeRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x125\n" +
+	"\achanges\x18\x02 \x03(\v2\x1b.raftkv.v1.ConfChangeSingleR\achanges\x12+\n" +
+	"\amembers\x18\x03 \x03(\v2\x11.raftkv.v1.MemberR\amembers\"/\n" +
+	"\x0eMembersRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xcf\x01\n" +
+	"\x0fMembersResponse\x123\n" +
+	"\n" +
+	"error_code\x18\x01 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
+	"\amembers\x18\x04 \x03(\v2\x17.raftkv.v1.MemberStatusR\amembers\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x05 \x01(\x04R\tlastIndex\"Z\n" +
+	"\x10ConfChangeSingle\x12-\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x19.raftkv.v1.ConfChangeTypeR\x04type\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"b\n" +
+	"\x06Member\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
+	"\fpeer_address\x18\x02 \x01(\tR\vpeerAddress\x12%\n" +
+	"\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\"~\n" +
 	"\x10TransferResponse\x123\n" +
 	"\n" +
 	"error_code\x18\x01 \x01(\x0e2\x14.raftkv.v1.ErrorCodeR\terrorCode\x12\x1b\n" +
@@ -1626,7 +2129,7 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"*>\n" +
 	"\tEntryType\x12\x15\n" +
 	"\x11ENTRY_TYPE_NORMAL\x10\x00\x12\x1a\n" +
-	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\xb0\x03\n" +
+	"\x16ENTRY_TYPE_CONF_CHANGE\x10\x01*\x96\x05\n" +
 	"\tErrorCode\x12\x11\n" +
 	"\rERROR_CODE_OK\x10\x00\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_LEADER\x10\x01\x12\x1b\n" +
@@ -1643,7 +2146,19 @@ const file_raftkv_v1_raft_proto_rawDesc = "" +
 	"\x1aERROR_CODE_SESSION_EXPIRED\x10\v\x12\x1e\n" +
 	"\x1aERROR_CODE_TRANSFER_TARGET\x10\f\x12\x1c\n" +
 	"\x18ERROR_CODE_TRANSFER_BUSY\x10\r\x12\x1e\n" +
-	"\x1aERROR_CODE_TRANSFER_FAILED\x10\x0eB/Z-github.com/raftkv/raftkv/remote/raftpb;raftpbb\x06proto3"
+	"\x1aERROR_CODE_TRANSFER_FAILED\x10\x0e\x12&\n" +
+	"\"ERROR_CODE_CONF_CHANGE_IN_PROGRESS\x10\x14\x12\x1d\n" +
+	"\x19ERROR_CODE_ALREADY_MEMBER\x10\x15\x12\x1d\n" +
+	"\x19ERROR_CODE_UNKNOWN_MEMBER\x10\x16\x12\x19\n" +
+	"\x15ERROR_CODE_LAST_VOTER\x10\x17\x12\x1d\n" +
+	"\x19ERROR_CODE_LEARNER_BEHIND\x10\x18\x12 \n" +
+	"\x1cERROR_CODE_WOULD_LOSE_QUORUM\x10\x19\x12\"\n" +
+	"\x1eERROR_CODE_INVALID_CONF_CHANGE\x10\x1a*\x96\x01\n" +
+	"\x0eConfChangeType\x12 \n" +
+	"\x1cCONF_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cCONF_CHANGE_TYPE_ADD_LEARNER\x10\x01\x12\x1e\n" +
+	"\x1aCONF_CHANGE_TYPE_ADD_VOTER\x10\x02\x12 \n" +
+	"\x1cCONF_CHANGE_TYPE_REMOVE_NODE\x10\x03B/Z-github.com/raftkv/raftkv/remote/raftpb;raftpbb\x06proto3"
 
 var (
 	file_raftkv_v1_raft_proto_rawDescOnce sync.Once
@@ -1657,46 +2172,59 @@ func file_raftkv_v1_raft_proto_rawDescGZIP() []byte {
 	return file_raftkv_v1_raft_proto_rawDescData
 }
 
-var file_raftkv_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_raftkv_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_raftkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_raftkv_v1_raft_proto_goTypes = []any{
-	(MessageType)(0),         // 0: raftkv.v1.MessageType
-	(EntryType)(0),           // 1: raftkv.v1.EntryType
-	(ErrorCode)(0),           // 2: raftkv.v1.ErrorCode
-	(*Entry)(nil),            // 3: raftkv.v1.Entry
-	(*ConfState)(nil),        // 4: raftkv.v1.ConfState
-	(*SnapshotMeta)(nil),     // 5: raftkv.v1.SnapshotMeta
-	(*Snapshot)(nil),         // 6: raftkv.v1.Snapshot
-	(*Message)(nil),          // 7: raftkv.v1.Message
-	(*RaftEnvelope)(nil),     // 8: raftkv.v1.RaftEnvelope
-	(*SnapshotChunk)(nil),    // 9: raftkv.v1.SnapshotChunk
-	(*SnapshotChunkAck)(nil), // 10: raftkv.v1.SnapshotChunkAck
-	(*ProposeRequest)(nil),   // 11: raftkv.v1.ProposeRequest
-	(*ProposeResponse)(nil),  // 12: raftkv.v1.ProposeResponse
-	(*GetRequest)(nil),       // 13: raftkv.v1.GetRequest
-	(*GetResponse)(nil),      // 14: raftkv.v1.GetResponse
-	(*StatusRequest)(nil),    // 15: raftkv.v1.StatusRequest
-	(*StatusResponse)(nil),   // 16: raftkv.v1.StatusResponse
-	(*TransferRequest)(nil),  // 17: raftkv.v1.TransferRequest
-	(*TransferResponse)(nil), // 18: raftkv.v1.TransferResponse
+	(MessageType)(0),          // 0: raftkv.v1.MessageType
+	(EntryType)(0),            // 1: raftkv.v1.EntryType
+	(ErrorCode)(0),            // 2: raftkv.v1.ErrorCode
+	(ConfChangeType)(0),       // 3: raftkv.v1.ConfChangeType
+	(*Entry)(nil),             // 4: raftkv.v1.Entry
+	(*ConfState)(nil),         // 5: raftkv.v1.ConfState
+	(*SnapshotMeta)(nil),      // 6: raftkv.v1.SnapshotMeta
+	(*Snapshot)(nil),          // 7: raftkv.v1.Snapshot
+	(*Message)(nil),           // 8: raftkv.v1.Message
+	(*RaftEnvelope)(nil),      // 9: raftkv.v1.RaftEnvelope
+	(*SnapshotChunk)(nil),     // 10: raftkv.v1.SnapshotChunk
+	(*SnapshotChunkAck)(nil),  // 11: raftkv.v1.SnapshotChunkAck
+	(*ProposeRequest)(nil),    // 12: raftkv.v1.ProposeRequest
+	(*ProposeResponse)(nil),   // 13: raftkv.v1.ProposeResponse
+	(*GetRequest)(nil),        // 14: raftkv.v1.GetRequest
+	(*GetResponse)(nil),       // 15: raftkv.v1.GetResponse
+	(*StatusRequest)(nil),     // 16: raftkv.v1.StatusRequest
+	(*StatusResponse)(nil),    // 17: raftkv.v1.StatusResponse
+	(*MemberStatus)(nil),      // 18: raftkv.v1.MemberStatus
+	(*TransferRequest)(nil),   // 19: raftkv.v1.TransferRequest
+	(*ConfChangeRequest)(nil), // 20: raftkv.v1.ConfChangeRequest
+	(*MembersRequest)(nil),    // 21: raftkv.v1.MembersRequest
+	(*MembersResponse)(nil),   // 22: raftkv.v1.MembersResponse
+	(*ConfChangeSingle)(nil),  // 23: raftkv.v1.ConfChangeSingle
+	(*Member)(nil),            // 24: raftkv.v1.Member
+	(*TransferResponse)(nil),  // 25: raftkv.v1.TransferResponse
 }
 var file_raftkv_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: raftkv.v1.Entry.type:type_name -> raftkv.v1.EntryType
-	4,  // 1: raftkv.v1.SnapshotMeta.conf_state:type_name -> raftkv.v1.ConfState
-	5,  // 2: raftkv.v1.Snapshot.meta:type_name -> raftkv.v1.SnapshotMeta
+	5,  // 1: raftkv.v1.SnapshotMeta.conf_state:type_name -> raftkv.v1.ConfState
+	6,  // 2: raftkv.v1.Snapshot.meta:type_name -> raftkv.v1.SnapshotMeta
 	0,  // 3: raftkv.v1.Message.type:type_name -> raftkv.v1.MessageType
-	3,  // 4: raftkv.v1.Message.entries:type_name -> raftkv.v1.Entry
-	6,  // 5: raftkv.v1.Message.snapshot:type_name -> raftkv.v1.Snapshot
-	7,  // 6: raftkv.v1.RaftEnvelope.msg:type_name -> raftkv.v1.Message
+	4,  // 4: raftkv.v1.Message.entries:type_name -> raftkv.v1.Entry
+	7,  // 5: raftkv.v1.Message.snapshot:type_name -> raftkv.v1.Snapshot
+	8,  // 6: raftkv.v1.RaftEnvelope.msg:type_name -> raftkv.v1.Message
 	2,  // 7: raftkv.v1.ProposeResponse.error_code:type_name -> raftkv.v1.ErrorCode
 	2,  // 8: raftkv.v1.GetResponse.error_code:type_name -> raftkv.v1.ErrorCode
 	2,  // 9: raftkv.v1.StatusResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	2,  // 10: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 10: raftkv.v1.StatusResponse.members:type_name -> raftkv.v1.MemberStatus
+	23, // 11: raftkv.v1.ConfChangeRequest.changes:type_name -> raftkv.v1.ConfChangeSingle
+	24, // 12: raftkv.v1.ConfChangeRequest.members:type_name -> raftkv.v1.Member
+	2,  // 13: raftkv.v1.MembersResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	18, // 14: raftkv.v1.MembersResponse.members:type_name -> raftkv.v1.MemberStatus
+	3,  // 15: raftkv.v1.ConfChangeSingle.type:type_name -> raftkv.v1.ConfChangeType
+	2,  // 16: raftkv.v1.TransferResponse.error_code:type_name -> raftkv.v1.ErrorCode
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_raftkv_v1_raft_proto_init() }
@@ -1709,8 +2237,8 @@ func file_raftkv_v1_raft_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_v1_raft_proto_rawDesc), len(file_raftkv_v1_raft_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   16,
+			NumEnums:      4,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -64,7 +64,12 @@ type cluster struct {
 	bin     string
 	cfgPath string
 	data    string // persistPath: node i keeps its data in data/node<i>
+	// nodes are the cluster's current members (and the nodes joining it);
+	// former are nodes removed from it (membership_test.go), which the
+	// checks no longer count.
 	nodes   []*node
+	former  []*node
+	opts    clusterOpts
 	gidBase uint32 // 0 unless ownGroups
 
 	mu      sync.Mutex
@@ -82,6 +87,10 @@ type node struct {
 	starts                       int
 	paused                       bool
 	peerAddr, clientAddr, health string
+	// cfgPath, when set, is the node's own configuration file (a node
+	// added at run time); join starts it with --join.
+	cfgPath string
+	join    bool
 }
 
 // process is one run of `raftkv serve`.
@@ -100,7 +109,7 @@ type process struct {
 // starts nothing.
 func newCluster(t testing.TB, dir string, o clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: dir, bin: raftkvBinary(t), data: filepath.Join(dir, "data")}
+	c := &cluster{t: t, dir: dir, bin: raftkvBinary(t), data: filepath.Join(dir, "data"), opts: o}
 	if o.ownGroups {
 		// Distinct from any real group and from another test binary's.
 		c.gidBase = 1_000_000 + uint32(os.Getpid()%100_000)*10
@@ -110,18 +119,7 @@ func newCluster(t testing.TB, dir string, o clusterOpts) *cluster {
 	const per = 3
 	ports := freePorts(t, o.nodes*per)
 	for i := 0; i < o.nodes; i++ {
-		n := &node{
-			id:         uint64(i + 1),
-			peerPort:   ports[i*per],
-			clientPort: ports[i*per+1],
-			c:          c,
-			logPath:    filepath.Join(dir, fmt.Sprintf("node%d.log", i+1)),
-		}
-		n.mPort = ports[i*per+2]
-		n.health = fmt.Sprintf("http://127.0.0.1:%d/healthz", n.mPort)
-		n.peerAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(n.peerPort))
-		n.clientAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(n.clientPort))
-		c.nodes = append(c.nodes, n)
+		c.nodes = append(c.nodes, c.newNode(uint64(i+1), ports[i*per:i*per+per]))
 	}
 	c.cfgPath = filepath.Join(dir, "cluster.yaml")
 	if err := os.WriteFile(c.cfgPath, []byte(c.configYAML(o, c.nodes)), 0o644); err != nil {
@@ -129,6 +127,22 @@ func newCluster(t testing.TB, dir string, o clusterOpts) *cluster {
 	}
 	t.Cleanup(c.cleanup)
 	return c
+}
+
+// newNode is node id of c on ports (peer, client, metrics).
+func (c *cluster) newNode(id uint64, ports []int) *node {
+	n := &node{
+		id:         id,
+		peerPort:   ports[0],
+		clientPort: ports[1],
+		mPort:      ports[2],
+		c:          c,
+		logPath:    filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)),
+	}
+	n.health = fmt.Sprintf("http://127.0.0.1:%d/healthz", n.mPort)
+	n.peerAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(n.peerPort))
+	n.clientAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(n.clientPort))
+	return n
 }
 
 // configYAML renders the config file of the given servers.
@@ -194,7 +208,15 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-func (c *cluster) node(id uint64) *node { return c.nodes[id-1] }
+func (c *cluster) node(id uint64) *node {
+	for _, n := range slices.Concat(c.nodes, c.former) {
+		if n.id == id {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %d", id)
+	return nil
+}
 
 func (c *cluster) ids() []uint64 {
 	var ids []uint64
@@ -283,7 +305,15 @@ func (n *node) startOnce() (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(logf, "=== harness: start #%d of node %d at %s\n", startNo, n.id, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(n.c.bin, "serve", "--config", n.c.cfgPath, "--id", strconv.FormatUint(n.id, 10))
+	cfgPath := n.c.cfgPath
+	if n.cfgPath != "" {
+		cfgPath = n.cfgPath
+	}
+	args := []string{"serve", "--config", cfgPath, "--id", strconv.FormatUint(n.id, 10)}
+	if n.join {
+		args = append(args, "--join")
+	}
+	cmd := exec.Command(n.c.bin, args...)
 	cmd.Stdout = logf
 	// If the test binary dies, so do its nodes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -453,7 +483,7 @@ func (n *node) terminate() error {
 // cleanup kills every process.
 func (c *cluster) cleanup() {
 	var wg sync.WaitGroup
-	for _, n := range c.nodes {
+	for _, n := range slices.Concat(c.nodes, c.former) {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.kill() }()
 	}
@@ -619,7 +649,12 @@ func converged(vs []nodeView) (lead, applied uint64, ok bool) {
 	if lead == 0 {
 		return 0, 0, false
 	}
-	commit := vs[lead-1].Commit
+	var commit uint64
+	for _, v := range vs {
+		if v.id == lead {
+			commit = v.Commit
+		}
+	}
 	for _, v := range vs {
 		if !v.ok || v.Leader != lead || v.Applied != commit || v.Commit != commit {
 			return 0, 0, false
