@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,11 +10,13 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/raftkv/raftkv"
 )
 
 // endpointsEnv names the environment variable that supplies --endpoints to
-// get, put, update, remove, status and transfer-leader when the flag is not
-// given.
+// get, put, update, remove, status, transfer-leader and member when the
+// flag is not given.
 const endpointsEnv = "RAFTKV_ENDPOINTS"
 
 // newFlagSet returns a flag set that reports to stderr and prints synopsis
@@ -86,6 +89,21 @@ func clientTarget(fs *flag.FlagSet, stderr io.Writer, endpoints string, timeout 
 		return nil, usageError(fs, stderr, "--timeout must be positive, got %v", timeout)
 	}
 	return eps, exitOK
+}
+
+// dial connects a client command to the cluster within timeout, whose
+// context the command's calls share; on failure it reports why (as command
+// name) and returns nil. The caller cancels the context and closes the
+// client.
+func dial(name string, eps []string, timeout time.Duration, stderr io.Writer) (context.Context, context.CancelFunc, *raftkv.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	c, err := raftkv.Dial(ctx, eps...)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv %s: cannot reach the cluster within %v: %v\n", name, timeout, err)
+		cancel()
+		return nil, nil, nil
+	}
+	return ctx, cancel, c
 }
 
 // splitEndpoints parses a comma-separated list of host:port addresses,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -94,15 +93,14 @@ func kvMain(cmd kvCommand, args []string, stdin io.Reader, stdout, stderr io.Wri
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	c, err := raftkv.Dial(ctx, eps...)
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv %s: cannot reach the cluster within %v: %v\n", cmd.name, *timeout, err)
+	ctx, cancel, c := dial(cmd.name, eps, *timeout, stderr)
+	if c == nil {
 		return exitFailure
 	}
+	defer cancel()
 	defer c.Close()
 
+	var err error
 	switch cmd.name {
 	case "get":
 		value, err = c.Get(ctx, key)

@@ -74,14 +74,13 @@ func memberMain(args []string, stdout, stderr io.Writer) int {
 	if eps == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	c, err := raftkv.Dial(ctx, eps...)
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv member: cannot reach the cluster within %v: %v\n", *timeout, err)
+	ctx, cancel, c := dial("member", eps, *timeout, stderr)
+	if c == nil {
 		return exitFailure
 	}
+	defer cancel()
 	defer c.Close()
+	var err error
 	switch sub {
 	case "list":
 		return listMembers(ctx, c, *asJSON, stdout, stderr)

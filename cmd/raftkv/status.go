@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,13 +44,11 @@ func statusMain(args []string, stdout, stderr io.Writer) int {
 	if eps == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	c, err := raftkv.Dial(ctx, eps...)
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv status: cannot reach the cluster within %v: %v\n", *timeout, err)
+	ctx, cancel, c := dial("status", eps, *timeout, stderr)
+	if c == nil {
 		return exitFailure
 	}
+	defer cancel()
 	defer c.Close()
 	nodes, err := c.Status(ctx)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,13 +47,11 @@ func transferMain(args []string, stdout, stderr io.Writer) int {
 	if eps == nil {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	c, err := raftkv.Dial(ctx, eps...)
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv transfer-leader: cannot reach the cluster within %v: %v\n", *timeout, err)
+	ctx, cancel, c := dial("transfer-leader", eps, *timeout, stderr)
+	if c == nil {
 		return exitFailure
 	}
+	defer cancel()
 	defer c.Close()
 	if err := c.TransferLeadership(ctx, *to); err != nil {
 		fmt.Fprintf(stderr, "raftkv transfer-leader: %v\n", err)

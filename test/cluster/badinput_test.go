@@ -257,11 +257,18 @@ func serveOnce(t testing.TB, within time.Duration, args ...string) (int, string)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, raftkvBinary(t), append([]string{"serve"}, args...)...)
-	out, err := cmd.CombinedOutput()
+	code, out := runRaftkv(ctx, t, raftkvBinary(t), append([]string{"serve"}, args...)...)
 	if ctx.Err() != nil {
 		t.Fatalf("raftkv serve %v still running after %v; output:\n%s", args, within, out)
 	}
+	return code, out
+}
+
+// runRaftkv runs the raftkv binary bin with args and returns its exit code
+// and output; failing to run it at all fails the test.
+func runRaftkv(ctx context.Context, t testing.TB, bin string, args ...string) (int, string) {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -269,7 +276,7 @@ func serveOnce(t testing.TB, within time.Duration, args ...string) (int, string)
 	case errors.As(err, &ee):
 		return ee.ExitCode(), string(out)
 	}
-	t.Fatalf("raftkv serve %v: %v", args, err)
+	t.Fatalf("raftkv %v: %v", args, err)
 	return -1, ""
 }
 

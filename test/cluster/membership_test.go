@@ -4,10 +4,8 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -292,17 +290,7 @@ func (c *cluster) cli(args ...string) (int, string) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
 	defer cancel()
-	eps := "--endpoints=" + strings.Join(c.endpoints(), ",")
-	out, err := exec.CommandContext(ctx, c.bin, append(args, eps)...).CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, string(out)
-	case errors.As(err, &ee):
-		return ee.ExitCode(), string(out)
-	}
-	c.t.Fatalf("raftkv %v: %v", args, err)
-	return -1, ""
+	return runRaftkv(ctx, c.t, c.bin, append(args, "--endpoints="+strings.Join(c.endpoints(), ","))...)
 }
 
 // Membership commands that cannot be carried out fail with an exit code of
