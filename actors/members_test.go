@@ -256,3 +256,30 @@ func TestNewNodeOutsideTheMembersMustJoin(t *testing.T) {
 	}
 	n.waitStopped()
 }
+
+// A node started as a joining node and restarted without Join before it
+// was added still waits to be added: it must not start a cluster of the
+// configured members on its own.
+func TestJoiningNodeRestartedWithoutJoinStillWaits(t *testing.T) {
+	sys := newSystem(t)
+	dir := t.TempDir()
+	n := startNode(t, sys, memberNode(sys, dir, 2, true, 1, 2))
+	if err := n.startErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Root.StopFuture(n.pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	<-n.stopped
+
+	// Configured as a member of a new two-node cluster with node 1, which
+	// is not running: bootstrapping would record voters {1, 2}.
+	n = startNode(t, sys, memberNode(sys, dir, 2, false, 1, 2))
+	if err := n.startErr(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval) // several election timeouts
+	if st := n.status(); len(st.GetMembers()) != 0 || st.GetRole() != raftlogic.Follower.String() {
+		t.Fatalf("a joining node restarted without Join reports role %s, members %v; want a follower with no configuration", st.GetRole(), st.GetMembers())
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/dgraph-io/badger/v4"
@@ -85,9 +87,14 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 		// The configuration comes from the data (the snapshot and the
 		// log), not from the file; the node reports a file that disagrees
 		// (nodeActor.open).
-	case cfg.Join:
+	case cfg.Join || joining(cfg.DataDir):
 		// A joining node records nothing: the cluster's snapshot or log
-		// brings its configuration and its member table.
+		// brings its configuration and its member table. It marks its
+		// directory, so that a restart without --join before it was
+		// added still waits instead of starting a cluster of its own.
+		if err := markJoining(cfg.DataDir); err != nil {
+			return st, err
+		}
 	case cfg.Peers[cfg.ID] == nil:
 		return st, fmt.Errorf("%w: node %d has no data and is not among the configured members %v: to add it to a running cluster, start it as a joining node", ErrNotMember, cfg.ID, bootstrapVoters(cfg))
 	default:
@@ -126,6 +133,25 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	}
 	st.Applied = applied
 	return st, nil
+}
+
+// joiningFile marks the data directory of a node that started as a
+// joining node; it matters only while the node has no configuration yet.
+const joiningFile = "JOINING"
+
+func joining(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, joiningFile))
+	return err == nil
+}
+
+func markJoining(dir string) error {
+	if joining(dir) {
+		return nil
+	}
+	if err := persist.WriteFileAtomic(filepath.Join(dir, joiningFile), []byte("started with --join; waits to be added\n")); err != nil {
+		return fmt.Errorf("actors: mark the data directory as joining: %w", err)
+	}
+	return nil
 }
 
 // isNew reports whether st is the storage of a node that has never held a
