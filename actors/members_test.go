@@ -238,6 +238,10 @@ func TestMembershipChangeRefusals(t *testing.T) {
 	}
 	// A learner far behind is not promoted: node 9 never answers.
 	one.mustChange(addLearner, 9)
+	// Nor can it be handed leadership.
+	if r := one.request(&raftpb.TransferRequest{ClusterId: testCluster, To: 9}).(*raftpb.TransferResponse); r.GetErrorCode() != raftpb.ErrorCode_ERROR_CODE_TRANSFER_TARGET {
+		t.Fatalf("transfer to a learner: %v, want TRANSFER_TARGET", r)
+	}
 	for i := range 600 {
 		one.mustPropose(putCmd(fmt.Sprint("k", i), "v"))
 	}

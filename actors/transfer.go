@@ -92,9 +92,13 @@ func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
 	}
 	if err := n.raft.TransferLeadership(to); err != nil {
 		code, leader := notLeaderCode(err)
-		if errors.Is(err, raftlogic.ErrUnknownPeer) {
+		switch {
+		case errors.Is(err, raftlogic.ErrUnknownPeer):
 			code, leader = raftpb.ErrorCode_ERROR_CODE_TRANSFER_TARGET, n.cfg.ID
 			err = fmt.Errorf("node %d is not a voting member of the cluster", to)
+		case errors.Is(err, raftlogic.ErrNotVoter):
+			// A learner, or a voter being removed.
+			code, leader = raftpb.ErrorCode_ERROR_CODE_TRANSFER_TARGET, n.cfg.ID
 		}
 		ctx.Respond(&raftpb.TransferResponse{ErrorCode: code, LeaderId: leader, Message: err.Error()})
 		return
