@@ -101,8 +101,8 @@ func (n *nodeActor) receiveChunk(ctx actor.Context, c *raftpb.SnapshotChunk) {
 		why = fmt.Sprintf("chunk addressed to node %d", c.GetTo())
 	case !n.isPeer(c.GetFrom()):
 		why = fmt.Sprintf("node %d is not a member", c.GetFrom())
-	case c.GetTerm() < n.raft.Status().Term:
-		why = fmt.Sprintf("chunk of term %d, this node is at term %d", c.GetTerm(), n.raft.Status().Term)
+	case c.GetTerm() < n.raft.Term():
+		why = fmt.Sprintf("chunk of term %d, this node is at term %d", c.GetTerm(), n.raft.Term())
 	}
 	if why != "" {
 		n.log.Debug("refused a snapshot chunk", "from", c.GetFrom(), "reason", why)

@@ -137,16 +137,18 @@ func (n *nodeActor) noteAck(m raftlogic.Message) {
 	if m.Type != raftlogic.MsgAppResp && m.Type != raftlogic.MsgHeartbeatResp {
 		return
 	}
-	st := n.raft.Status()
-	if st.Role != raftlogic.Leader || m.Term != st.Term {
+	// On every acknowledgement a leader gets: the role is the node's own
+	// copy and Term is cheap (Status copies the configuration).
+	term := n.raft.Term()
+	if n.role != raftlogic.Leader || m.Term != term {
 		return
 	}
 	if n.acks == nil {
 		n.acks = map[uint64]peerAck{}
 	}
 	a := n.acks[m.From]
-	if a.term != st.Term {
-		a = peerAck{term: st.Term}
+	if a.term != term {
+		a = peerAck{term: term}
 	}
 	if m.Type == raftlogic.MsgAppResp && !m.Reject {
 		a.match = max(a.match, m.Index)

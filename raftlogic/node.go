@@ -378,6 +378,11 @@ type MemberStatus struct {
 	Match uint64
 }
 
+// Term is the node's current term: Status().Term without the copies
+// Status makes (of the configuration and every member), for drivers that
+// need it on every message.
+func (n *Node) Term() uint64 { return n.term }
+
 // Status reports the node's current state.
 func (n *Node) Status() Status {
 	st := Status{
