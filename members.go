@@ -126,8 +126,10 @@ func hasPeerAddress(req *raftpb.ConfChangeRequest, id uint64) bool {
 // write it carries no session, so a second copy of a change that was
 // applied is refused (ErrAlreadyMember, ErrUnknownMember): that refusal of
 // a copy sent again is checked against the members, and is success when
-// the change is in place. A copy refused as ErrConfChangeInProgress while
-// the first is not committed is returned as is.
+// the change is in place. A copy sent again and refused as
+// ErrConfChangeInProgress (the first copy not committed yet, or a new
+// leader without an entry of its term) is sent again after a pause, until
+// the context ends (then ErrOutcomeUnknown).
 func (g *gateway) changeMembers(ctx context.Context, req *raftpb.ConfChangeRequest) (err error) {
 	defer g.observe("member", time.Now(), &err)
 	if err := checkChange(req); err != nil {
@@ -139,15 +141,35 @@ func (g *gateway) changeMembers(ctx context.Context, req *raftpb.ConfChangeReque
 	if err := g.checkJoining(ctx, req); err != nil {
 		return err
 	}
-	res, sent, err := g.route.call(ctx, true, req)
-	if err != nil {
-		if sent {
-			err = apiwire.OutcomeUnknown(err)
+	var sentBefore bool
+	var bo backoff
+	for {
+		res, sent, err := g.route.call(ctx, true, req)
+		sent = sent || sentBefore
+		if err != nil {
+			if sent {
+				err = apiwire.OutcomeUnknown(err)
+			}
+			return err
 		}
-		return err
+		r := res.(*raftpb.ProposeResponse)
+		err = apiwire.FromWire(r.GetErrorCode(), r.GetMessage())
+		// A copy sent before may still be on its way to commit under the
+		// new leader, which refuses another change until it is (or until
+		// it has committed an entry of its own term): ask again, and learn
+		// the first copy's fate. A change that was never sent is refused
+		// at once, as raftlogic does.
+		if !sent || !errors.Is(err, ErrConfChangeInProgress) || ctx.Err() != nil {
+			return g.settled(ctx, req, sent, err)
+		}
+		sentBefore = true
+		bo.pause(ctx, g.route.closing)
 	}
-	r := res.(*raftpb.ProposeResponse)
-	err = apiwire.FromWire(r.GetErrorCode(), r.GetMessage())
+}
+
+// settled is a change's outcome once it was answered. When a copy was sent
+// before (sent), a refusal as already made is checked against the members.
+func (g *gateway) settled(ctx context.Context, req *raftpb.ConfChangeRequest, sent bool, err error) error {
 	if sent && (errors.Is(err, ErrUnknownMember) || errors.Is(err, ErrAlreadyMember)) {
 		// A copy sent before may have made the change (a leader that
 		// removed itself steps down before it answers): the refusal of
@@ -155,6 +177,11 @@ func (g *gateway) changeMembers(ctx context.Context, req *raftpb.ConfChangeReque
 		if ms, merr := g.members(ctx); merr == nil && changeInPlace(req, ms) {
 			return nil
 		}
+	}
+	if sent && errors.Is(err, ErrConfChangeInProgress) {
+		// Still refused when time ran out: the copy sent before may
+		// commit yet.
+		return apiwire.OutcomeUnknown(err)
 	}
 	return err
 }
