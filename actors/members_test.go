@@ -23,6 +23,16 @@ func memberNode(sys *actor.ActorSystem, dir string, id uint64, join bool, member
 	return cfg
 }
 
+// startMember starts a node with cfg and fails the test unless it starts.
+func startMember(t *testing.T, sys *actor.ActorSystem, cfg NodeConfig) *testNode {
+	t.Helper()
+	n := startNode(t, sys, cfg)
+	if err := n.startErr(); err != nil {
+		t.Fatalf("node %d: %v", cfg.ID, err)
+	}
+	return n
+}
+
 // changeMembers asks node n for a membership change and returns its answer.
 func (n *testNode) changeMembers(t raftpb.ConfChangeType, id uint64) *raftpb.ProposeResponse {
 	n.t.Helper()
@@ -69,10 +79,7 @@ const (
 // once it is: with two voters, a write needs it.
 func TestLearnerJoinsBySnapshotAndCountsOncePromoted(t *testing.T) {
 	sys := newSystem(t)
-	one := startNode(t, sys, memberNode(sys, t.TempDir(), 1, false, 1))
-	if err := one.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	one := startMember(t, sys, memberNode(sys, t.TempDir(), 1, false, 1))
 	one.waitLeader()
 	for i := range 60 { // past SnapshotEntries: the log is compacted
 		one.mustPropose(putCmd(fmt.Sprint("k", i), fmt.Sprint("v", i)))
@@ -80,10 +87,7 @@ func TestLearnerJoinsBySnapshotAndCountsOncePromoted(t *testing.T) {
 	eventually(t, "node 1 to compact its log", func() bool { return one.status().GetSnapshotIndex() > 0 })
 
 	dir2 := t.TempDir()
-	two := startNode(t, sys, memberNode(sys, dir2, 2, true, 1, 2))
-	if err := two.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	two := startMember(t, sys, memberNode(sys, dir2, 2, true, 1, 2))
 	// A joining node has no configuration: it does not campaign.
 	if r := two.status(); r.GetRole() == raftlogic.Leader.String() || len(r.GetMembers()) != 0 {
 		t.Fatalf("a joining node reports role %s, members %v", r.GetRole(), r.GetMembers())
@@ -123,10 +127,7 @@ func TestLearnerJoinsBySnapshotAndCountsOncePromoted(t *testing.T) {
 	waiting := one.status().GetLastIndex()
 	// Node 2 restarted from its data (without Join, configured with the
 	// old member list) takes part again, and the write commits.
-	two = startNode(t, sys, memberNode(sys, dir2, 2, false, 1))
-	if err := two.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	two = startMember(t, sys, memberNode(sys, dir2, 2, false, 1))
 	eventually(t, "the write waiting for node 2 to commit", func() bool { return one.status().GetCommit() >= waiting })
 }
 
@@ -134,15 +135,9 @@ func TestLearnerJoinsBySnapshotAndCountsOncePromoted(t *testing.T) {
 // hears nothing more, and does not disturb the cluster.
 func TestRemovedMemberIsNoLongerReplicatedTo(t *testing.T) {
 	sys := newSystem(t)
-	one := startNode(t, sys, memberNode(sys, t.TempDir(), 1, false, 1))
-	if err := one.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	one := startMember(t, sys, memberNode(sys, t.TempDir(), 1, false, 1))
 	one.waitLeader()
-	two := startNode(t, sys, memberNode(sys, t.TempDir(), 2, true, 1, 2))
-	if err := two.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	two := startMember(t, sys, memberNode(sys, t.TempDir(), 2, true, 1, 2))
 	one.mustChange(addLearner, 2)
 	one.mustPropose(putCmd("a", "1"))
 	eventually(t, "node 2 to apply", func() bool { return two.status().GetApplied() >= one.status().GetCommit() })
@@ -175,25 +170,16 @@ func TestRestartTakesConfigurationFromTheLog(t *testing.T) {
 	dir1 := t.TempDir()
 	cfg1 := memberNode(sys, dir1, 1, false, 1)
 	cfg1.SnapshotEntries, cfg1.CatchUpEntries = 10000, 0 // keep the change in the log
-	one := startNode(t, sys, cfg1)
-	if err := one.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	one := startMember(t, sys, cfg1)
 	one.waitLeader()
-	two := startNode(t, sys, memberNode(sys, t.TempDir(), 2, true, 1, 2))
-	if err := two.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	two := startMember(t, sys, memberNode(sys, t.TempDir(), 2, true, 1, 2))
 	one.mustChange(addLearner, 2)
 	if err := sys.Root.StopFuture(one.pid).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	<-one.stopped
 
-	one = startNode(t, sys, cfg1)
-	if err := one.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	one = startMember(t, sys, cfg1)
 	one.waitLeader()
 	if got := one.status(); got.GetSnapshotIndex() != 0 {
 		t.Fatalf("the change went into a snapshot (index %d); this test needs it in the log", got.GetSnapshotIndex())
@@ -212,10 +198,7 @@ func TestRestartTakesConfigurationFromTheLog(t *testing.T) {
 // Refusals come back as codes naming the reason, and change nothing.
 func TestMembershipChangeRefusals(t *testing.T) {
 	sys := newSystem(t)
-	one := startNode(t, sys, memberNode(sys, t.TempDir(), 1, false, 1))
-	if err := one.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	one := startMember(t, sys, memberNode(sys, t.TempDir(), 1, false, 1))
 	one.waitLeader()
 	one.mustPropose(putCmd("a", "1")) // a new leader changes nothing before an entry of its term commits
 	for _, c := range []struct {
@@ -267,10 +250,7 @@ func TestNewNodeOutsideTheMembersMustJoin(t *testing.T) {
 func TestJoiningNodeRestartedWithoutJoinStillWaits(t *testing.T) {
 	sys := newSystem(t)
 	dir := t.TempDir()
-	n := startNode(t, sys, memberNode(sys, dir, 2, true, 1, 2))
-	if err := n.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	n := startMember(t, sys, memberNode(sys, dir, 2, true, 1, 2))
 	if err := sys.Root.StopFuture(n.pid).Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -278,10 +258,7 @@ func TestJoiningNodeRestartedWithoutJoinStillWaits(t *testing.T) {
 
 	// Configured as a member of a new two-node cluster with node 1, which
 	// is not running: bootstrapping would record voters {1, 2}.
-	n = startNode(t, sys, memberNode(sys, dir, 2, false, 1, 2))
-	if err := n.startErr(); err != nil {
-		t.Fatal(err)
-	}
+	n = startMember(t, sys, memberNode(sys, dir, 2, false, 1, 2))
 	time.Sleep(3 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval) // several election timeouts
 	if st := n.status(); len(st.GetMembers()) != 0 || st.GetRole() != raftlogic.Follower.String() {
 		t.Fatalf("a joining node restarted without Join reports role %s, members %v; want a follower with no configuration", st.GetRole(), st.GetMembers())
