@@ -65,7 +65,9 @@ var errEndpointSilent = errors.New("raftkv: endpoint did not answer a probe")
 
 // Dial connects to a cluster through any of its nodes' client endpoints
 // ("host:port"). It returns once one endpoint answers, or an error when
-// none does before ctx ends.
+// none does before ctx ends. The client then also uses the client
+// addresses of the cluster's members as they come and go (see
+// client_endpoints.go), until Close.
 func Dial(ctx context.Context, endpoints ...string) (*Client, error) {
 	if len(endpoints) == 0 {
 		return nil, fmt.Errorf("%w: Dial needs at least one endpoint", ErrInvalidOption)

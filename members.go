@@ -90,7 +90,7 @@ func checkChange(req *raftpb.ConfChangeRequest) error {
 		if c.GetNodeId() == 0 {
 			return fmt.Errorf("%w: node id 0 names no node", ErrInvalidMemberChange)
 		}
-		if c.GetType() == raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER && !hasPeerAddress(req, c.GetNodeId()) {
+		if c.GetType() == raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER && addedPeer(req, c.GetNodeId()) == "" {
 			return fmt.Errorf("%w: node %d is added without a peer address", ErrInvalidMemberChange, c.GetNodeId())
 		}
 	}
@@ -102,23 +102,14 @@ func checkChange(req *raftpb.ConfChangeRequest) error {
 	return nil
 }
 
-// hasPeerAddressOf reports whether req adds m at m's peer address.
-func hasPeerAddressOf(req *raftpb.ConfChangeRequest, m Member) bool {
-	for _, rm := range req.GetMembers() {
-		if rm.GetId() == m.ID && rm.GetPeerAddress() == m.PeerAddress {
-			return true
-		}
-	}
-	return false
-}
-
-func hasPeerAddress(req *raftpb.ConfChangeRequest, id uint64) bool {
+// addedPeer is the peer address req gives for node id, "" if none.
+func addedPeer(req *raftpb.ConfChangeRequest, id uint64) string {
 	for _, m := range req.GetMembers() {
-		if m.GetId() == id && m.GetPeerAddress() != "" {
-			return true
+		if m.GetId() == id {
+			return m.GetPeerAddress()
 		}
 	}
-	return false
+	return ""
 }
 
 // changeMembers sends a membership change to the leader and waits for it
@@ -203,7 +194,7 @@ func changeInPlace(req *raftpb.ConfChangeRequest, ms []Member) bool {
 		case raftpb.ConfChangeType_CONF_CHANGE_TYPE_ADD_LEARNER:
 			// The member must be the one asked for, at the same address.
 			if r == "" || !slices.ContainsFunc(ms, func(m Member) bool {
-				return m.ID == c.GetNodeId() && hasPeerAddressOf(req, m)
+				return m.ID == c.GetNodeId() && m.PeerAddress == addedPeer(req, m.ID)
 			}) {
 				return false
 			}
@@ -244,12 +235,7 @@ func (g *gateway) checkJoining(ctx context.Context, req *raftpb.ConfChangeReques
 		if slices.ContainsFunc(ms, func(m Member) bool { return m.ID == id }) {
 			continue
 		}
-		var addr string
-		for _, m := range req.GetMembers() {
-			if m.GetId() == id {
-				addr = m.GetPeerAddress()
-			}
-		}
+		addr := addedPeer(req, id)
 		res, err := g.route.ask(ctx, actor.NewPID(addr, actors.NodeName(id)), &raftpb.StatusRequest{}, false)
 		st, ok := res.(*raftpb.StatusResponse)
 		switch {

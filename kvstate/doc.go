@@ -12,6 +12,7 @@
 //	                           (the id is the index of the entry that registered it)
 //	m/l/<index, 8 bytes>       session expiry index: the client last seen at index
 //	m/c/<member id, 8 bytes>   cluster member: its peer and client addresses (members.go)
+//	m/conf                     the Raft configuration as of the applied index (members.go)
 //	m/restore                  present only while a Restore is switching images
 //	m/x/<real key>             staging area of a Restore in progress
 //

@@ -19,7 +19,9 @@ const sweepChunk = 4096
 // machine has applied, as raftlogic.Node.Compact does with its in-memory log.
 // It records the snapshot metadata itself: index, the term of that entry and
 // the stored ConfState (to record a different ConfState, use
-// SaveSnapshotMeta instead). An index at or below the stored snapshot is
+// SaveSnapshotMeta instead: the node does, with the metadata
+// raftlogic.Node.Compact returns, because membership may have changed
+// since the stored snapshot). An index at or below the stored snapshot is
 // already compacted and a no-op; one past the last index is refused.
 //
 // If deleting the entries fails, the compaction still stands (Load no longer
