@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/internal/apiwire"
@@ -97,19 +96,12 @@ func (n *nodeActor) peerPID(id uint64) *actor.PID {
 	return n.cfg.Peers[id]
 }
 
-// members lists every member of conf: voters of both halves and learners.
-func members(conf raftlogic.ConfState) []uint64 {
-	ids := slices.Concat(conf.Voters, conf.VotersOutgoing, conf.Learners)
-	slices.Sort(ids)
-	return slices.Compact(ids)
-}
-
 // syncReplicators runs one replication actor per member of conf other than
 // this node: it starts those of new members and stops those of members
 // that left. The map is replaced, not changed, because log writes in flight
 // hold the previous one (logWrite.sendTo).
 func (n *nodeActor) syncReplicators(ctx actor.Context, conf raftlogic.ConfState) {
-	want := members(conf)
+	want := conf.IDs()
 	next := make(map[uint64]*actor.PID, len(want))
 	for _, id := range want {
 		if id == n.cfg.ID {

@@ -230,7 +230,7 @@ func (n *nodeActor) checkConfigDrift() error {
 	if n.cfg.Join {
 		return nil
 	}
-	conf := members(n.raft.Status().Conf)
+	conf := n.raft.Status().Conf.IDs()
 	file := bootstrapVoters(n.cfg)
 	if len(conf) == 0 || slices.Equal(file, conf) {
 		return nil

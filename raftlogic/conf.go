@@ -273,9 +273,9 @@ func confEqual(a, b ConfState) bool {
 // quorum decision needs a majority of both Voters and VotersOutgoing.
 func (cs ConfState) IsJoint() bool { return len(cs.VotersOutgoing) > 0 }
 
-// members returns every member of cs (voters of both halves and learners),
+// IDs returns every member of cs (voters of both halves and learners),
 // sorted, each once.
-func (cs ConfState) members() []uint64 {
+func (cs ConfState) IDs() []uint64 {
 	out := slices.Concat(cs.Voters, cs.VotersOutgoing, cs.Learners)
 	slices.Sort(out)
 	return slices.Compact(out)

@@ -121,7 +121,7 @@ func (n *Node) syncConf() {
 		return
 	}
 	n.conf = cs
-	n.peers = slices.DeleteFunc(cs.members(), func(id uint64) bool { return id == n.id })
+	n.peers = slices.DeleteFunc(cs.IDs(), func(id uint64) bool { return id == n.id })
 	if n.peers == nil {
 		n.peers = []uint64{} // marks the configuration as adopted
 	}

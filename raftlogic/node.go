@@ -392,7 +392,7 @@ func (n *Node) Status() Status {
 		Transferee: n.leadTransferee, Conf: cloneConf(n.conf),
 	}
 	st.Snapshot.ConfState = cloneConf(st.Snapshot.ConfState)
-	for _, id := range n.conf.members() {
+	for _, id := range n.conf.IDs() {
 		m := MemberStatus{
 			ID: id, Voter: slices.Contains(n.conf.Voters, id),
 			Outgoing: slices.Contains(n.conf.VotersOutgoing, id), Learner: slices.Contains(n.conf.Learners, id),

@@ -178,7 +178,7 @@ func (s *sim) applyConf(sn *simNode, e Entry) ConfState {
 	}
 	s.conf, s.confIndex = cs, e.Index
 	s.tracef("configuration %+v committed at %d", cs, e.Index)
-	for _, id := range cs.members() {
+	for _, id := range cs.IDs() {
 		s.nodes[id-1].member = true
 	}
 	for _, o := range s.nodes {

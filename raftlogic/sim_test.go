@@ -1099,7 +1099,7 @@ func (s *sim) allApplied() bool {
 	if s.conf.IsJoint() {
 		return false
 	}
-	for _, id := range s.conf.members() {
+	for _, id := range s.conf.IDs() {
 		if s.nodes[id-1].sm.applied < s.ackedMax {
 			return false
 		}
