@@ -53,7 +53,7 @@ func TestCompactionPoint(t *testing.T) {
 	}
 	for _, c := range cases {
 		n.sizes.reset(0, c.ents)
-		n.applied = c.applied
+		n.durable = c.applied
 		got, ok := n.compactionPoint()
 		if ok != c.wantCompct || (ok && got != c.want) {
 			t.Errorf("%s: compactionPoint = %d, %v; want %d, %v", c.name, got, ok, c.want, c.wantCompct)
