@@ -134,6 +134,10 @@ type State struct {
 	applied, term        uint64
 	durable, durableTerm uint64
 	broken               error // set when a Restore failed past its point of no return
+
+	// beforeEntry, when set, runs before each entry is applied; this
+	// package's tests make Apply fail or panic part way with it.
+	beforeEntry func(raftlogic.Entry) error
 }
 
 // pendingTxn is the open transaction Apply writes into, and what it holds.
@@ -527,6 +531,11 @@ func (s *State) applyBatch(entries []raftlogic.Entry) (res []Result, fitted int,
 	}()
 	res = make([]Result, 0, len(entries))
 	for k, e := range entries {
+		if s.beforeEntry != nil {
+			if err := s.beforeEntry(e); err != nil {
+				return nil, k, nil, err
+			}
+		}
 		r, err := s.applyEntry(p.sv, e)
 		if err != nil {
 			return nil, k, nil, err
