@@ -319,23 +319,45 @@ func TestFailureMidBatchDiscardsPending(t *testing.T) {
 			mustIndexes(t, s, 2, 2)
 			mustGet(t, s, "k", "one")
 			mustMissing(t, s, "x")
-			if err := s.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			mustIndexes(t, s, 2, 2)
-			r.crash()
-			mustIndexes(t, r.s, 2, 2)
-			mustMissing(t, r.s, "x")
 
-			// Applied again from the log: entry 3 runs (it is not a
-			// duplicate of a discarded write).
-			res := mustApplyPending(t, r.s, ent(3, 1, put(1, 2, "k", "two")), ent(4, 1, put(0, 0, "x", "1")), ent(5, 1, put(0, 0, "y", "1")))
+			// Applied again from the log, in the same process: entry 3
+			// runs (the session cache must not remember the discarded
+			// write and take it for a duplicate).
+			res := mustApplyPending(t, s, ent(3, 1, put(1, 2, "k", "two")), ent(4, 1, put(0, 0, "x", "1")), ent(5, 1, put(0, 0, "y", "1")))
 			if len(res) != 3 || res[0].Err != nil {
 				t.Fatalf("results %v", resultStrings(res))
 			}
+			mustGet(t, s, "k", "two")
+			mustGet(t, s, "y", "1")
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			r.crash()
+			mustIndexes(t, r.s, 5, 5)
 			mustGet(t, r.s, "k", "two")
-			mustGet(t, r.s, "y", "1")
+			mustGet(t, r.s, "x", "1")
 		})
+	}
+}
+
+// Collecting expired sessions stops at the pending transaction's bound.
+func TestSessionCollectionStaysWithinBound(t *testing.T) {
+	r := newReopenable(t, smallTxns)
+	mustApply(t, r.s, registered(1000)...)
+	// The same data under a short session lifetime: all 1000 are expired.
+	s, err := Open(r.db, Options{SessionTTL: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApplyPending(t, s, noop(1001, 1))
+	s.pendMu.Lock()
+	writes := s.pend.txn.writes
+	s.pendMu.Unlock()
+	if writes < 100 {
+		t.Fatalf("only %d writes: nothing was collected, the test tests nothing", writes)
+	}
+	if writes > s.maxPendWrites+2 {
+		t.Fatalf("collecting sessions wrote %d records into the pending transaction, bound %d", writes, s.maxPendWrites)
 	}
 }
 
