@@ -406,9 +406,10 @@ func (n *nodeActor) logWritten(ctx actor.Context, msg *logWritten) {
 }
 
 // queueApply hands committed entries to the apply actor, or, while it is
-// still applying the previous batch, holds them for the next one: one state
-// machine commit (one sync) then covers every Ready that arrived meanwhile,
-// as the log writer's batches do.
+// still applying the previous batch, holds them for the next one: one
+// Apply then covers every Ready that arrived meanwhile, as the log writer's
+// batches do. (The state machine commits on its own timer, not per batch:
+// see applyActor.)
 func (n *nodeActor) queueApply(ctx actor.Context, ents []raftlogic.Entry) {
 	n.applyQueue = append(n.applyQueue, ents...)
 	if n.applied >= n.applySent {
