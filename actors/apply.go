@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/internal/apiwire"
@@ -24,6 +25,11 @@ import (
 // a snapshot over it, or this actor stops or restarts. Senders therefore
 // wait for the answer instead of re-proposing on a timer, so a slow commit
 // does not put one command in the log many times.
+//
+// The state machine does not commit each batch it applies (see
+// kvstate.State.Apply): this actor commits on a timer (stateFlushInterval)
+// and before it stops, and reports both how far it applied and how far
+// that is committed (appliedUpTo).
 type applyActor struct {
 	sm       *kvstate.State
 	logStore *persist.LogStore
@@ -38,20 +44,30 @@ type applyActor struct {
 	waiters map[uint64]awaitProposal
 	// reads wait for applied to reach their index; kept sorted by index.
 	reads []readAt
+	// flushTimer, when not nil, is armed to send flushState: entries are
+	// applied and not yet committed.
+	flushTimer *time.Timer
 }
+
+// stateFlushInterval is how long applied entries may stay uncommitted in
+// the state machine. Committing each batch cost a synced Badger commit per
+// batch on the disk the Raft log syncs to (a log save took 600-760 µs in a
+// 3-node cluster on one disk against 264 µs alone); committing less often
+// gave 18-19% more puts/s. The price of a longer interval is replay after a
+// crash (the entries are still in the log, which is compacted only behind
+// the committed index) and a bigger pending transaction, which Apply bounds
+// on its own. 20 ms is well below a human-visible delay and, at tens of
+// thousands of puts/s, a few hundred entries to replay.
+const stateFlushInterval = 20 * time.Millisecond
 
 func (a *applyActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		a.applied, _ = a.sm.Applied()
-		a.waiters = map[uint64]awaitProposal{}
-		// After a restart the node may be holding entries for the batch
-		// this actor lost.
-		ctx.Send(ctx.Parent(), &applyStarted{})
+		a.started(ctx)
 	case *actor.Stopping, *actor.Restarting:
-		// A restarted instance starts with no waiters, and a stopped one
-		// answers nobody: tell the waiting clients now.
-		a.abandonWaiters(ctx, 0, "outcome unknown: the node is stopping or its apply actor restarted; retry")
+		a.stopping(ctx)
+	case *flushState:
+		a.flushState(ctx)
 	case *awaitProposal:
 		if old, ok := a.waiters[msg.index]; ok {
 			// Only possible if a waiter of an earlier term was never told
@@ -68,6 +84,65 @@ func (a *applyActor) Receive(ctx actor.Context) {
 	case *installSnapshot:
 		a.install(ctx, msg)
 	}
+}
+
+// started takes the state machine's applied index: after a restart that
+// followed a failed Apply, uncommitted entries were dropped and it is the
+// durable index again.
+func (a *applyActor) started(ctx actor.Context) {
+	a.applied, _ = a.sm.Applied()
+	a.waiters = map[uint64]awaitProposal{}
+	// After a restart the node may be holding entries for the batch this
+	// actor lost.
+	ctx.Send(ctx.Parent(), &applyStarted{applied: a.applied})
+}
+
+// stopping answers the waiting clients and commits what was applied, so
+// that a clean stop leaves nothing to replay. (A restart after a failed
+// Apply finds nothing pending: kvstate dropped it.)
+func (a *applyActor) stopping(ctx actor.Context) {
+	// A restarted instance starts with no waiters, and a stopped one
+	// answers nobody: tell the waiting clients now.
+	a.abandonWaiters(ctx, 0, "outcome unknown: the node is stopping or its apply actor restarted; retry")
+	if a.flushTimer != nil {
+		a.flushTimer.Stop()
+		a.flushTimer = nil
+	}
+	if err := a.sm.Flush(); err != nil {
+		a.log.Error("commit applied entries on stop", "err", err)
+	}
+}
+
+// flushState commits the entries applied since the last commit, and tells
+// the node the log may be compacted behind them.
+func (a *applyActor) flushState(ctx actor.Context) {
+	a.flushTimer = nil
+	if err := a.sm.Flush(); err != nil {
+		// The uncommitted entries are dropped; the node stops rather
+		// than carry on from state that went back.
+		a.applied, _ = a.sm.Applied()
+		ctx.Send(ctx.Parent(), &failStop{err: fmt.Errorf("apply: commit: %w", err)})
+		return
+	}
+	a.report(ctx)
+}
+
+// report tells the node how far the state machine has applied and
+// committed, and arms the flush timer while something is uncommitted.
+func (a *applyActor) report(ctx actor.Context) {
+	durable, _ := a.sm.Durable()
+	if durable < a.applied && a.flushTimer == nil {
+		every := stateFlushInterval
+		if a.hooks != nil && a.hooks.stateFlushInterval > 0 {
+			every = a.hooks.stateFlushInterval
+		}
+		// Sent through the root context: an actor's context must not be
+		// used from another goroutine. A tick that reaches a later
+		// incarnation of this actor only commits early.
+		root, self := ctx.ActorSystem().Root, ctx.Self()
+		a.flushTimer = time.AfterFunc(every, func() { root.Send(self, &flushState{}) })
+	}
+	ctx.Send(ctx.Parent(), &appliedUpTo{index: a.applied, durable: durable})
 }
 
 func (a *applyActor) applyEntries(ctx actor.Context, ents []raftlogic.Entry) {
@@ -89,24 +164,26 @@ func (a *applyActor) applyEntries(ctx actor.Context, ents []raftlogic.Entry) {
 		return
 	}
 	// Entries already applied (before a restart) are skipped by kvstate.
-	// Clients are answered as soon as the results are decided, while the
-	// state machine's commit syncs: the answers follow from the committed
-	// log alone, so a crash before the commit changes none of them. Reads
-	// wait for the commit (serveReads below).
+	// Clients are answered as soon as the results are decided, before the
+	// state machine commits them (the flush timer does): the answers
+	// follow from the committed log alone, so a crash before the commit
+	// changes none of them. Reads see the applied entries, committed or
+	// not (serveReads below): a crash before the commit cannot take back
+	// what a read saw, since the entries are committed in the log and
+	// applied again from it.
 	_, err := a.sm.Apply(ents, func(results []kvstate.Result) {
 		for _, r := range results {
 			a.answer(ctx, r)
 		}
 	})
+	// A failed Apply drops what was uncommitted: follow the state machine.
+	a.applied, _ = a.sm.Applied()
 	if err != nil {
 		ctx.Send(ctx.Parent(), &failStop{err: fmt.Errorf("apply entries: %w", err)})
 		return
 	}
-	if len(ents) > 0 {
-		a.applied = max(a.applied, ents[len(ents)-1].Index)
-	}
 	a.serveReads(ctx)
-	ctx.Send(ctx.Parent(), &appliedUpTo{index: a.applied})
+	a.report(ctx)
 }
 
 // entriesSize estimates the bytes applying ents writes.

@@ -278,6 +278,9 @@ func TestApplyActorInstallsSnapshot(t *testing.T) {
 	if _, err := other.sm.Apply(img, nil); err != nil {
 		t.Fatal(err)
 	}
+	if err := other.sm.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	data, index, term, err := snapshotBytes(other.sm)
 	if err != nil || index != 10 || term != 3 {
 		t.Fatalf("SnapshotBytes: index %d term %d err %v", index, term, err)

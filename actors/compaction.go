@@ -63,28 +63,32 @@ func (l *logSizes) compact(index uint64) {
 // fixed overhead.
 func entrySize(e raftlogic.Entry) int64 { return int64(len(e.Data)) + 48 }
 
-// compactionPoint decides whether to compact the log, given the applied
-// index, and up to which index. It compacts once the log holds
-// SnapshotEntries applied entries or SnapshotBytes of entries, and keeps the
-// newest applied entries for followers briefly behind: at most
-// CatchUpEntries of them and at most half of SnapshotBytes.
+// compactionPoint decides whether to compact the log, given the state
+// machine's durable index (n.durable), and up to which index. It compacts
+// once the log holds SnapshotEntries durably applied entries or
+// SnapshotBytes of entries, and keeps the newest durably applied entries
+// for followers briefly behind: at most CatchUpEntries of them and at most
+// half of SnapshotBytes. It never passes the durable index: entries
+// applied but not committed are lost by a crash, and must then be applied
+// again from the log.
 func (n *nodeActor) compactionPoint() (uint64, bool) {
 	l := &n.sizes
-	if n.applied <= l.snap {
+	durable := n.durable
+	if durable <= l.snap {
 		return 0, false
 	}
-	if n.applied < l.snap+n.cfg.SnapshotEntries && l.total < n.cfg.SnapshotBytes {
+	if durable < l.snap+n.cfg.SnapshotEntries && l.total < n.cfg.SnapshotBytes {
 		return 0, false
 	}
-	upto := n.applied - min(n.cfg.CatchUpEntries, n.applied-l.snap)
-	// Entries (upto, applied] are kept; drop the oldest of them while they
+	upto := durable - min(n.cfg.CatchUpEntries, durable-l.snap)
+	// Entries (upto, durable] are kept; drop the oldest of them while they
 	// weigh more than half the budget.
 	var kept int64
-	hi := min(n.applied-l.snap, uint64(len(l.sizes)))
+	hi := min(durable-l.snap, uint64(len(l.sizes)))
 	for i := upto - l.snap; i < hi; i++ {
 		kept += l.sizes[i]
 	}
-	for upto < n.applied && kept > n.cfg.SnapshotBytes/2 {
+	for upto < durable && kept > n.cfg.SnapshotBytes/2 {
 		upto++
 		if i := upto - l.snap - 1; i < uint64(len(l.sizes)) {
 			kept -= l.sizes[i]
@@ -104,8 +108,8 @@ func (n *nodeActor) maybeCompact(ctx actor.Context) {
 		return
 	}
 	// The log entries may be deleted only once the state they produced is
-	// durable: n.applied comes from the apply actor after kvstate's commit,
-	// which is synced when it returns.
+	// durable: compactionPoint stays at or below n.durable, which the
+	// apply actor reports after kvstate's commit (synced when it returns).
 	meta, err := n.raft.Compact(upto)
 	if errors.Is(err, raftlogic.ErrConfUnknown) {
 		// A node that joined from the start of the log knows no

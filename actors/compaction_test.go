@@ -1,8 +1,12 @@
 package actors
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
 )
 
@@ -53,10 +57,58 @@ func TestCompactionPoint(t *testing.T) {
 	}
 	for _, c := range cases {
 		n.sizes.reset(0, c.ents)
-		n.applied = c.applied
+		n.durable = c.applied
 		got, ok := n.compactionPoint()
 		if ok != c.wantCompct || (ok && got != c.want) {
 			t.Errorf("%s: compactionPoint = %d, %v; want %d, %v", c.name, got, ok, c.want, c.wantCompct)
 		}
 	}
+}
+
+// The log is compacted only behind what the state machine has committed:
+// with a flush interval longer than the test, applied entries stay
+// uncommitted (reads see them) and compaction waits; the commit lets it
+// go on, and a clean stop commits the rest.
+func TestCompactionWaitsForDurableState(t *testing.T) {
+	sys := newSystem(t)
+	dir := t.TempDir()
+	cfg := nodeConfig(sys, dir)
+	cfg.SnapshotEntries, cfg.CatchUpEntries = 20, 0
+	cfg.hooks = &testHooks{stateFlushInterval: time.Hour}
+	n := startNode(t, sys, cfg)
+	if err := n.startErr(); err != nil {
+		t.Fatal(err)
+	}
+	n.waitLeader()
+	for i := range 60 {
+		n.mustPropose(putCmd(fmt.Sprint("k", i), fmt.Sprint("v", i)))
+	}
+	st := n.status()
+	if st.GetApplied() < 60 {
+		t.Fatalf("applied %d after 60 puts", st.GetApplied())
+	}
+	if st.GetSnapshotIndex() != 0 {
+		t.Fatalf("the log was compacted to %d while the state machine had committed nothing", st.GetSnapshotIndex())
+	}
+	n.mustGet("k59", "v59")
+
+	// What the flush timer sends.
+	sys.Root.Send(actor.NewPID(n.pid.Address, n.pid.Id+"/apply"), &flushState{})
+	eventually(t, "the log to be compacted after the commit", func() bool { return n.status().GetSnapshotIndex() > 0 })
+	if s := n.status().GetSnapshotIndex(); s > st.GetApplied() {
+		t.Fatalf("compacted to %d, past the %d entries committed", s, st.GetApplied())
+	}
+
+	n.mustPropose(putCmd("last", "x"))
+	last := n.status().GetApplied()
+	if err := sys.Root.StopFuture(n.pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	<-n.stopped
+	sm, done := openState(t, persist.StateDir(dir))
+	defer done()
+	if d, _ := sm.Durable(); d != last {
+		t.Fatalf("after a clean stop the state machine holds %d, applied was %d", d, last)
+	}
+	mustGet(t, sm, "last", "x")
 }

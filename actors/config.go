@@ -139,6 +139,9 @@ type testHooks struct {
 	// beforeApply, when set, sees every batch the apply actor is about to
 	// apply (a test makes it panic there).
 	beforeApply func(ents []raftlogic.Entry)
+	// stateFlushInterval, when set, replaces stateFlushInterval (a test
+	// holds applied entries uncommitted with a long one).
+	stateFlushInterval time.Duration
 }
 
 // defaultSnapshotIdleTimeout is how long a snapshot transfer or install may

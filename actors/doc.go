@@ -16,7 +16,9 @@
 //     waits for gets exactly one answer: its result, DROPPED (overwritten),
 //     or TIMEOUT (outcome unknown) when the node steps down as leader,
 //     installs a snapshot over it, or apply stops or restarts. Senders wait
-//     for that answer rather than re-propose on a timer.
+//     for that answer rather than re-propose on a timer. It commits the
+//     state machine on a timer rather than per batch (stateFlushInterval),
+//     and the log is compacted only behind what it committed.
 //   - snapshot-recv: writes an incoming snapshot to a file and verifies it
 //     before the node hands it to Raft (see snapshot.go).
 //

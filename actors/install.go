@@ -140,7 +140,9 @@ func (n *nodeActor) snapshotInstalled(ctx actor.Context, done *snapshotInstalled
 	in.timer.Stop()
 	in.installed = true
 	n.log.Info("snapshot installed", "index", meta.Index, "took", time.Since(in.started).Round(time.Millisecond))
+	// Restore commits: the image is durable.
 	n.applied = max(n.applied, done.index)
+	n.durable = max(n.durable, done.index)
 	n.releaseImage(ctx, string(in.rd.Snapshot.Data))
 	// The image brought the member table as of its index: members added
 	// since the node last knew may be reachable only now.

@@ -97,7 +97,7 @@ func (n *nodeActor) running(ctx actor.Context) {
 		n.appliedUpTo(ctx, msg)
 		n.maybeCompact(ctx)
 	case *applyStarted:
-		n.applyStarted(ctx)
+		n.applyStarted(ctx, msg)
 	case *installProgress, *installCheck, *snapshotInstalled:
 		// Of an install that has ended.
 	case *actor.DeadLetterResponse:
@@ -116,7 +116,7 @@ func (n *nodeActor) installing(ctx actor.Context) {
 	case *appliedUpTo:
 		n.appliedUpTo(ctx, msg)
 	case *applyStarted:
-		n.applyStarted(ctx)
+		n.applyStarted(ctx, msg)
 	case *installProgress:
 		n.installProgressed(msg)
 	case *installCheck:

@@ -59,16 +59,26 @@ type readAt struct {
 	replyTo *actor.PID
 }
 
-// appliedUpTo tells the node how far the state machine has applied, so it
-// can compact the log behind it.
+// appliedUpTo tells the node how far the state machine has applied: index
+// is what reads see (kvstate.State.Applied), for handing over the next
+// batch; durable is what is committed (kvstate.State.Durable), for
+// compacting the log behind it.
 type appliedUpTo struct {
-	index uint64
+	index, durable uint64
 }
 
 // applyStarted tells the node that an apply actor started (after a restart
 // by its supervisor, too) with nothing in hand: a batch sent to the
-// instance before it is lost, and the node must not wait for it.
-type applyStarted struct{}
+// instance before it is lost, and the node must not wait for it. applied
+// is where the state machine stands: a restart after a failed Apply may
+// have dropped uncommitted entries (back to the durable index).
+type applyStarted struct {
+	applied uint64
+}
+
+// flushState asks the apply actor to commit the state machine's pending
+// transaction (its flush timer sends it).
+type flushState struct{}
 
 // failStop tells the node that a child hit an error it must not continue
 // past (a storage failure): the node stops rather than serve damaged state.

@@ -72,9 +72,11 @@ type nodeActor struct {
 	install    *pendingInstall
 	installGen uint64
 	// applied is how far the state machine has applied (from the apply
-	// actor); sizes follows where the log now starts and what it weighs.
-	applied uint64
-	sizes   logSizes
+	// actor), durable how far its applied state is committed: the log is
+	// compacted only behind durable, since a crash loses the rest.
+	// sizes follows where the log now starts and what it weighs.
+	applied, durable uint64
+	sizes            logSizes
 	// failure is why the node stopped itself (fail), for OnStopped.
 	failure error
 	// handover is the leadership transfer in flight, and acks what peers
@@ -202,7 +204,8 @@ func (n *nodeActor) open() error {
 		return err
 	}
 	n.held.cur, n.storage = s, s
-	n.applied = st.Applied
+	// Nothing is pending in a state machine just opened.
+	n.applied, n.durable = st.Applied, st.Applied
 	n.sizes.reset(st.Snapshot.Index, st.Entries)
 	n.handedHS = st.HardState
 	n.pending, n.writing = nil, 0
@@ -403,9 +406,10 @@ func (n *nodeActor) logWritten(ctx actor.Context, msg *logWritten) {
 }
 
 // queueApply hands committed entries to the apply actor, or, while it is
-// still applying the previous batch, holds them for the next one: one state
-// machine commit (one sync) then covers every Ready that arrived meanwhile,
-// as the log writer's batches do.
+// still applying the previous batch, holds them for the next one: one
+// Apply then covers every Ready that arrived meanwhile, as the log writer's
+// batches do. (The state machine commits on its own timer, not per batch:
+// see applyActor.)
 func (n *nodeActor) queueApply(ctx actor.Context, ents []raftlogic.Entry) {
 	n.applyQueue = append(n.applyQueue, ents...)
 	if n.applied >= n.applySent {
@@ -432,9 +436,11 @@ func (n *nodeActor) toApply(ctx actor.Context, msg any) {
 }
 
 // appliedUpTo takes the apply actor's progress: the log may be compacted
-// behind it, and held entries go to it as the next batch.
+// behind its durable index, and held entries go to it as the next batch
+// once it has applied (not necessarily committed) the last.
 func (n *nodeActor) appliedUpTo(ctx actor.Context, msg *appliedUpTo) {
 	n.applied = max(n.applied, msg.index)
+	n.durable = max(n.durable, msg.durable)
 	if n.applied >= n.applySent {
 		n.flushApply(ctx)
 	}
@@ -443,7 +449,8 @@ func (n *nodeActor) appliedUpTo(ctx actor.Context, msg *appliedUpTo) {
 // applyStarted: a restarted apply actor lost the batch it failed on, so
 // nothing counts as in flight any more (it fetches what it misses from the
 // log when the next batch comes).
-func (n *nodeActor) applyStarted(ctx actor.Context) {
+func (n *nodeActor) applyStarted(ctx actor.Context, msg *applyStarted) {
+	n.applied = msg.applied
 	n.applySent = 0
 	n.flushApply(ctx)
 }

@@ -65,6 +65,9 @@ func spawnReplicator(t *testing.T, sys *actor.ActorSystem, peerPID *actor.PID, a
 	if _, err := s.sm.Apply(ents, nil); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.sm.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(s.dir, snapshotDirName)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -68,6 +68,9 @@ func fillState(t *testing.T, dir string, keys, valueSize int, term uint64) {
 		if _, err := sm.Apply(ents, nil); err != nil {
 			t.Fatal(err)
 		}
+		if err := sm.Flush(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

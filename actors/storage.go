@@ -37,6 +37,8 @@ type nodeStorage struct {
 //     recorded (the log's configuration, the state machine's member
 //     table); a joining node records nothing. Later starts follow the
 //     data, whatever the configuration file says.
+//   - The state machine's applied index is its durable one (nothing is
+//     pending in a State just opened).
 //   - The state machine may be ahead of the log: a crash between installing
 //     a received snapshot (state machine first) and recording it in the log
 //     leaves it so. Its applied index then becomes the log's snapshot, and
@@ -185,10 +187,20 @@ func containsEntry(st raftlogic.InitialState, index, term uint64) bool {
 	return i < uint64(len(st.Entries)) && st.Entries[i].Term == term
 }
 
-// close closes whatever of s is open; s may be nil.
+// close closes whatever of s is open; s may be nil. It first commits the
+// state machine's pending transaction (applied entries not yet committed:
+// see kvstate.State.Apply), so that a clean stop leaves nothing to apply
+// again at the next start; the apply actor commits when it stops, so this
+// is for the paths that close storage without it (a failed start, a
+// restart of the node actor).
 func (s *nodeStorage) close(l *slog.Logger) {
 	if s == nil {
 		return
+	}
+	if s.sm != nil && s.stateDB != nil {
+		if err := s.sm.Flush(); err != nil {
+			l.Error("commit applied entries", "err", err)
+		}
 	}
 	for _, db := range []*badger.DB{s.logDB, s.stateDB} {
 		if db == nil {

@@ -23,6 +23,14 @@
 //     that of some applied prefix of the log: no entry is applied twice and
 //     none is skipped. Re-applying entries at or below the applied index is
 //     a no-op.
+//   - Apply does not commit each batch: its writes stay in one pending
+//     transaction across calls, which Flush commits (synced), and Apply
+//     itself once it has grown past a bound well below Badger's
+//     transaction limit. Applied and Get see pending writes; Durable is the
+//     index of the last commit, where a crash leaves the state, so the
+//     caller keeps the log from Durable on and applies it again after a
+//     crash (with the same results). A failure or panic in Apply discards
+//     the whole pending transaction: Applied falls back to Durable.
 //   - Everything Apply decides depends only on the entries and the state,
 //     never on the clock, the batch boundaries or the Badger options, so all
 //     replicas that apply the same log hold the same state. (Options must be
@@ -44,21 +52,25 @@
 //     committed entries in log order and owns everything else;
 //   - sync on its own: the database it is given syncs every commit (see
 //     persist.OpenDB). The node relies on that twice: it compacts the Raft
-//     log only up to an index Apply has returned from, and records a
-//     received snapshot in the log only after Restore has returned;
+//     log only up to Durable (an index committed by Flush or Apply), and
+//     records a received snapshot in the log only after Restore (which
+//     commits) has returned;
 //   - touch key prefixes other than "k/" and "m/";
 //   - panic on bytes from the network or the disk: malformed commands and
 //     snapshots become errors.
 //
-// Reads (Get) see the latest applied state. Linearizable reads are the
-// caller's job: obtain a read index (ReadIndex) and wait until Applied
-// reaches it before calling Get.
+// Reads (Get, Members, Conf) see the latest applied state, committed or
+// not; Snapshot images the committed one (Durable). Linearizable reads are
+// the caller's job: obtain a read index (ReadIndex) and wait until Applied
+// reaches it before calling Get. Serving a read from uncommitted state is
+// safe: the entries are committed in the Raft log, and a crash only means
+// applying them again to the same state.
 //
 // kvstate is a part of RaftKV's implementation and carries no compatibility
 // promise: it exports only what the other packages of the module use, and
 // applications import the root package raftkv instead.
 //
-// Files: state.go (State, Open, Apply, Get), command.go (the command
+// Files: state.go (State, Open, Apply, Flush, Get, the pending transaction), command.go (the command
 // encoding and key/value checks), session.go (the session rules), image.go
 // and imageread.go (the snapshot image: writing, reading and checking it),
 // restore.go (replacing the state with an image, crash-safely), members.go

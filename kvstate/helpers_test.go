@@ -69,7 +69,19 @@ func noop(idx, term uint64) raftlogic.Entry {
 	return raftlogic.Entry{Index: idx, Term: term, Type: raftlogic.EntryNormal}
 }
 
+// mustApply applies entries and commits them (Apply, then Flush), as most
+// tests want the state they check to be the durable one.
 func mustApply(t testing.TB, s *State, entries ...raftlogic.Entry) []Result {
+	t.Helper()
+	res := mustApplyPending(t, s, entries...)
+	if err := s.Flush(); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	return res
+}
+
+// mustApplyPending applies entries and leaves them uncommitted.
+func mustApplyPending(t testing.TB, s *State, entries ...raftlogic.Entry) []Result {
 	t.Helper()
 	res, err := s.Apply(entries, nil)
 	if err != nil {

@@ -56,10 +56,14 @@ const (
 	maxConfRecord = 1 << 20
 )
 
-// Snapshot writes a consistent image of the state to w and returns the
-// applied index and term it covers (see SnapshotMeta). It reads one Badger transaction, so it
-// runs alongside Apply without blocking it and reflects exactly the entries
-// up to the returned index. Sessions already expired at that index are left
+// Snapshot writes a consistent image of the committed state to w and
+// returns the applied index and term it covers (see SnapshotMeta): Durable
+// at the time, not Applied, since the entries in the pending transaction
+// are not committed. That is what a follower may be sent: the image is a
+// state that survives a crash, and its index is never below a point the
+// log was compacted to (the node compacts only up to Durable). It reads one
+// Badger transaction, so it runs alongside Apply and Flush without
+// blocking them and reflects exactly the entries up to the returned index. Sessions already expired at that index are left
 // out (they answer nothing any more).
 func (s *State) Snapshot(w io.Writer) (index, term uint64, err error) {
 	meta, err := s.SnapshotMeta(w)

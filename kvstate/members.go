@@ -159,13 +159,8 @@ func decodeMemberRecord(id uint64, b []byte) (Member, error) {
 
 // Members returns the member table as of the applied index, by id.
 func (s *State) Members() ([]Member, error) {
-	s.viewMu.RLock()
-	defer s.viewMu.RUnlock()
-	if s.broken != nil {
-		return nil, s.broken
-	}
 	var ms []Member
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.read(func(txn *badger.Txn) error {
 		return iterate(txn, prefixMember, true, func(item *badger.Item) error {
 			id, ok := parseU64Key(item.Key(), prefixMember)
 			if !ok {
@@ -236,7 +231,7 @@ func (s *State) InitMembers(ms []Member) error {
 // record deleted. Promotion
 // changes nothing here. Bytes that do not decode are skipped with an error
 // in r, as a malformed command is; the error returned is the database's.
-func applyConfChange(txn *badger.Txn, e raftlogic.Entry, r *Result) error {
+func applyConfChange(txn *countedTxn, e raftlogic.Entry, r *Result) error {
 	cc, conf, err := raftlogic.DecodeConfChange(e.Data)
 	if err != nil {
 		r.Err = fmt.Errorf("%w: entry %d: configuration change: %w", ErrBadCommand, e.Index, err)
@@ -318,13 +313,8 @@ func decodeConf(b []byte) (raftlogic.ConfState, error) {
 // empty for a state that never recorded one (a joining node before its
 // first snapshot, or data from before membership changes).
 func (s *State) Conf() (raftlogic.ConfState, error) {
-	s.viewMu.RLock()
-	defer s.viewMu.RUnlock()
-	if s.broken != nil {
-		return raftlogic.ConfState{}, s.broken
-	}
 	var conf raftlogic.ConfState
-	err := s.db.View(func(txn *badger.Txn) (err error) {
+	err := s.read(func(txn *badger.Txn) (err error) {
 		conf, err = readConf(txn)
 		return err
 	})

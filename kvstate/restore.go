@@ -18,7 +18,9 @@ import (
 // Restore replaces the whole state (all "k/" and "m/" records) with the
 // image read from r and returns the applied index and term it covers. It
 // replaces unconditionally: whether an image is newer than the current state
-// is the caller's decision.
+// is the caller's decision. It commits the pending transaction first (see
+// Flush), and the restored state is durable when it returns (Durable and
+// Applied are the image's index).
 //
 // It proceeds so that a crash at any point leaves either the old state or
 // the new one, never a mix that looks complete:
@@ -48,6 +50,13 @@ func (s *State) Restore(r io.Reader, opts ...RestoreOption) (index, term uint64,
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	// Entries applied but not committed are committed first, so that a
+	// Restore that fails before its switch point leaves the state as
+	// applied (the caller's view of it), and nothing is open on the
+	// database while the image replaces it.
+	if err := s.flushLocked(); err != nil {
+		return 0, 0, err
+	}
 	// The image replaces every session; whatever happens below, the cache
 	// may no longer be trusted.
 	clear(s.sessions)
@@ -79,6 +88,7 @@ func (s *State) Restore(r io.Reader, opts ...RestoreOption) (index, term uint64,
 		return 0, 0, s.broken
 	}
 	s.applied, s.term = index, term
+	s.durable, s.durableTerm = index, term
 	s.nextGC = 0
 	return index, term, nil
 }

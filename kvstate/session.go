@@ -106,7 +106,7 @@ func loadSession(txn *badger.Txn, id uint64) (session, bool, error) {
 
 // saveSession records that client id's command s ran, replacing the stored
 // session old (if had) and its expiry index entry.
-func saveSession(txn *badger.Txn, id uint64, s session, old session, had bool) error {
+func saveSession(txn *countedTxn, id uint64, s session, old session, had bool) error {
 	if had && old.lastIndex != s.lastIndex {
 		if err := txn.Delete(expiryKey(old.lastIndex)); err != nil {
 			return err
@@ -125,11 +125,12 @@ func saveSession(txn *badger.Txn, id uint64, s session, old session, had bool) e
 const maxGCPerTxn = 1024
 
 // gcSessions deletes sessions that are expired at index upto, oldest first.
-// It is best effort: it stops at maxGCPerTxn or when the transaction is full,
+// It is best effort: it stops at maxGCPerTxn or when the transaction is full
+// (Badger refuses it, or full reports the pending transaction's bound),
 // since an expired session that lingers changes no answer. It returns the
 // lowest index at which another pass can find something to delete (0: as
 // soon as possible), so Apply can skip passes that would find nothing.
-func gcSessions(sv *sessionView, upto, ttl uint64) (next uint64, err error) {
+func gcSessions(sv *sessionView, upto, ttl uint64, full func() bool) (next uint64, err error) {
 	txn := sv.txn
 	type victim struct{ index, id uint64 }
 	var victims []victim
@@ -169,6 +170,9 @@ func gcSessions(sv *sessionView, upto, ttl uint64) (next uint64, err error) {
 	it.Close()
 
 	for _, v := range victims {
+		if full() {
+			return 0, nil // the transaction is at its bound; collect the rest next time
+		}
 		s, ok, err := sv.load(v.id)
 		if err != nil {
 			return 0, err
@@ -200,13 +204,14 @@ func satAdd(a, b uint64) uint64 {
 // (correctness never depends on it, only speed).
 const maxCachedSessions = 1 << 16
 
-// sessionView reads and writes sessions within one Apply transaction: its
-// own writes first, then the cache of committed records, then Badger.
+// sessionView reads and writes sessions within the pending transaction:
+// its own writes first, then the cache of committed records, then Badger.
 type sessionView struct {
-	txn   *badger.Txn
+	txn   *countedTxn
 	cache map[uint64]*session
-	// dirty holds this transaction's writes (nil: deleted); they reach the
-	// cache only once the transaction commits.
+	// dirty holds the pending transaction's writes (nil: deleted), over
+	// every batch applied into it; they reach the cache only once the
+	// transaction commits, and vanish with it if it is discarded.
 	dirty map[uint64]*session
 }
 
@@ -221,7 +226,7 @@ func (sv *sessionView) load(id uint64) (session, bool, error) {
 		}
 		return *p, true, nil
 	}
-	s, had, err := loadSession(sv.txn, id)
+	s, had, err := loadSession(sv.txn.Txn, id)
 	if err != nil {
 		return session{}, false, err
 	}

@@ -91,28 +91,121 @@ type Result struct {
 }
 
 // State is the key-value state machine of one node. Its methods are safe for
-// concurrent use: Apply and Restore run one at a time, while Get, Applied and
-// Snapshot run alongside Apply (they see the state as of the last committed
-// Apply transaction).
+// concurrent use: writers (Apply, Flush, Restore, PauseWrites) run one at a
+// time, while Get, Applied, Durable, Members, Conf and Snapshot run
+// alongside them.
+//
+// Apply does not commit: it leaves its writes in one open Badger
+// transaction, the pending transaction, which later Apply calls extend and
+// Flush commits (see Apply). Get, Applied, Members and Conf see the pending
+// writes; Snapshot and Durable see only what was committed.
 type State struct {
 	db  *badger.DB
 	ttl uint64
+	// threshold is the database's value threshold, for counting a pending
+	// transaction's size as Badger does.
+	threshold int64
+	// maxPendWrites and maxPendBytes bound the pending transaction (see
+	// pendingLimits); past either, Apply commits it before adding more.
+	maxPendWrites, maxPendBytes int64
 
-	// writeMu serialises writers (Apply, Restore). nextGC and sessions
-	// belong to it.
+	// writeMu serialises writers (Apply, Flush, Restore, PauseWrites).
+	// nextGC and sessions belong to it.
 	writeMu sync.Mutex
 	nextGC  uint64
 	// sessions caches committed session records, so applying a command
 	// does not read Badger for its session (a point read was 15% of the
 	// CPU of a write-heavy load). A nil value records a known absence.
+	// The pending transaction's session writes stay in its sessionView
+	// until it commits, so a discarded transaction leaves no trace here.
 	sessions map[uint64]*session
+
+	// pendMu guards pend: writers hold it (under writeMu) while they write
+	// to or replace it, readers while they read through it, because a
+	// Badger transaction is not safe for concurrent use.
+	pendMu sync.Mutex
+	pend   *pendingTxn
 
 	// viewMu guards the fields below. Restore holds it exclusively while it
 	// switches images, so readers never see a half-restored state.
-	viewMu  sync.RWMutex
-	applied uint64
-	term    uint64
-	broken  error // set when a Restore failed past its point of no return
+	viewMu sync.RWMutex
+	// applied and term: the last entry applied, pending or committed (what
+	// Get reflects). durable and durableTerm: the last entry committed.
+	applied, term        uint64
+	durable, durableTerm uint64
+	broken               error // set when a Restore failed past its point of no return
+
+	// beforeEntry, when set, runs before each entry is applied; this
+	// package's tests make Apply fail or panic part way with it.
+	beforeEntry func(raftlogic.Entry) error
+}
+
+// pendingTxn is the open transaction Apply writes into, and what it holds.
+type pendingTxn struct {
+	txn *countedTxn
+	sv  *sessionView
+	// entries are the entries applied into txn, kept so that they can be
+	// applied again in smaller transactions if Badger refuses txn as too
+	// big (Apply). They are bounded with txn (State.full).
+	entries []raftlogic.Entry
+}
+
+// countedTxn is a Badger update transaction that counts the writes it was
+// given and their size as Badger counts them against its transaction
+// limits (every Set and Delete counts, a key written twice twice).
+type countedTxn struct {
+	*badger.Txn
+	threshold     int64
+	writes, bytes int64
+}
+
+// Set writes key's value and counts it.
+func (t *countedTxn) Set(key, value []byte) error {
+	if err := t.Txn.Set(key, value); err != nil {
+		return err
+	}
+	t.count(key, value)
+	return nil
+}
+
+// Delete deletes key and counts it.
+func (t *countedTxn) Delete(key []byte) error {
+	if err := t.Txn.Delete(key); err != nil {
+		return err
+	}
+	t.count(key, nil)
+	return nil
+}
+
+// count adds one write as Badger estimates it: the key, the value if it
+// is stored in the LSM tree (else a value pointer), and about 12 bytes of
+// version and metadata.
+func (t *countedTxn) count(key, value []byte) {
+	n := int64(len(key)) + 12
+	if v := int64(len(value)); v < t.threshold {
+		n += v
+	} else {
+		n += 12
+	}
+	t.writes++
+	t.bytes += n
+}
+
+// pendingLimits returns the bounds of a pending transaction in db: half of
+// Badger's transaction limits (with persist's 1 MiB memtables Badger
+// refuses a transaction of about 1,600 writes or 150 KiB), so that a
+// typical batch still fits after the bound is reached and Badger rarely
+// refuses one (see Apply for when it does).
+func pendingLimits(db *badger.DB) (writes, bytes int64) {
+	return max(db.MaxBatchCount()/2, 1), max(db.MaxBatchSize()/2, 1)
+}
+
+// full reports whether p has reached the bounds of a pending transaction:
+// Apply commits it before adding to it. Entries count too, so that a run
+// of entries that write nothing (no-ops) does not grow p.entries unbounded.
+func (s *State) full(p *pendingTxn) bool {
+	return p.txn.writes >= s.maxPendWrites || p.txn.bytes >= s.maxPendBytes ||
+		int64(len(p.entries)) >= s.maxPendWrites
 }
 
 // Open loads the state machine kept in db (the zero Options are the
@@ -123,7 +216,9 @@ func Open(db *badger.DB, opts Options) (*State, error) {
 	if db == nil {
 		return nil, errors.New("kvstate: nil database")
 	}
-	s := &State{db: db, ttl: opts.SessionTTL, sessions: map[uint64]*session{}}
+	s := &State{db: db, ttl: opts.SessionTTL, sessions: map[uint64]*session{},
+		threshold: db.Opts().ValueThreshold}
+	s.maxPendWrites, s.maxPendBytes = pendingLimits(db)
 	if s.ttl == 0 {
 		s.ttl = defaultSessionTTL
 	}
@@ -136,6 +231,7 @@ func Open(db *badger.DB, opts Options) (*State, error) {
 	err := db.View(func(txn *badger.Txn) error {
 		var err error
 		s.applied, s.term, err = readApplied(txn)
+		s.durable, s.durableTerm = s.applied, s.term
 		return err
 	})
 	if err != nil {
@@ -189,44 +285,77 @@ func readApplied(txn *badger.Txn) (index, term uint64, err error) {
 	return index, term, err
 }
 
-// PauseWrites runs f while no Apply or Restore writes to the database, and
-// returns f's error. The database's value-log collector uses it
-// (persist.NewCollector).
+// PauseWrites commits the pending transaction, then runs f while no Apply,
+// Flush or Restore writes to the database, and returns f's error (or the
+// commit's). The database's value-log collector uses it
+// (persist.NewCollector); committing first means no open transaction pins
+// old versions while it runs.
 func (s *State) PauseWrites(f func() error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
 	return f()
 }
 
-// Applied returns the index and term of the last entry applied. Data
-// returned by Get afterwards reflects at least that entry.
+// Applied returns the index and term of the last entry applied, committed
+// or not. Data returned by Get afterwards reflects at least that entry.
 func (s *State) Applied() (index, term uint64) {
 	s.viewMu.RLock()
 	defer s.viewMu.RUnlock()
 	return s.applied, s.term
 }
 
-// Get returns a copy of key's value, or ErrNotFound.
+// Durable returns the index and term of the last entry whose effects are
+// committed to the database (synced: see persist.OpenDB): after a crash the
+// state comes back exactly there, and the entries up to it may be compacted
+// out of the Raft log. It trails Applied by the entries applied since the
+// last Flush.
+func (s *State) Durable() (index, term uint64) {
+	s.viewMu.RLock()
+	defer s.viewMu.RUnlock()
+	return s.durable, s.durableTerm
+}
+
+// read runs fn on the state as applied: through the pending transaction if
+// there is one, else on a read transaction of the committed state.
+func (s *State) read(fn func(txn *badger.Txn) error) error {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	s.viewMu.RLock()
+	defer s.viewMu.RUnlock()
+	if s.broken != nil {
+		return s.broken
+	}
+	if s.pend != nil {
+		return fn(s.pend.txn.Txn)
+	}
+	return s.db.View(fn)
+}
+
+// Get returns a copy of key's value, or ErrNotFound. It sees every entry
+// applied (Applied), committed or not.
 func (s *State) Get(key string) ([]byte, error) {
 	if err := validateKey(key); err != nil {
 		return nil, err
 	}
-	s.viewMu.RLock()
-	defer s.viewMu.RUnlock()
-	if s.broken != nil {
-		return nil, s.broken
-	}
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	item, err := txn.Get(dataKey([]byte(key)))
+	var v []byte
+	err := s.read(func(txn *badger.Txn) error {
+		item, err := txn.Get(dataKey([]byte(key)))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kvstate: get %q: %w", key, err)
-	}
-	v, err := item.ValueCopy(nil)
-	if err != nil {
+		if errors.Is(err, errRestoreUnfinished) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("kvstate: get %q: %w", key, err)
 	}
 	if v == nil {
@@ -242,22 +371,32 @@ func (s *State) Get(key string) ([]byte, error) {
 // Apply applies nothing and returns an error (entries out of order: a bug in
 // the caller).
 //
-// All entries go into one Badger transaction together with the new applied
-// index and term; only if Badger refuses the transaction as too big is the
-// batch split, each part again carrying its own applied index. Each commit
-// is durable when it returns (the database syncs it), so the entries it
-// covers may then be compacted out of the Raft log.
+// Apply does not commit. It writes the entries' effects, with the new
+// applied index and term, into the pending transaction, which stays open
+// across calls until Flush commits it (synced), or until it has grown past
+// a bound well below Badger's transaction limit: then Apply commits it
+// before adding the next batch. So Applied (and Get) move at once, Durable
+// only at a commit, and the caller may compact the Raft log only up to
+// Durable. A crash loses the uncommitted entries' effects as a whole, and
+// applying the same entries again gives the same Results.
 //
-// decided, if not nil, is called with each transaction's Results as soon as
-// they are known, just before that transaction is committed and synced. The
-// Results are final at that point: they depend only on the committed
-// entries and the state before them, so a crash before the commit ends in
-// the same Results when the entries are applied again. That lets the caller
-// answer clients while the sync runs; it must not serve reads from the state
-// before Apply returns.
+// If Badger still refuses the pending transaction as too big, it is
+// discarded and its entries and this batch are applied again from the
+// durable state in as many transactions as it takes, each committed with
+// the applied index of its last entry; batches split this way are
+// committed when Apply returns. No commit ever holds part of an entry's
+// effects, or effects without the applied index that covers them.
 //
-// A non-nil error means the database failed; the Results returned cover the
-// entries committed before the failure, and Applied tells where to resume.
+// decided, if not nil, is called with the Results as soon as they are
+// known, possibly before they are committed. They are final: they depend
+// only on the committed entries and the state before them, so a crash
+// before the commit ends in the same Results when the entries are applied
+// again. decided must not call the State's methods.
+//
+// A non-nil error (or a panic) discards the pending transaction: the
+// applied state falls back to Durable, and the caller applies again from
+// there, refetching the entries it needs. The Results returned cover
+// entries committed before the failure.
 func (s *State) Apply(entries []raftlogic.Entry, decided func([]Result)) ([]Result, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -273,17 +412,42 @@ func (s *State) Apply(entries []raftlogic.Entry, decided func([]Result)) ([]Resu
 	if err := checkOrder(todo, applied, term); err != nil {
 		return nil, err
 	}
-	// Badger refusing a transaction as full is handled here, not with
-	// persist.TxnWriter: that commits what fits and carries on, which would
-	// commit part of an entry's effects, or effects without the applied
-	// index that covers them. Instead a refused transaction is discarded
-	// whole and the same entries are applied again in smaller ones.
-	results := make([]Result, 0, len(todo))
-	limit := len(todo) // entries per transaction; lowered once Badger refuses one
-	for len(todo) > 0 {
-		n := min(len(todo), limit)
+	if len(todo) == 0 {
+		return []Result{}, nil
+	}
+	if s.pend != nil && s.full(s.pend) {
+		if err := s.flushLocked(); err != nil {
+			return nil, err
+		}
+	}
+	res, _, earlier, err := s.applyBatch(todo)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		// Badger refusing a transaction as full is handled here, not with
+		// persist.TxnWriter: that commits what fits and carries on, which
+		// would commit part of an entry's effects, or effects without the
+		// applied index that covers them.
+		return s.applySplit(append(earlier, todo...), todo[0].Index, decided)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if decided != nil {
+		decided(res)
+	}
+	return res, nil
+}
+
+// applySplit applies entries from the durable state (nothing is pending)
+// in as few transactions as Badger accepts, committing each; it answers
+// (decided, and the Results returned) only the entries from index from on,
+// the earlier ones having been answered when they were first applied.
+func (s *State) applySplit(entries []raftlogic.Entry, from uint64, decided func([]Result)) ([]Result, error) {
+	results := make([]Result, 0, len(entries))
+	limit := len(entries) // entries per transaction; lowered as Badger refuses them
+	for len(entries) > 0 {
+		n := min(len(entries), limit)
 		for {
-			res, fitted, err := s.applyTxn(todo[:n], decided)
+			res, fitted, _, err := s.applyBatch(entries[:n])
 			if errors.Is(err, badger.ErrTxnTooBig) {
 				// The first `fitted` entries fit with room to spare only if the
 				// applied record fits too; retry with fewer until it does.
@@ -291,7 +455,7 @@ func (s *State) Apply(entries []raftlogic.Entry, decided func([]Result)) ([]Resu
 					fitted = n - 1
 				}
 				if fitted == 0 {
-					return results, fmt.Errorf("kvstate: entry %d alone exceeds a Badger transaction: %w", todo[0].Index, err)
+					return results, fmt.Errorf("kvstate: entry %d alone exceeds a Badger transaction: %w", entries[0].Index, err)
 				}
 				n, limit = fitted, fitted
 				continue
@@ -299,10 +463,22 @@ func (s *State) Apply(entries []raftlogic.Entry, decided func([]Result)) ([]Resu
 			if err != nil {
 				return results, err
 			}
-			results = append(results, res...)
+			if err := s.flushLocked(); err != nil {
+				return results, err
+			}
+			k := 0
+			for k < len(res) && res[k].Index < from {
+				k++
+			}
+			if res = res[k:]; len(res) > 0 {
+				if decided != nil {
+					decided(res)
+				}
+				results = append(results, res...)
+			}
 			break
 		}
-		todo = todo[n:]
+		entries = entries[n:]
 	}
 	return results, nil
 }
@@ -328,46 +504,112 @@ func checkOrder(entries []raftlogic.Entry, applied, term uint64) error {
 	return nil
 }
 
-// applyTxn applies entries in one transaction and commits it. On
-// badger.ErrTxnTooBig nothing is committed and fitted says how many whole
-// entries were written before Badger refused.
-func (s *State) applyTxn(entries []raftlogic.Entry, decided func([]Result)) (res []Result, fitted int, err error) {
-	txn := s.db.NewTransaction(true)
-	defer txn.Discard()
-	sv := &sessionView{txn: txn, cache: s.sessions, dirty: map[uint64]*session{}}
+// applyBatch writes entries (non-empty, following the applied index) into
+// the pending transaction, opening one if there is none, and makes them
+// the applied state. It is all or nothing: on any error, or a panic, it
+// discards the whole pending transaction, so the applied state falls back
+// to Durable, and returns the entries the discarded transaction held
+// before this batch (earlier). On badger.ErrTxnTooBig fitted says how many
+// whole entries of this batch were written before Badger refused.
+func (s *State) applyBatch(entries []raftlogic.Entry) (res []Result, fitted int, earlier []raftlogic.Entry, err error) {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	if s.pend == nil {
+		txn := s.db.NewTransaction(true)
+		s.pend = &pendingTxn{
+			txn: &countedTxn{Txn: txn, threshold: s.threshold},
+			sv:  &sessionView{cache: s.sessions, dirty: map[uint64]*session{}},
+		}
+		s.pend.sv.txn = s.pend.txn
+	}
+	p := s.pend
+	done := false
+	defer func() {
+		if !done {
+			earlier = s.discardLocked()
+		}
+	}()
 	res = make([]Result, 0, len(entries))
 	for k, e := range entries {
-		r, err := s.applyEntry(sv, e)
+		if s.beforeEntry != nil {
+			if err := s.beforeEntry(e); err != nil {
+				return nil, k, nil, err
+			}
+		}
+		r, err := s.applyEntry(p.sv, e)
 		if err != nil {
-			return nil, k, err
+			return nil, k, nil, err
 		}
 		res = append(res, r)
 	}
 	last := entries[len(entries)-1]
-	if err := txn.Set([]byte(keyApplied), encodeIndexTerm(last.Index, last.Term)); err != nil {
-		return nil, len(entries), err
+	if err := p.txn.Set([]byte(keyApplied), encodeIndexTerm(last.Index, last.Term)); err != nil {
+		return nil, len(entries), nil, err
 	}
-	nextGC := s.nextGC
-	if last.Index >= nextGC {
-		nextGC, err = gcSessions(sv, last.Index, s.ttl)
+	if last.Index >= s.nextGC {
+		next, err := gcSessions(p.sv, last.Index, s.ttl, func() bool { return s.full(p) })
 		if errors.Is(err, badger.ErrTxnTooBig) {
-			nextGC = 0 // the transaction is full; collect the rest next time
+			next = 0 // the transaction is full; collect the rest next time
 		} else if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
+		// A hint only (see gcSessions): a discarded transaction resets it.
+		s.nextGC = next
 	}
-	if decided != nil {
-		decided(res)
-	}
-	if err := txn.Commit(); err != nil {
-		return nil, 0, fmt.Errorf("kvstate: committing entries %d-%d: %w", entries[0].Index, last.Index, err)
-	}
-	s.nextGC = nextGC
-	sv.commit()
+	p.entries = append(p.entries, entries...)
 	s.viewMu.Lock()
 	s.applied, s.term = last.Index, last.Term
 	s.viewMu.Unlock()
-	return res, len(entries), nil
+	done = true
+	return res, len(entries), nil, nil
+}
+
+// discardLocked drops the pending transaction, if any, with everything it
+// holds: the applied state falls back to Durable. It returns the entries
+// the transaction held. The caller holds writeMu and pendMu.
+func (s *State) discardLocked() []raftlogic.Entry {
+	p := s.pend
+	if p == nil {
+		return nil
+	}
+	s.pend = nil
+	p.txn.Discard()
+	s.nextGC = 0
+	s.viewMu.Lock()
+	s.applied, s.term = s.durable, s.durableTerm
+	s.viewMu.Unlock()
+	return p.entries
+}
+
+// Flush commits the pending transaction, if any, and returns once it is
+// durable (the database syncs every commit): Durable then equals Applied.
+// If the commit fails, the pending transaction is discarded and Applied
+// falls back to Durable, as after a failed Apply.
+func (s *State) Flush() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.flushLocked()
+}
+
+// flushLocked is Flush for a caller holding writeMu.
+func (s *State) flushLocked() error {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	p := s.pend
+	if p == nil {
+		return nil
+	}
+	first, last := p.entries[0].Index, p.entries[len(p.entries)-1]
+	if err := p.txn.Commit(); err != nil {
+		s.discardLocked()
+		return fmt.Errorf("kvstate: committing entries %d-%d: %w", first, last.Index, err)
+	}
+	s.pend = nil
+	p.sv.commit()
+	s.viewMu.Lock()
+	s.durable, s.durableTerm = last.Index, last.Term
+	s.viewMu.Unlock()
+	return nil
 }
 
 // applyEntry writes one entry's effects into txn. It returns an error only
@@ -442,7 +684,7 @@ func (s *State) applyEntry(sv *sessionView, e raftlogic.Entry) (Result, error) {
 
 // execute performs c's operation. Update and Remove of a missing key write
 // nothing and answer codeNotFound.
-func execute(txn *badger.Txn, c rawCommand) (byte, error) {
+func execute(txn *countedTxn, c rawCommand) (byte, error) {
 	k := dataKey(c.key)
 	if c.op == OpUpdate || c.op == OpRemove {
 		_, err := txn.Get(k)

@@ -360,7 +360,7 @@ func TestConcurrentReadsDuringApply(t *testing.T) {
 		}()
 	}
 	for i := uint64(1); i <= 200; i++ {
-		mustApply(t, s, ent(i, 1, put(0, 0, "counter", fmt.Sprint(i))))
+		mustApplyPending(t, s, ent(i, 1, put(0, 0, "counter", fmt.Sprint(i))))
 	}
 	close(stop)
 	wg.Wait()

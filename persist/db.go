@@ -137,8 +137,9 @@ const (
 // filled up and was rotated out during the batch stays in the page cache
 // until its background flush ends, so a power cut could punch a hole in an
 // acknowledged log. Group commit comes from the callers: LogStore.Save
-// writes a whole Raft Ready in one transaction, kvstate.Apply a whole batch
-// of committed entries.
+// writes a whole Raft Ready in one transaction, kvstate the entries applied
+// since its last commit (its Flush, every 20 ms or so: see actors'
+// stateFlushInterval).
 func OpenDB(dir string, opts ...Option) (*badger.DB, error) {
 	cfg := dbConfig{}
 	for _, o := range opts {

@@ -53,8 +53,9 @@
 // in an order that leaves a valid log after a crash between any two (see
 // split.go; TxnWriter feeds the transactions, here and in kvstate). Compact and SaveSnapshotMeta are durable when they return too;
 // Compact may only be called once the state machine's own database holds
-// everything up to the compacted index, which kvstate's synced commits
-// guarantee.
+// everything up to the compacted index: kvstate commits (synced, as here)
+// less often than it applies, and the node compacts only up to
+// kvstate.State.Durable, the last index it committed.
 //
 // Why not SyncWrites=false and one DB.Sync per batch, which is cheaper? In
 // Badger v4, DB.Sync syncs only the active memtable's write-ahead log. A
