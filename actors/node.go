@@ -29,6 +29,9 @@ type nodeActor struct {
 	held    *heldStorage
 	storage *nodeStorage
 	raft    *raftlogic.Node
+	// pool runs the mailboxes of this node and its children (dispatch.go);
+	// it outlives restarts of this actor, like held.
+	pool *goroutinePool
 
 	election *actor.PID
 	writer   *actor.PID
@@ -95,13 +98,14 @@ func NewNodeProps(cfg NodeConfig) (*actor.Props, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy())}
+	pool := newGoroutinePool()
+	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy()), actor.WithDispatcher(pool)}
 	if len(cfg.SenderMiddleware) > 0 {
 		opts = append(opts, actor.WithSenderMiddleware(cfg.SenderMiddleware...))
 	}
 	held := &heldStorage{}
 	return actor.PropsFromProducer(func() actor.Actor {
-		n := &nodeActor{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), held: held, behavior: actor.NewBehavior()}
+		n := &nodeActor{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), held: held, pool: pool, behavior: actor.NewBehavior()}
 		n.behavior.Become(n.starting)
 		return n
 	}, opts...), nil
@@ -179,7 +183,7 @@ func (n *nodeActor) replicatorFor(id uint64, peer *actor.PID) actor.Producer {
 }
 
 func (n *nodeActor) spawn(ctx actor.Context, name string, producer actor.Producer) *actor.PID {
-	var opts []actor.PropsOption
+	opts := []actor.PropsOption{actor.WithDispatcher(n.pool)}
 	if len(n.cfg.SenderMiddleware) > 0 {
 		opts = append(opts, actor.WithSenderMiddleware(n.cfg.SenderMiddleware...))
 	}
