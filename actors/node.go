@@ -38,9 +38,10 @@ type nodeActor struct {
 	apply    *actor.PID
 	gc       *actor.PID
 	receiver *actor.PID
-	// replicators has one replication actor per member but this node
-	// (members.go); book is where each member is reached.
-	replicators   map[uint64]*actor.PID
+	// links has how to reach each member but this node: its node actor,
+	// and the replication actor that streams snapshots to it (members.go,
+	// peers.go); book is where each member is reached.
+	links         peerLinks
 	replicatorGen uint64
 	book          map[uint64]kvstate.Member
 	// retired are children the node stopped on purpose, by PID id.
@@ -150,9 +151,9 @@ func (n *nodeActor) start(ctx actor.Context) error {
 		return err
 	}
 	n.reads = map[uint64]pendingGet{}
-	n.replicators = map[uint64]*actor.PID{}
+	n.links = peerLinks{}
 	s := n.storage
-	n.writer = n.spawn(ctx, "log-writer", func() actor.Actor { return &logWriter{store: s.logStore} })
+	n.writer = n.spawn(ctx, "log-writer", func() actor.Actor { return &logWriter{store: s.logStore, clusterID: n.cfg.ClusterID} })
 	n.election = n.spawn(ctx, "election", func() actor.Actor { return &electionActor{interval: n.cfg.TickInterval} })
 	n.apply = n.spawn(ctx, "apply", func() actor.Actor {
 		return &applyActor{sm: s.sm, logStore: s.logStore, log: n.log, hooks: n.cfg.hooks,
@@ -362,7 +363,7 @@ func (n *nodeActor) dispatchWrite(ctx actor.Context) {
 	if w.empty() {
 		return
 	}
-	w.sendTo = n.replicators
+	w.sendTo = n.links
 	n.writing++
 	ctx.Send(n.writer, w)
 }
@@ -380,7 +381,7 @@ func (n *nodeActor) writeSnapshot(ctx actor.Context, rd raftlogic.Ready, late []
 	n.sizes.reset(rd.Snapshot.Meta.Index, nil)
 	n.sizes.append(rd.Entries)
 	n.writing++
-	ctx.Send(n.writer, &logWrite{hs: hs, entries: rd.Entries, snap: rd.Snapshot.Meta, late: late, sendTo: n.replicators})
+	ctx.Send(n.writer, &logWrite{hs: hs, entries: rd.Entries, snap: rd.Snapshot.Meta, late: late, sendTo: n.links})
 }
 
 // logWritten takes the writer's report of a batch: its entries are durable,
@@ -453,7 +454,7 @@ func (n *nodeActor) applyStarted(ctx actor.Context) {
 }
 
 func (n *nodeActor) send(ctx actor.Context, msgs []raftlogic.Message) {
-	sendGrouped(ctx, n.replicators, msgs)
+	n.links.send(ctx, n.cfg.ClusterID, msgs)
 }
 
 func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {
