@@ -297,7 +297,9 @@ func (c *Client) do(ctx context.Context, try time.Duration, sends int, call func
 // attempt runs call once at kv, for at most try. A long attempt (a write)
 // probes the node every clientProbeEvery and is given up when the node is
 // silent: a node that is alive answers the write itself once it knows the
-// outcome.
+// outcome. The call runs on the caller's goroutine and the probes on a
+// timer's, so a write answered within clientProbeEvery (nearly all) costs
+// no extra goroutine and no hand-over between goroutines.
 func (c *Client) attempt(ctx context.Context, kv clientpb.KVClient, try time.Duration, call func(context.Context, clientpb.KVClient) error) (timedOut bool, err error) {
 	tryCtx, cancel := context.WithTimeout(ctx, try)
 	defer cancel()
@@ -307,22 +309,56 @@ func (c *Client) attempt(ctx context.Context, kv clientpb.KVClient, try time.Dur
 	if try <= clientTryTimeout {
 		return false, call(tryCtx, kv)
 	}
-	done := make(chan error, 1)
-	go func() { done <- call(tryCtx, kv) }()
-	t := time.NewTicker(clientProbeEvery)
-	defer t.Stop()
-	for {
-		select {
-		case err := <-done:
-			return false, err
-		case <-t.C:
-			if !alive(tryCtx, kv) {
-				cancel()
-				<-done
-				return false, errEndpointSilent
-			}
-		}
+	p := &prober{ctx: tryCtx, cancel: cancel, kv: kv}
+	p.start()
+	err = call(tryCtx, kv)
+	if p.stop() && err != nil {
+		return false, errEndpointSilent
 	}
+	return false, err
+}
+
+// prober probes a node every clientProbeEvery while a call to it waits, and
+// cancels the call when the node does not answer.
+type prober struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	kv     clientpb.KVClient
+
+	mu     sync.Mutex
+	timer  *time.Timer
+	done   bool // the call returned: probe no more
+	silent bool // a probe went unanswered and cancelled the call
+}
+
+func (p *prober) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = time.AfterFunc(clientProbeEvery, p.probe)
+}
+
+func (p *prober) probe() {
+	ok := alive(p.ctx, p.kv)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	if !ok {
+		p.silent = true
+		p.cancel()
+		return
+	}
+	p.timer.Reset(clientProbeEvery)
+}
+
+// stop ends the probing and reports whether a probe cancelled the call.
+func (p *prober) stop() (silent bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+	p.timer.Stop()
+	return p.silent
 }
 
 // alive probes a node with a read of the empty key: any node that runs

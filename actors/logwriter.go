@@ -36,9 +36,9 @@ type logWrite struct {
 	// late are the messages that depend on this batch and every earlier
 	// one, grouped for their replication actors.
 	late []raftlogic.Message
-	// sendTo resolves the peer's replication actor for late, at the time
-	// the batch was made.
-	sendTo map[uint64]*actor.PID
+	// sendTo resolves the peers of late, as the node knew them when the
+	// batch was made.
+	sendTo peerLinks
 }
 
 // logWritten reports a batch durable (err == nil), with the last entry it
@@ -79,7 +79,8 @@ func (w *logWrite) merge(hs raftlogic.HardState, entries []raftlogic.Entry, late
 
 // logWriter is the child that owns writes to the node's Raft log.
 type logWriter struct {
-	store *persist.LogStore
+	store     *persist.LogStore
+	clusterID string
 }
 
 func (a *logWriter) Receive(ctx actor.Context) {
@@ -102,29 +103,6 @@ func (a *logWriter) write(ctx actor.Context, w *logWrite) {
 	if k := len(w.entries); k > 0 {
 		done.index, done.term = w.entries[k-1].Index, w.entries[k-1].Term
 	}
-	sendGrouped(ctx, w.sendTo, w.late)
+	w.sendTo.send(ctx, a.clusterID, w.late)
 	ctx.Send(ctx.Parent(), done)
-}
-
-// sendGrouped sends msgs to their peers' replication actors, one outbound
-// per peer, keeping each peer's messages in order.
-func sendGrouped(ctx actor.Context, to map[uint64]*actor.PID, msgs []raftlogic.Message) {
-	if len(msgs) == 0 {
-		return
-	}
-	if len(msgs) == 1 {
-		if pid := to[msgs[0].To]; pid != nil {
-			ctx.Send(pid, &outbound{msgs: msgs})
-		}
-		return
-	}
-	byPeer := map[uint64][]raftlogic.Message{}
-	for _, m := range msgs {
-		byPeer[m.To] = append(byPeer[m.To], m)
-	}
-	for peer, ms := range byPeer {
-		if pid := to[peer]; pid != nil {
-			ctx.Send(pid, &outbound{msgs: ms})
-		}
-	}
 }

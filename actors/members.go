@@ -96,30 +96,30 @@ func (n *nodeActor) peerPID(id uint64) *actor.PID {
 	return n.cfg.Peers[id]
 }
 
-// syncReplicators runs one replication actor per member of conf other than
-// this node: it starts those of new members and stops those of members
-// that left. The map is replaced, not changed, because log writes in flight
-// hold the previous one (logWrite.sendTo).
+// syncReplicators keeps a link, with its replication actor, to every member
+// of conf other than this node: it starts those of new members and stops
+// those of members that left. The map is replaced, not changed, because log
+// writes in flight hold the previous one (logWrite.sendTo).
 func (n *nodeActor) syncReplicators(ctx actor.Context, conf raftlogic.ConfState) {
 	want := conf.IDs()
-	next := make(map[uint64]*actor.PID, len(want))
+	next := make(peerLinks, len(want))
 	for _, id := range want {
 		if id == n.cfg.ID {
 			continue
 		}
-		if pid := n.replicators[id]; pid != nil {
-			next[id] = pid
-		} else if pid := n.startReplicator(ctx, id); pid != nil {
-			next[id] = pid
+		if l, ok := n.links[id]; ok {
+			next[id] = l
+		} else if l, ok := n.startReplicator(ctx, id); ok {
+			next[id] = l
 		}
 	}
-	for id, pid := range n.replicators {
+	for id, l := range n.links {
 		if _, ok := next[id]; !ok {
-			n.retire(ctx, pid)
+			n.retire(ctx, l.replicator)
 			n.log.Info("stopped replicating to a node that is not a member", "node", id)
 		}
 	}
-	n.replicators = next
+	n.links = next
 }
 
 // reachAll makes sure every message in msgs has a replication actor to
@@ -128,36 +128,43 @@ func (n *nodeActor) syncReplicators(ctx actor.Context, conf raftlogic.ConfState)
 // is a member, and a leader answers a removed node's stale requests with
 // its term. Such actors stop at the next configuration change.
 func (n *nodeActor) reachAll(ctx actor.Context, msgs []raftlogic.Message) {
-	var next map[uint64]*actor.PID
+	var next peerLinks
 	for _, m := range msgs {
-		if n.replicators[m.To] != nil || next[m.To] != nil || m.To == n.cfg.ID {
+		if _, ok := n.links[m.To]; ok || m.To == n.cfg.ID {
 			continue
 		}
-		pid := n.startReplicator(ctx, m.To)
-		if pid == nil {
+		if _, ok := next[m.To]; ok {
+			continue
+		}
+		l, ok := n.startReplicator(ctx, m.To)
+		if !ok {
 			continue
 		}
 		if next == nil {
-			next = maps.Clone(n.replicators)
+			next = maps.Clone(n.links)
 		}
-		next[m.To] = pid
+		next[m.To] = l
 	}
 	if next != nil {
-		n.replicators = next
+		n.links = next
 	}
 }
 
-// startReplicator starts the replication actor of node id, or returns nil
-// when its address is unknown.
-func (n *nodeActor) startReplicator(ctx actor.Context, id uint64) *actor.PID {
+// startReplicator starts the replication actor of node id and returns the
+// link to id; false when id's address is unknown.
+func (n *nodeActor) startReplicator(ctx actor.Context, id uint64) (peerLink, bool) {
 	peer := n.peerPID(id)
 	if peer == nil {
 		n.log.Warn("no address for a node; it is sent nothing until one is known", "node", id)
-		return nil
+		return peerLink{}, false
 	}
 	n.replicatorGen++
 	n.log.Info("replicating to a node", "node", id, "address", peer.Address)
-	return n.spawn(ctx, fmt.Sprintf("replicate-%d-%d", id, n.replicatorGen), n.replicatorFor(id, peer))
+	pid := n.spawn(ctx, fmt.Sprintf("replicate-%d-%d", id, n.replicatorGen), n.replicatorFor(id, peer))
+	if pid == nil {
+		return peerLink{}, false
+	}
+	return peerLink{node: peer, replicator: pid}, true
 }
 
 // isPeer reports whether id is a node this one may take snapshot chunks

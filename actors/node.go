@@ -29,15 +29,19 @@ type nodeActor struct {
 	held    *heldStorage
 	storage *nodeStorage
 	raft    *raftlogic.Node
+	// pool runs the mailboxes of this node and its children (dispatch.go);
+	// it outlives restarts of this actor, like held.
+	pool *goroutinePool
 
 	election *actor.PID
 	writer   *actor.PID
 	apply    *actor.PID
 	gc       *actor.PID
 	receiver *actor.PID
-	// replicators has one replication actor per member but this node
-	// (members.go); book is where each member is reached.
-	replicators   map[uint64]*actor.PID
+	// links has how to reach each member but this node: its node actor,
+	// and the replication actor that streams snapshots to it (members.go,
+	// peers.go); book is where each member is reached.
+	links         peerLinks
 	replicatorGen uint64
 	book          map[uint64]kvstate.Member
 	// retired are children the node stopped on purpose, by PID id.
@@ -97,13 +101,14 @@ func NewNodeProps(cfg NodeConfig) (*actor.Props, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy())}
+	pool := newGoroutinePool()
+	opts := []actor.PropsOption{actor.WithSupervisor(childStrategy()), actor.WithDispatcher(pool)}
 	if len(cfg.SenderMiddleware) > 0 {
 		opts = append(opts, actor.WithSenderMiddleware(cfg.SenderMiddleware...))
 	}
 	held := &heldStorage{}
 	return actor.PropsFromProducer(func() actor.Actor {
-		n := &nodeActor{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), held: held, behavior: actor.NewBehavior()}
+		n := &nodeActor{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), held: held, pool: pool, behavior: actor.NewBehavior()}
 		n.behavior.Become(n.starting)
 		return n
 	}, opts...), nil
@@ -148,9 +153,9 @@ func (n *nodeActor) start(ctx actor.Context) error {
 		return err
 	}
 	n.reads = map[uint64]pendingGet{}
-	n.replicators = map[uint64]*actor.PID{}
+	n.links = peerLinks{}
 	s := n.storage
-	n.writer = n.spawn(ctx, "log-writer", func() actor.Actor { return &logWriter{store: s.logStore} })
+	n.writer = n.spawn(ctx, "log-writer", func() actor.Actor { return &logWriter{store: s.logStore, clusterID: n.cfg.ClusterID} })
 	n.election = n.spawn(ctx, "election", func() actor.Actor { return &electionActor{interval: n.cfg.TickInterval} })
 	n.apply = n.spawn(ctx, "apply", func() actor.Actor {
 		return &applyActor{sm: s.sm, logStore: s.logStore, log: n.log, hooks: n.cfg.hooks,
@@ -181,7 +186,7 @@ func (n *nodeActor) replicatorFor(id uint64, peer *actor.PID) actor.Producer {
 }
 
 func (n *nodeActor) spawn(ctx actor.Context, name string, producer actor.Producer) *actor.PID {
-	var opts []actor.PropsOption
+	opts := []actor.PropsOption{actor.WithDispatcher(n.pool)}
 	if len(n.cfg.SenderMiddleware) > 0 {
 		opts = append(opts, actor.WithSenderMiddleware(n.cfg.SenderMiddleware...))
 	}
@@ -361,7 +366,7 @@ func (n *nodeActor) dispatchWrite(ctx actor.Context) {
 	if w.empty() {
 		return
 	}
-	w.sendTo = n.replicators
+	w.sendTo = n.links
 	n.writing++
 	ctx.Send(n.writer, w)
 }
@@ -379,7 +384,7 @@ func (n *nodeActor) writeSnapshot(ctx actor.Context, rd raftlogic.Ready, late []
 	n.sizes.reset(rd.Snapshot.Meta.Index, nil)
 	n.sizes.append(rd.Entries)
 	n.writing++
-	ctx.Send(n.writer, &logWrite{hs: hs, entries: rd.Entries, snap: rd.Snapshot.Meta, late: late, sendTo: n.replicators})
+	ctx.Send(n.writer, &logWrite{hs: hs, entries: rd.Entries, snap: rd.Snapshot.Meta, late: late, sendTo: n.links})
 }
 
 // logWritten takes the writer's report of a batch: its entries are durable,
@@ -456,7 +461,7 @@ func (n *nodeActor) applyStarted(ctx actor.Context, msg *applyStarted) {
 }
 
 func (n *nodeActor) send(ctx actor.Context, msgs []raftlogic.Message) {
-	sendGrouped(ctx, n.replicators, msgs)
+	n.links.send(ctx, n.cfg.ClusterID, msgs)
 }
 
 func (n *nodeActor) roleChanged(ctx actor.Context, s raftlogic.SoftState) {

@@ -16,11 +16,12 @@ import (
 	"github.com/raftkv/raftkv/remote/raftpb"
 )
 
-// replicationActor carries a node's messages to one peer. Pipelining, the
-// in-flight window and retries are decided by raftlogic (per-peer progress
-// with probe and replicate states); this actor turns messages into proto
-// envelopes and streams snapshots in acknowledged chunks, so a large image
-// never travels as one message.
+// replicationActor streams a node's snapshots to one peer, in acknowledged
+// chunks, so a large image never travels as one message; the node sends
+// every other message to the peer itself (peers.go). It forwards any other
+// message it is given, as an envelope. Pipelining, the in-flight window and
+// retries are decided by raftlogic (per-peer progress with probe and
+// replicate states).
 type replicationActor struct {
 	self, peer uint64
 	peerPID    *actor.PID
