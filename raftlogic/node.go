@@ -47,7 +47,10 @@ type Node struct {
 
 	reads readOnly
 
-	msgs       []Message
+	msgs []Message
+	// msgsCap is how many messages the last Ready carried: the next
+	// Ready's slice starts that large instead of growing to it.
+	msgsCap    int
 	readStates []ReadState
 	prevSoft   SoftState
 	prevHard   HardState
@@ -239,6 +242,9 @@ func (n *Node) Ready() Ready {
 		rd.Snapshot = *n.log.pendingSnap
 	}
 	rd.holdMessages = n.role == Leader && !n.termDurable()
+	if len(n.msgs) > 0 {
+		n.msgsCap = len(n.msgs)
+	}
 	n.msgs = nil
 	n.readStates = nil
 	// Every heartbeat of the current read round leaves with this Ready.
@@ -417,6 +423,9 @@ func (n *Node) send(m Message) {
 	m.From = n.id
 	if m.Term == 0 {
 		m.Term = n.term
+	}
+	if n.msgs == nil {
+		n.msgs = make([]Message, 0, max(n.msgsCap, 1))
 	}
 	n.msgs = append(n.msgs, m)
 }

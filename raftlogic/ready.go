@@ -69,17 +69,45 @@ func (rd Ready) MustSync(prev HardState) bool {
 // until then every message of its Readies is in afterPersist. It sends no
 // MsgSnap meanwhile, so a MsgSnap is always in beforePersist, and its image
 // is the one the driver holds when it sends.
+//
+// The two slices may share rd.Messages' backing array: a Ready whose
+// messages all fall on one side (a leader's appends and heartbeats, a
+// follower's acknowledgements: nearly every Ready) returns rd.Messages
+// itself rather than a copy, so a driver must not append to either.
 func (rd Ready) SplitMessages() (beforePersist, afterPersist []Message) {
 	if rd.holdMessages {
 		return nil, rd.Messages
 	}
+	early := 0
 	for _, m := range rd.Messages {
-		switch m.Type {
-		case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+		if m.Type.mayGoEarly() {
+			early++
+		}
+	}
+	switch early {
+	case len(rd.Messages):
+		return rd.Messages, nil
+	case 0:
+		return nil, rd.Messages
+	}
+	beforePersist = make([]Message, 0, early)
+	afterPersist = make([]Message, 0, len(rd.Messages)-early)
+	for _, m := range rd.Messages {
+		if m.Type.mayGoEarly() {
 			beforePersist = append(beforePersist, m)
-		default:
+		} else {
 			afterPersist = append(afterPersist, m)
 		}
 	}
 	return beforePersist, afterPersist
+}
+
+// mayGoEarly reports whether a message of type t depends on nothing its
+// Ready persists (see SplitMessages).
+func (t MessageType) mayGoEarly() bool {
+	switch t {
+	case MsgApp, MsgHeartbeat, MsgSnap, MsgTimeoutNow:
+		return true
+	}
+	return false
 }
