@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/raftkv/raftkv/persist"
 	"github.com/raftkv/raftkv/raftlogic"
+	"github.com/raftkv/raftkv/remote/raftpb"
 )
 
 func sized(from, to uint64, size int) []raftlogic.Entry {
@@ -83,7 +84,7 @@ func TestCompactionWaitsForDurableState(t *testing.T) {
 	for i := range 60 {
 		n.mustPropose(putCmd(fmt.Sprint("k", i), fmt.Sprint("v", i)))
 	}
-	st := n.status()
+	st := settledStatus(t, n)
 	if st.GetApplied() < 60 {
 		t.Fatalf("applied %d after 60 puts", st.GetApplied())
 	}
@@ -100,7 +101,7 @@ func TestCompactionWaitsForDurableState(t *testing.T) {
 	}
 
 	n.mustPropose(putCmd("last", "x"))
-	last := n.status().GetApplied()
+	last := settledStatus(t, n).GetApplied()
 	if err := sys.Root.StopFuture(n.pid).Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,4 +112,17 @@ func TestCompactionWaitsForDurableState(t *testing.T) {
 		t.Fatalf("after a clean stop the state machine holds %d, applied was %d", d, last)
 	}
 	mustGet(t, sm, "last", "x")
+}
+
+// settledStatus returns n's status once its applied index has caught up
+// with its commit index: a client hears of an apply before the node does,
+// so the status right after an answered proposal may trail it.
+func settledStatus(t *testing.T, n *testNode) *raftpb.StatusResponse {
+	t.Helper()
+	var st *raftpb.StatusResponse
+	eventually(t, "the node to hear of every apply", func() bool {
+		st = n.status()
+		return st.GetApplied() == st.GetCommit()
+	})
+	return st
 }
