@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/raftkv/raftkv/actors"
@@ -87,5 +88,61 @@ func TestOpenCompletesInterruptedFirstStart(t *testing.T) {
 				t.Fatalf("Get after reopening: %q, %v", v, err)
 			}
 		})
+	}
+}
+
+// A node whose data was lost after the cluster was created is refused,
+// though it is one of the configured members: started empty it would have
+// forgotten its votes and acknowledgements. Only a first start still
+// under way (its marker present) admits nodes without data.
+func TestOpenRefusesNodeThatLostItsData(t *testing.T) {
+	cfg := testConfig(t, 3)
+	db := openTest(t, cfg)
+	if err := db.Put(ctxT(t), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(cfg.DataDir(3)); err != nil {
+		t.Fatal(err)
+	}
+	if db, err := Open(WithConfig(cfg), WithLogger(testLogger())); !errors.Is(err, actors.ErrWrongCluster) {
+		if db != nil {
+			db.Close()
+		}
+		t.Fatalf("Open with node 3's data gone: %v, want ErrWrongCluster", err)
+	}
+	if has, err := actors.HasData(cfg.DataDir(3)); err != nil || has {
+		t.Fatalf("node 3 got data from the refused open (%v, %v)", has, err)
+	}
+}
+
+// An interrupted first start is completed only with the members it began
+// with: with serversNum changed, no node starts (nodes 4 and 5 would not
+// be in the configuration node 1 recorded); restored, the start completes.
+func TestInterruptedFirstStartKeepsItsMembers(t *testing.T) {
+	cfg := testConfig(t, 3)
+	interruptFirstStart(t, cfg, 2, 3)
+	for _, n := range []int{5, 2} {
+		grown := cfg
+		grown.ServersNum = n
+		db, err := Open(WithConfig(grown), WithLogger(testLogger()))
+		if !errors.Is(err, actors.ErrWrongCluster) || !strings.Contains(err.Error(), "restore serversNum") {
+			if db != nil {
+				db.Close()
+			}
+			t.Fatalf("Open with serversNum 3 -> %d during the first start: %v, want ErrWrongCluster asking to restore serversNum", n, err)
+		}
+		for _, id := range []uint64{2, 3, 4, 5} {
+			if has, err := actors.HasData(grown.DataDir(id)); err != nil || has {
+				t.Fatalf("serversNum %d: node %d got data from the refused open (%v, %v)", n, id, has, err)
+			}
+		}
+	}
+	db := openTest(t, cfg)
+	defer db.Close()
+	if err := db.Put(ctxT(t), "k", []byte("v")); err != nil {
+		t.Fatalf("Put after completing the first start: %v", err)
 	}
 }
