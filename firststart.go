@@ -83,6 +83,14 @@ func (db *DB) beginEmbeddedStart() (firstStart bool, err error) {
 		if err := persist.MkdirDurable(db.cfg.PersistPath); err != nil {
 			return false, fmt.Errorf("raftkv: create the persist path: %w", err)
 		}
+		// A crash while an earlier Open wrote the file leaves its
+		// temporary (see persist.WriteFileAtomic), which nothing reads.
+		torn, _ := filepath.Glob(filepath.Join(db.cfg.PersistPath, "."+firstStartFile+".tmp-*"))
+		for _, f := range torn {
+			if err := os.Remove(f); err != nil {
+				return false, fmt.Errorf("raftkv: remove a torn %s: %w", firstStartFile, err)
+			}
+		}
 		if err := persist.WriteFileAtomic(path, []byte(firstStartContent(ids))); err != nil {
 			return false, fmt.Errorf("raftkv: record the first start: %w", err)
 		}

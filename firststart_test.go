@@ -146,3 +146,21 @@ func TestInterruptedFirstStartKeepsItsMembers(t *testing.T) {
 		t.Fatalf("Put after completing the first start: %v", err)
 	}
 }
+
+// A crash while the first Open wrote its marker leaves the marker's
+// temporary file; the next first Open removes it, and the marker itself
+// is gone once the cluster has started.
+func TestFirstStartRemovesTornMarker(t *testing.T) {
+	cfg := testConfig(t, 3)
+	torn := filepath.Join(cfg.PersistPath, "."+firstStartFile+".tmp-123")
+	if err := os.WriteFile(torn, []byte("memb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db := openTest(t, cfg)
+	defer db.Close()
+	for _, f := range []string{torn, filepath.Join(cfg.PersistPath, firstStartFile)} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s is there after the first start (%v)", f, err)
+		}
+	}
+}
