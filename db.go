@@ -204,8 +204,9 @@ func (db *DB) start(o options) error {
 	}
 	db.gw = newGateway(db.route, db.metrics, db.cfg.MaxValueSize, db.timeout)
 	embedded := len(db.hosted) == len(db.cfg.Servers())
+	firstStart := false
 	if embedded {
-		if err := db.checkEmbeddedData(); err != nil {
+		if firstStart, err = db.beginEmbeddedStart(); err != nil {
 			return err
 		}
 	}
@@ -249,30 +250,11 @@ func (db *DB) start(o options) error {
 	for range db.hosted {
 		errs = append(errs, <-started)
 	}
-	return errors.Join(errs...)
-}
-
-// checkEmbeddedData refuses, before any node starts, a configuration that
-// adds nodes to an embedded cluster that has data: the new nodes would
-// start a cluster of their own. An embedded cluster's membership is the
-// configuration's, fixed once it has data (see StrictMembers); changing it
-// takes the membership commands on a served cluster.
-func (db *DB) checkEmbeddedData() error {
-	var with, without []uint64
-	for _, id := range db.hosted {
-		has, err := actors.HasData(db.cfg.DataDir(id))
-		if err != nil {
-			return err
-		}
-		if has {
-			with = append(with, id)
-		} else {
-			without = append(without, id)
-		}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
-	if len(with) > 0 && len(without) > 0 {
-		return fmt.Errorf("%w: nodes %v have data and nodes %v have none: serversNum grew since the cluster was created (%s); an embedded cluster keeps the members it was created with: restore serversNum, or serve the nodes ('raftkv serve') and add members with 'raftkv member add'",
-			actors.ErrWrongCluster, with, without, db.cfg.PersistPath)
+	if firstStart {
+		return db.endFirstStart()
 	}
 	return nil
 }

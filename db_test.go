@@ -234,8 +234,6 @@ func TestOpenRefusesAnotherClustersData(t *testing.T) {
 	}
 }
 
-// A failed Open releases every data directory: opening again at once
-// reports the same cause, not a lock held by the failed attempt.
 // An embedded cluster grown by serversNum is refused before any node
 // starts (the new nodes would form a cluster of their own), naming what
 // to do instead.
@@ -268,6 +266,8 @@ func TestEmbeddedClusterRefusesNewNodes(t *testing.T) {
 	}
 }
 
+// A failed Open releases every data directory: opening again at once
+// reports the same cause, not a lock held by the failed attempt.
 func TestFailedOpenReleasesStorage(t *testing.T) {
 	cfg := testConfig(t, 3)
 	db := openTest(t, cfg)

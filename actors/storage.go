@@ -36,7 +36,8 @@ type nodeStorage struct {
 //   - On the first start of a new cluster the configured members are
 //     recorded (the log's configuration, the state machine's member
 //     table); a joining node records nothing. Later starts follow the
-//     data, whatever the configuration file says.
+//     data, whatever the configuration file says, except that a first
+//     start cut between its two records gets its member table.
 //   - The state machine's applied index is its durable one (nothing is
 //     pending in a State just opened).
 //   - The state machine may be ahead of the log: a crash between installing
@@ -89,6 +90,9 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 		// The configuration comes from the data (the snapshot and the
 		// log), not from the file; the node reports a file that disagrees
 		// (nodeActor.open).
+		if err := s.finishFirstStart(cfg, st); err != nil {
+			return st, err
+		}
 	case cfg.Join || joining(cfg.DataDir):
 		// A joining node records nothing: the cluster's snapshot or log
 		// brings its configuration and its member table. It marks its
@@ -135,6 +139,24 @@ func (s *nodeStorage) open(cfg NodeConfig, l *slog.Logger) (raftlogic.InitialSta
 	}
 	st.Applied = applied
 	return st, nil
+}
+
+// finishFirstStart completes a first start that was cut between its two
+// records: the configuration went to the log (SaveSnapshotMeta) but the
+// crash came before the member table reached the state machine, which is
+// another database. Without this the node would run with no member table
+// for good (later starts take the data as it is), and its replicated state
+// would differ from its peers'. It records config.yaml's members only when
+// they are the configuration the node recorded (a bootstrap configuration,
+// at index 0); InitMembers itself changes nothing once a table is recorded
+// or an entry applied, so on every other start this writes nothing.
+func (s *nodeStorage) finishFirstStart(cfg NodeConfig, st raftlogic.InitialState) error {
+	cs := st.Snapshot.ConfState
+	if cfg.Join || st.Snapshot.Index != 0 || len(cs.VotersOutgoing) > 0 || len(cs.Learners) > 0 ||
+		!slices.Equal(cs.Voters, bootstrapVoters(cfg)) {
+		return nil
+	}
+	return s.sm.InitMembers(bootstrapMembers(cfg))
 }
 
 // joiningFile marks the data directory of a node that started as a

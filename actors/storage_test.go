@@ -115,6 +115,66 @@ func TestOpenNodeStorageRestart(t *testing.T) {
 	mustGet(t, s.sm, "b", "2")
 }
 
+// A node's first start writes its identity file, then the configuration
+// (the log), then the member table (the state machine, another database).
+// A crash after either of the first two leaves a node that has data but an
+// unfinished first start; its next start completes it, so that its member
+// table is its peers'.
+func TestOpenNodeStorageFinishesCutFirstStart(t *testing.T) {
+	voters := raftlogic.ConfState{Voters: []uint64{1, 2, 3}}
+	for _, c := range []struct {
+		name    string
+		written func(t *testing.T, cfg NodeConfig) // what reached the disk before the cut
+	}{
+		{"identity only", func(t *testing.T, cfg NodeConfig) {
+			if err := checkIdentity(cfg.DataDir, cfg.ClusterID, cfg.ID); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"configuration without member table", func(t *testing.T, cfg NodeConfig) {
+			if err := checkIdentity(cfg.DataDir, cfg.ClusterID, cfg.ID); err != nil {
+				t.Fatal(err)
+			}
+			db, err := persist.OpenDB(persist.LogDir(cfg.DataDir), persist.WithLogger(quietLogger()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			ls := persist.NewLogStore(db)
+			if _, err := ls.Load(); err != nil {
+				t.Fatal(err)
+			}
+			if err := ls.SaveSnapshotMeta(raftlogic.SnapshotMeta{ConfState: voters}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "node1")
+			cfg := storageConfig(dir, 1, 2, 3)
+			c.written(t, cfg)
+			s, st, _ := mustOpenStorage(t, cfg)
+			if !reflect.DeepEqual(st.Snapshot.ConfState, voters) {
+				t.Fatalf("configuration %+v, want %+v", st.Snapshot.ConfState, voters)
+			}
+			ms, err := s.sm.Members()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []uint64
+			for _, m := range ms {
+				ids = append(ids, m.ID)
+			}
+			if !reflect.DeepEqual(ids, voters.Voters) {
+				t.Fatalf("member table holds %v, want the configured members %v", ids, voters.Voters)
+			}
+			if conf, err := s.sm.Conf(); err != nil || !reflect.DeepEqual(conf, voters) {
+				t.Fatalf("state machine configuration %+v (%v), want %+v", conf, err, voters)
+			}
+		})
+	}
+}
+
 // A node installs a received snapshot into its state machine before it
 // records the snapshot in its log (install.go). A crash in between leaves
 // the state machine ahead of the log; the next start makes the state

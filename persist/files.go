@@ -107,3 +107,12 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	return syncDir(dir)
 }
+
+// RemoveFileDurable removes path, if it is there, and syncs its directory,
+// so that after a power cut the file does not come back.
+func RemoveFileDurable(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("persist: remove %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}

@@ -60,6 +60,27 @@ func TestWriteFileAtomicFailureLeavesOldFile(t *testing.T) {
 	}
 }
 
+// RemoveFileDurable removes the file, and a file already gone is not an
+// error (a retry after a crash between the removal and the sync).
+func TestRemoveFileDurable(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := WriteFileAtomic(path, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := RemoveFileDurable(path); err != nil {
+			t.Fatalf("remove %d: %v", i, err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("after remove %d: stat %v, want not exist", i, err)
+		}
+	}
+	if err := RemoveFileDurable(filepath.Join(dir, "missing-dir", "f")); err == nil {
+		t.Fatal("removing in a missing directory succeeded: the directory sync was skipped")
+	}
+}
+
 func TestCheckLayout(t *testing.T) {
 	dir := t.TempDir()
 	if err := CheckLayout(dir); err != nil {
