@@ -1,6 +1,10 @@
 package actors
 
-import "github.com/asynkron/protoactor-go/actor"
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
 
 // Running a node's mailboxes on reused goroutines.
 //
@@ -20,14 +24,23 @@ const mailboxThroughput = 300
 // idle goroutine of the pool, or on a new one (which then joins the pool)
 // when none is idle. It never holds up a run: a mailbox blocked on a sync
 // keeps its goroutine, and the next run gets another. The pool grows to the
-// number of the node's mailboxes that ran at once, a handful per node.
+// number of the node's mailboxes that ran at once, a handful per node, and a
+// goroutine idle for poolIdleTimeout leaves it. The pool is never closed:
+// the node's props, and with them the pool, serve every start of the node
+// (an embedded DB restarts a stopped node from the same props), so idle
+// goroutines of a node that stopped for good just time out.
 type goroutinePool struct {
 	work chan func()
-	quit chan struct{}
+	idle time.Duration // poolIdleTimeout; tests shorten it
 }
 
+// poolIdleTimeout is how long a goroutine of the pool waits for work before
+// it exits: long against the gaps between a node's messages (a heartbeat
+// every 100 ms), short enough that a closed DB's goroutines are gone soon.
+const poolIdleTimeout = 5 * time.Second
+
 func newGoroutinePool() *goroutinePool {
-	return &goroutinePool{work: make(chan func()), quit: make(chan struct{})}
+	return &goroutinePool{work: make(chan func()), idle: poolIdleTimeout}
 }
 
 var _ actor.Dispatcher = (*goroutinePool)(nil)
@@ -44,19 +57,17 @@ func (p *goroutinePool) Schedule(fn func()) {
 // Throughput implements actor.Dispatcher.
 func (p *goroutinePool) Throughput() int { return mailboxThroughput }
 
-// worker runs fn, then waits for more work until the pool is closed.
+// worker runs fn, then waits for more work until it has waited p.idle.
 func (p *goroutinePool) worker(fn func()) {
+	idle := time.NewTimer(p.idle)
+	defer idle.Stop()
 	for {
 		fn()
+		idle.Reset(p.idle)
 		select {
 		case fn = <-p.work:
-		case <-p.quit:
+		case <-idle.C:
 			return
 		}
 	}
 }
-
-// close lets idle goroutines exit; a run scheduled afterwards still runs,
-// on a goroutine that exits when it ends. Called once, when the node has
-// stopped for good.
-func (p *goroutinePool) close() { close(p.quit) }

@@ -134,7 +134,6 @@ func (n *nodeActor) stopping(ctx actor.Context) {
 	case *actor.Stopped:
 		n.held.release(n.log)
 		n.storage = nil
-		n.pool.close()
 		if n.cfg.OnStopped != nil {
 			n.cfg.OnStopped(n.failure)
 		}
