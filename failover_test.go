@@ -27,6 +27,35 @@ func waitLeader(t testing.TB, db *DB) uint64 {
 	return 0
 }
 
+// waitAgreedLeader waits until a leader is the one every reachable node
+// names: right after a partition heals, a deposed leader may still report
+// itself leading until it hears the new term, and waitLeader could return
+// it.
+func waitAgreedLeader(t testing.TB, db *DB) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, _ := db.Status(context.Background())
+		var leader uint64
+		agreed := len(st) > 0
+		for _, s := range st {
+			if !s.Reachable || s.Leader == 0 || (leader != 0 && s.Leader != leader) {
+				agreed = false
+				break
+			}
+			leader = s.Leader
+		}
+		for _, s := range st {
+			if agreed && s.ID == leader && s.Role == "leader" {
+				return leader
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no leader every node agrees on within 10s")
+	return 0
+}
+
 func TestLeaderCrashFailover(t *testing.T) {
 	cfg := testConfig(t, 3)
 	db := openTest(t, cfg)

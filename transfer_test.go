@@ -328,8 +328,9 @@ func TestTransferLeadershipOutcomeUnseen(t *testing.T) {
 	network.Heal()
 
 	// Stopped mid-transfer: now the target is cut off, so the transfer
-	// runs until the node stops.
-	l = waitLeader(t, db)
+	// runs until the node stops. The old leader may still think it leads
+	// until it hears node `to`'s term.
+	l = waitAgreedLeader(t, db)
 	to = followerOf(l)
 	network.Isolate(to, 1, 2, 3)
 	f := db.sys.Root.RequestFuture(db.route.pid(l), &raftpb.TransferRequest{ClusterId: db.cfg.ClusterID, To: to}, 10*time.Second)
