@@ -181,11 +181,7 @@ func (n *nodeActor) isPeer(id uint64) bool {
 // proposal is, once the change is applied (by the apply actor), or at once
 // with the reason raftlogic refused it.
 func (n *nodeActor) changeMembers(ctx actor.Context, req *raftpb.ConfChangeRequest) {
-	if n.unanswerable(ctx, req) {
-		return
-	}
-	if why := n.foreignCluster(req.GetClusterId()); why != "" {
-		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
+	if !n.admitted(ctx, req, proposeRefusal) {
 		return
 	}
 	cc, err := confChangeFromWire(req)
@@ -283,11 +279,7 @@ func (n *nodeActor) memberStatus(st raftlogic.Status) []nodestatus.Member {
 // listMembers answers a MembersRequest with the leader's view of the
 // configuration; a node that does not lead points at the one that does.
 func (n *nodeActor) listMembers(ctx actor.Context, req *raftpb.MembersRequest) {
-	if n.unanswerable(ctx, req) {
-		return
-	}
-	if why := n.foreignCluster(req.GetClusterId()); why != "" {
-		ctx.Respond(&raftpb.MembersResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
+	if !n.admitted(ctx, req, membersRefusal) {
 		return
 	}
 	st := n.raft.Status()

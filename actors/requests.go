@@ -19,11 +19,7 @@ import (
 // forwarding node elsewhere) and are answered to their sender.
 
 func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
-	if n.unanswerable(ctx, req) {
-		return
-	}
-	if why := n.foreignCluster(req.GetClusterId()); why != "" {
-		ctx.Respond(&raftpb.ProposeResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
+	if !n.admitted(ctx, req, proposeRefusal) {
 		return
 	}
 	index, term, err := n.raft.Propose(req.GetPayload())
@@ -40,11 +36,7 @@ func (n *nodeActor) propose(ctx actor.Context, req *raftpb.ProposeRequest) {
 }
 
 func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
-	if n.unanswerable(ctx, req) {
-		return
-	}
-	if why := n.foreignCluster(req.GetClusterId()); why != "" {
-		ctx.Respond(&raftpb.GetResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
+	if !n.admitted(ctx, req, getRefusal) {
 		return
 	}
 	n.nextReadID++
@@ -56,6 +48,37 @@ func (n *nodeActor) get(ctx actor.Context, req *raftpb.GetRequest) {
 	}
 	n.reads[id] = pendingGet{key: req.GetKey(), replyTo: ctx.Sender(), asked: time.Now()}
 	n.scheduleFlush(ctx)
+}
+
+// clusterRequest is a request that names the cluster it is meant for.
+type clusterRequest interface{ GetClusterId() string }
+
+// admitted reports whether the node should handle req: it names a sender
+// to answer (else it is dropped, see unanswerable) and this node's cluster
+// (else it is answered with refusal's CLUSTER_MISMATCH).
+func (n *nodeActor) admitted(ctx actor.Context, req clusterRequest, refusal func(raftpb.ErrorCode, string) any) bool {
+	if n.unanswerable(ctx, req) {
+		return false
+	}
+	if why := n.foreignCluster(req.GetClusterId()); why != "" {
+		ctx.Respond(refusal(raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, why))
+		return false
+	}
+	return true
+}
+
+// The refusals of each kind of request, for admitted.
+func proposeRefusal(code raftpb.ErrorCode, msg string) any {
+	return &raftpb.ProposeResponse{ErrorCode: code, Message: msg}
+}
+func getRefusal(code raftpb.ErrorCode, msg string) any {
+	return &raftpb.GetResponse{ErrorCode: code, Message: msg}
+}
+func membersRefusal(code raftpb.ErrorCode, msg string) any {
+	return &raftpb.MembersResponse{ErrorCode: code, Message: msg}
+}
+func transferRefusal(code raftpb.ErrorCode, msg string) any {
+	return &raftpb.TransferResponse{ErrorCode: code, Message: msg}
 }
 
 // unanswerable drops a request that names no sender (sent with Send, not

@@ -55,11 +55,7 @@ type peerAck struct {
 // transfer starts a leadership transfer, or refuses it (see the top of
 // this file).
 func (n *nodeActor) transfer(ctx actor.Context, req *raftpb.TransferRequest) {
-	if n.unanswerable(ctx, req) {
-		return
-	}
-	if why := n.foreignCluster(req.GetClusterId()); why != "" {
-		ctx.Respond(&raftpb.TransferResponse{ErrorCode: raftpb.ErrorCode_ERROR_CODE_CLUSTER_MISMATCH, Message: why})
+	if !n.admitted(ctx, req, transferRefusal) {
 		return
 	}
 	st := n.raft.Status()
