@@ -200,6 +200,13 @@ func (n *Node) maybeHandOff() {
 		n.leadTransferee = to
 		n.electionElapsed = 0
 	}
+	n.transferStep(to)
+}
+
+// transferStep moves a transfer to `to` on: TimeoutNow once it holds the
+// whole log, else the entries it misses first (the TimeoutNow follows when
+// it acknowledges them).
+func (n *Node) transferStep(to uint64) {
 	if n.prs[to].match == n.log.lastIndex() {
 		n.sendTimeoutNow(to)
 	} else {

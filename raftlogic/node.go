@@ -155,11 +155,7 @@ func (n *Node) TransferLeadership(to uint64) error {
 	}
 	n.leadTransferee = to
 	n.electionElapsed = 0
-	if n.prs[to].match == n.log.lastIndex() {
-		n.sendTimeoutNow(to)
-	} else {
-		n.sendAppend(to, true)
-	}
+	n.transferStep(to)
 	return nil
 }
 
