@@ -7,9 +7,10 @@
 //     node's goroutine (raftlogic's AsyncStorageWrites; see logwriter.go).
 //   - election: the node's clock; it sends a tick every TickInterval.
 //   - replicate-<peer>-<gen>: one per member of the configuration in force
-//     (and per node outside it the node must answer); turns Raft messages
-//     into proto envelopes for protoactor remote and streams snapshots in
-//     chunks. They start and stop as the configuration changes.
+//     (and per node outside it the node must answer); streams snapshots in
+//     chunks. Every other Raft message goes from the node, or the log
+//     writer, straight to the peer's node actor (peers.go). They start and
+//     stop as the configuration changes.
 //   - apply: applies committed entries in order, answers the clients waiting
 //     for them, serves reads at their read index, and installs received
 //     snapshots. Every proposal it
@@ -21,6 +22,9 @@
 //     and the log is compacted only behind what it committed.
 //   - snapshot-recv: writes an incoming snapshot to a file and verifies it
 //     before the node hands it to Raft (see snapshot.go).
+//
+// The node and its children run their mailboxes on a pool of reused
+// goroutines (dispatch.go).
 //
 // Snapshots travel and install through files in the node's snapshot
 // directory, so memory does not grow with the state, and a snapshot installs
